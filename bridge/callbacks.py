@@ -1,0 +1,123 @@
+"""`POST /callbacks/cryptum[/{store}]`: verify a callback, store it, answer.
+
+The order of checks is fixed: size, then the body's shape, then the store,
+then the signature, then the durable write. Nothing is acknowledged before
+it is committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import structlog
+from aiohttp import web
+
+from .config import Config, StoreConfig
+from .errors import (
+    HTTPError,
+    InvalidPayloadError,
+    InvalidSignatureError,
+    PayloadTooLargeError,
+    UnavailableError,
+    UnknownStoreError,
+)
+from .payload import CallbackPayload, InvalidPayload, parse_callback
+from .signature import InvalidSignature, json_canonical, verify
+from .state import CONFIG, DATABASE, REQUEST_ID
+from .storage import NewEvent, StorageUnavailable
+
+__all__ = ["receive_callback"]
+
+SIGNATURE_HEADER = "X-Webhook-Signature"
+
+log = structlog.get_logger("bridge.callbacks")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """Read at most `limit` bytes, refusing larger bodies before reading them whole."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError("content_length_over_limit")
+    received = bytearray()
+    async for chunk in request.content.iter_any():
+        received += chunk
+        if len(received) > limit:
+            raise PayloadTooLargeError("body_over_limit")
+    return bytes(received)
+
+
+def _resolve_store(config: Config, path_store: str | None, payload: CallbackPayload) -> StoreConfig:
+    if path_store is None:
+        store = config.store_for_cryptum_id(payload.store_id)
+        if store is None:
+            raise UnknownStoreError("unknown_store_id")
+        return store
+    store = config.store_named(path_store)
+    if store is None:
+        raise UnknownStoreError("unknown_store_name")
+    if payload.store_id != store.cryptum_store_id:
+        raise InvalidPayloadError(
+            "storeId_mismatch", detail="storeId does not belong to the store in the path"
+        )
+    return store
+
+
+def _check_signature(request: web.Request, body: bytes, store: StoreConfig) -> str:
+    headers = request.headers.getall(SIGNATURE_HEADER, [])
+    if len(headers) > 1:
+        # Two signatures leave it ambiguous which one a proxy or a log saw.
+        raise InvalidSignatureError("duplicated_header")
+    assert store.webhook_secret is not None
+    try:
+        form = verify(body, headers[0] if headers else None, store.webhook_secret.get_secret_value())
+    except InvalidSignature as error:
+        raise InvalidSignatureError(error.reason) from None
+    return form.value
+
+
+async def receive_callback(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    path_store = request.match_info.get("store")
+    try:
+        if path_store is not None and config.store_named(path_store) is None:
+            raise UnknownStoreError("unknown_store_name")
+        body = await read_body(request, config.server.max_body_bytes)
+        try:
+            payload = parse_callback(body)
+        except InvalidPayload as error:
+            raise InvalidPayloadError("malformed", detail=error.detail) from None
+        structlog.contextvars.bind_contextvars(
+            cryptum_order_id=payload.order_id, woo_order_id=payload.ecommerce_order_id
+        )
+        store = _resolve_store(config, path_store, payload)
+        structlog.contextvars.bind_contextvars(store=store.name)
+        signature_form = _check_signature(request, body, store)
+    except HTTPError as error:
+        # `details` hold field names and reasons only, never values from the body.
+        log.warning("callback.rejected", status=error.status, reason=error.reason, **error.details)
+        raise
+
+    event = NewEvent(
+        store=store.name,
+        body_sha256=hashlib.sha256(json_canonical(body)).digest(),
+        source="callback",
+        signature_form=signature_form,
+        request_id=request[REQUEST_ID],
+        cryptum_order_id=payload.order_id,
+        woo_order_id=payload.ecommerce_order_id,
+        status=payload.status,
+        payload=body,
+    )
+    try:
+        recorded = await request.app[DATABASE].record_event(event)
+    except StorageUnavailable as error:
+        log.error("callback.unavailable", reason=error.reason)
+        raise UnavailableError(error.reason) from None
+
+    outcome = "duplicate" if recorded.duplicate else "accepted"
+    log.info(
+        f"callback.{outcome}",
+        event_id=recorded.event_id,
+        status=payload.status,
+        signature_form=signature_form,
+    )
+    return web.json_response({"status": outcome, "event_id": recorded.event_id})

@@ -1,0 +1,151 @@
+"""The `cryptum-bridge` command line.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .admin import list_events, show_event
+from .config import Config, ConfigError, default_config_path, load_config
+from .log_setup import configure_logging
+from .signature import sign
+from .storage import StorageError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _load(arguments: argparse.Namespace) -> Config:
+    return load_config(arguments.config or default_config_path())
+
+
+def _database_path(arguments: argparse.Namespace) -> Path:
+    if arguments.database is not None:
+        return Path(arguments.database)
+    return _load(arguments).storage.database_path
+
+
+def run_serve(arguments: argparse.Namespace) -> int:
+    from .serve import serve  # imports aiohttp's server only for the daemon
+
+    config = _load(arguments)
+    configure_logging(config.logging)
+    return asyncio.run(serve(config))
+
+
+def run_check_config(arguments: argparse.Namespace) -> int:
+    path = arguments.config or default_config_path()
+    config = load_config(path)
+    summary = config.model_dump(mode="json", exclude_none=True)
+    summary["storage"]["path"] = str(config.storage.database_path)
+    print(f"{path}: OK (secrets masked)")
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
+def run_events(arguments: argparse.Namespace) -> int:
+    database = _database_path(arguments)
+    if arguments.action == "list":
+        asyncio.run(
+            list_events(
+                database, sys.stdout, limit=arguments.limit, store=arguments.store,
+                as_json=arguments.json,
+            )
+        )
+        return EXIT_OK
+    found = asyncio.run(show_event(database, sys.stdout, arguments.event_id, as_json=arguments.json))
+    if not found:
+        print(f"no event {arguments.event_id}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _secret_for_signing(arguments: argparse.Namespace) -> str:
+    if arguments.secret_file is not None:
+        return Path(arguments.secret_file).read_text(encoding="utf-8").rstrip("\r\n")
+    if arguments.store is not None:
+        store = _load(arguments).store_named(arguments.store)
+        if store is None or store.webhook_secret is None:
+            raise ConfigError([f"stores: no store named {arguments.store!r}"])
+        return store.webhook_secret.get_secret_value()
+    raise ConfigError(["sign: give --secret-file FILE, or --store NAME with --config"])
+
+
+def run_sign(arguments: argparse.Namespace) -> int:
+    secret = _secret_for_signing(arguments)
+    if arguments.body in (None, "-"):
+        body = sys.stdin.buffer.read()
+    else:
+        body = Path(arguments.body).read_bytes()
+    print(sign(body, secret))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cryptum-bridge",
+        description="Verify, store and deliver Cryptum payment callbacks to WooCommerce.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--config", type=Path, metavar="PATH",
+            help="config file (default: $CRYPTUM_BRIDGE_CONFIG, else /etc/cryptum-bridge/config.toml)",
+        )
+        return sub
+
+    serve = command("serve", "Run the daemon in the foreground.")
+    serve.set_defaults(run=run_serve)
+
+    check = command("check-config", "Validate the config and print it with secrets masked.")
+    check.set_defaults(run=run_check_config)
+
+    events = command("events", "List or show stored callbacks.")
+    events.add_argument("--database", metavar="PATH", help="database file (default: from config)")
+    events.add_argument("--json", action="store_true", help="machine-readable output")
+    actions = events.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="newest events first")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--store", help="only this store's events")
+    showing = actions.add_parser("show", help="one event with its payload")
+    showing.add_argument("event_id", type=int, metavar="EVENT_ID")
+    events.set_defaults(run=run_events)
+
+    signer = command(
+        "sign", "Print the X-Webhook-Signature value for a body, e.g. to test with curl."
+    )
+    signer.add_argument("body", nargs="?", metavar="FILE", help="body file (default: stdin)")
+    signer.add_argument("--store", help="sign with this configured store's webhook secret")
+    signer.add_argument("--secret-file", metavar="FILE", help="sign with the secret in FILE")
+    signer.set_defaults(run=run_sign)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        return int(arguments.run(arguments))
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    except StorageError as error:
+        # Before logging is configured, so plain stderr.
+        print(f"storage: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as error:
+        print(f"{error.filename or 'error'}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE

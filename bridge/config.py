@@ -1,0 +1,355 @@
+"""The daemon's configuration: one pydantic model tree loaded from TOML.
+
+Every secret can be written inline, read from `<key>_file` (a relative path is
+looked up in systemd's `$CREDENTIALS_DIRECTORY` when set, else beside the
+config file), or taken from the environment with the inline form
+`"env:NAME"`. Errors name the key they concern, never the secret's value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "CRYPTUM_API_URLS",
+    "Config",
+    "ConfigError",
+    "ListenAddress",
+    "StoreConfig",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+]
+
+CRYPTUM_API_URLS = {
+    "production": "https://api.cryptum.io/plugins",
+    "test": "https://api-hml.cryptum.io/plugins",
+}
+DEFAULT_DATABASE_NAME = "bridge.sqlite3"
+_STORE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` holds one line per bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _secret_from_env(value: Any) -> Any:
+    """Resolve the inline form `"env:NAME"`; other values pass through."""
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value.removeprefix("env:")
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+    return value
+
+
+def _secret_from_file(value: Any, info: ValidationInfo) -> Any:
+    """Read a `*_file` secret; the path is resolved as the module docstring says."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a file path")
+    path = Path(value)
+    if not path.is_absolute():
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        base = Path(credentials) if credentials else (info.context or {}).get("base_dir", Path())
+        path = base / path
+    try:
+        secret = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    if not secret:
+        raise ValueError(f"{path} is empty")
+    return secret
+
+
+InlineSecret = Annotated[SecretStr | None, BeforeValidator(_secret_from_env)]
+SecretFile = Annotated[SecretStr | None, BeforeValidator(_secret_from_file)]
+
+
+def _one_secret(model: BaseModel, key: str, *, required: bool) -> SecretStr | None:
+    inline: SecretStr | None = getattr(model, key)
+    from_file: SecretStr | None = getattr(model, f"{key}_file")
+    if inline is not None and from_file is not None:
+        raise ValueError(f"set either {key} or {key}_file, not both")
+    if required and inline is None and from_file is None:
+        raise ValueError(f"{key} (or {key}_file) is required")
+    return inline if inline is not None else from_file
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors so that a typo never silently falls back to a default.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListenAddress(BaseModel):
+    """Where the HTTP server listens: a TCP host and port, or a unix socket path."""
+
+    host: str | None = None
+    port: int | None = None
+    unix_path: str | None = None
+
+    def __str__(self) -> str:
+        if self.unix_path is not None:
+            return f"unix:{self.unix_path}"
+        return f"{self.host}:{self.port}"
+
+
+def _parse_listen(value: str) -> ListenAddress:
+    if value.startswith("unix:"):
+        path = value.removeprefix("unix:")
+        if not path.startswith("/"):
+            raise ValueError("a unix socket path must be absolute, as in unix:/run/x/sock")
+        return ListenAddress(unix_path=path)
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError('must be "host:port" or "unix:/path/to/socket"')
+    return ListenAddress(host=host.strip("[]"), port=int(port))
+
+
+class ServerConfig(_Section):
+    """The HTTP listener."""
+
+    listen: str = Field(
+        default="127.0.0.1:8787",
+        description='"host:port", or "unix:/run/cryptum-bridge/sock"; port 0 picks a free port',
+    )
+    max_body_bytes: int = Field(
+        default=65536, ge=1024, le=10 * 1024 * 1024, description="Larger callbacks get 413."
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="On SIGTERM, how long in-flight requests may take to finish.",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        _parse_listen(value)
+        return value
+
+    @property
+    def address(self) -> ListenAddress:
+        return _parse_listen(self.listen)
+
+
+class StorageConfig(_Section):
+    """The SQLite database."""
+
+    path: Path | None = Field(
+        default=None,
+        description="Database file; default $STATE_DIRECTORY/bridge.sqlite3, else ./bridge.sqlite3.",
+    )
+    retention_days: int = Field(
+        default=90, ge=1, description="Personal data in stored payloads is purged after this."
+    )
+    busy_timeout_ms: int = Field(
+        default=5000,
+        ge=0,
+        le=60000,
+        description="How long a write waits for a lock held by another process before 503.",
+    )
+    commit_batch_max: int = Field(
+        default=256,
+        ge=1,
+        le=10000,
+        description="Most callbacks committed together in one transaction; 1 turns grouping off.",
+    )
+
+    @property
+    def database_path(self) -> Path:
+        if self.path is not None:
+            return self.path
+        state = os.environ.get("STATE_DIRECTORY")
+        # systemd may pass several directories separated by colons; ours is the first.
+        base = Path(state.split(":")[0]) if state else Path.cwd()
+        return base / DEFAULT_DATABASE_NAME
+
+
+class LoggingConfig(_Section):
+    """Log output."""
+
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="json: one object per line; console: for people; auto: console on a TTY.",
+    )
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class DeliveryConfig(_Section):
+    """Delivery of accepted callbacks to WooCommerce."""
+
+    concurrency: int = Field(default=4, ge=1, le=64, description="Parallel orders per store.")
+    timeout_seconds: float = Field(default=15, gt=0, le=300)
+    max_age_hours: float = Field(default=72, gt=0, description="Then the delivery is dead-lettered.")
+    backoff_initial_seconds: float = Field(default=5, gt=0)
+    backoff_max_seconds: float = Field(default=3600, gt=0)
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> DeliveryConfig:
+        if self.backoff_initial_seconds > self.backoff_max_seconds:
+            raise ValueError("backoff_initial_seconds must not exceed backoff_max_seconds")
+        return self
+
+
+class ReconcileConfig(_Section):
+    """Finding payments whose callback never arrived (stores with an API key)."""
+
+    interval_seconds: float = Field(default=300, ge=10)
+    lookback_hours: float = Field(default=48, gt=0)
+
+
+class WooCommerceConfig(_Section):
+    """How to reach one shop's WooCommerce REST API."""
+
+    url: str = Field(description="WordPress's home URL, exactly as WordPress knows it.")
+    consumer_key: InlineSecret = None
+    consumer_key_file: SecretFile = None
+    consumer_secret: InlineSecret = None
+    consumer_secret_file: SecretFile = None
+    auth: Literal["auto", "basic", "oauth1"] = Field(
+        default="auto", description="auto: Basic over https, OAuth 1.0a over http."
+    )
+    ca_file: Path | None = Field(default=None, description="Extra CA bundle for the shop's TLS.")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+            raise ValueError("must be an http:// or https:// URL with no query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _resolve_secrets(self) -> WooCommerceConfig:
+        self.consumer_key = _one_secret(self, "consumer_key", required=True)
+        self.consumer_secret = _one_secret(self, "consumer_secret", required=True)
+        self.consumer_key_file = self.consumer_secret_file = None
+        return self
+
+
+class StoreConfig(_Section):
+    """One Cryptum store and the WooCommerce shop it pays for."""
+
+    name: str = Field(description="Used in /callbacks/cryptum/{name}, logs and the database.")
+    cryptum_store_id: str = Field(min_length=1, description="The store id Cryptum sends as storeId.")
+    cryptum_environment: Literal["production", "test"] = "production"
+    webhook_secret: InlineSecret = None
+    webhook_secret_file: SecretFile = None
+    cryptum_api_key: InlineSecret = None
+    cryptum_api_key_file: SecretFile = None
+    cryptum_api_url: str | None = Field(
+        default=None, description="Overrides the environment's API base URL."
+    )
+    woocommerce: WooCommerceConfig
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _STORE_NAME.match(value):
+            raise ValueError("use 1-64 lower-case letters, digits, '-' or '_'")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_secrets(self) -> StoreConfig:
+        self.webhook_secret = _one_secret(self, "webhook_secret", required=True)
+        self.cryptum_api_key = _one_secret(self, "cryptum_api_key", required=False)
+        self.webhook_secret_file = self.cryptum_api_key_file = None
+        return self
+
+    @property
+    def api_base_url(self) -> str:
+        return (self.cryptum_api_url or CRYPTUM_API_URLS[self.cryptum_environment]).rstrip("/")
+
+    def secret_values(self) -> list[str]:
+        """Every secret of this store, for scrubbing and tests."""
+        secrets = [self.webhook_secret, self.cryptum_api_key]
+        secrets += [self.woocommerce.consumer_key, self.woocommerce.consumer_secret]
+        return [secret.get_secret_value() for secret in secrets if secret is not None]
+
+
+class Config(_Section):
+    """The whole daemon."""
+
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    logging: LoggingConfig = LoggingConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
+    stores: list[StoreConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_unique_stores(self) -> Config:
+        for attribute in ("name", "cryptum_store_id"):
+            seen: set[str] = set()
+            for store in self.stores:
+                value = getattr(store, attribute)
+                if value in seen:
+                    raise ValueError(f"two stores have the same {attribute} {value!r}")
+                seen.add(value)
+        return self
+
+    def store_named(self, name: str) -> StoreConfig | None:
+        return next((store for store in self.stores if store.name == name), None)
+
+    def store_for_cryptum_id(self, cryptum_store_id: str) -> StoreConfig | None:
+        return next((s for s in self.stores if s.cryptum_store_id == cryptum_store_id), None)
+
+
+def _key_path(location: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "config"
+
+
+def parse_config(document: dict[str, Any], *, base_dir: Path) -> Config:
+    """Validate a decoded TOML document, raising `ConfigError` with one line per problem."""
+    try:
+        return Config.model_validate(document, context={"base_dir": base_dir})
+    except ValidationError as error:
+        problems = []
+        for item in error.errors(include_url=False, include_input=False):
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"{_key_path(item['loc'])}: {message}")
+        raise ConfigError(problems) from None
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("CRYPTUM_BRIDGE_CONFIG", "/etc/cryptum-bridge/config.toml"))
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the TOML file at `path`."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError([f"config: cannot read {path}: {error.strerror or error}"]) from None
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError([f"config: {path} is not valid TOML: {error}"]) from None
+    return parse_config(document, base_dir=path.resolve().parent)

@@ -1,0 +1,60 @@
+"""structlog set-up: JSON lines for journald and files, colours for a terminal.
+
+Library logs (aiohttp, asyncio) go through the same renderer, so every line
+of output is one JSON object when the format is json.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from .config import LoggingConfig
+
+__all__ = ["configure_logging"]
+
+
+def _renderer(use_json: bool) -> Any:
+    if use_json:
+        return structlog.processors.JSONRenderer()
+    return structlog.dev.ConsoleRenderer()
+
+
+def configure_logging(settings: LoggingConfig, *, stream: TextIO | None = None) -> None:
+    """Send all logs to `stream` (stdout by default) in the configured format."""
+    output = stream or sys.stdout
+    use_json = settings.format == "json" or (settings.format == "auto" and not output.isatty())
+    level = logging.getLevelNamesMapping()[settings.level.upper()]
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            _renderer(use_json),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=output),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(output)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _renderer(use_json),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # Library chatter below warning is not for admins.
+    root.setLevel(max(level, logging.WARNING))

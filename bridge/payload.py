@@ -1,0 +1,70 @@
+"""The Cryptum callback body as a typed model.
+
+Only the fields the bridge acts on are checked; everything else Cryptum sends
+is kept as it came, because unknown fields must be tolerated and stored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+__all__ = ["CallbackPayload", "InvalidPayload", "Transaction", "parse_callback"]
+
+NonEmptyStr = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+class InvalidPayload(Exception):
+    """The body is not a Cryptum callback; `detail` says what is wrong, without echoing values."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Transaction(BaseModel):
+    """One on-chain transaction of the payment."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    protocol: StrictStr
+    hash: StrictStr
+
+
+class CallbackPayload(BaseModel):
+    """A payment callback. Unknown fields are kept in `model_extra`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    order_id: NonEmptyStr = Field(alias="orderId")
+    ecommerce_order_id: NonEmptyStr = Field(alias="ecommerceOrderId")
+    store_id: NonEmptyStr = Field(alias="storeId")
+    status: NonEmptyStr
+    message: StrictStr | None = None
+    transactions: list[Transaction] | None = None
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in item["loc"]) or "body"
+        problems.append(f"{where}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def parse_callback(body: bytes) -> CallbackPayload:
+    """Decode and check a callback body, raising `InvalidPayload` with a short reason."""
+    try:
+        document: Any = json.loads(body)
+    except RecursionError:
+        # The decoder recurses per nesting level; a callback is never this deep.
+        raise InvalidPayload("JSON nested too deeply") from None
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidPayload("body is not valid UTF-8 JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidPayload("body must be a JSON object")
+    try:
+        return CallbackPayload.model_validate(document)
+    except ValidationError as error:
+        raise InvalidPayload(_describe(error)) from None

@@ -1,0 +1,37 @@
+"""What `/readyz` reports: can the bridge take a callback and keep it right now?"""
+
+from __future__ import annotations
+
+import time
+
+from .storage import Database, StorageUnavailable
+
+__all__ = ["Readiness"]
+
+
+class Readiness:
+    """Probes storage with a real commit, at most once per `cache_seconds`.
+
+    The cache keeps a busy prober from turning readiness checks into fsyncs.
+    """
+
+    def __init__(self, database: Database, *, cache_seconds: float = 2.0) -> None:
+        self._database = database
+        self._cache_seconds = cache_seconds
+        self._checked_at = float("-inf")
+        self._problems: list[str] = []
+
+    async def problems(self) -> list[str]:
+        """Reasons the bridge is not ready; empty when it is."""
+        now = time.monotonic()
+        if now - self._checked_at >= self._cache_seconds:
+            self._problems = await self._check()
+            self._checked_at = time.monotonic()
+        return list(self._problems)
+
+    async def _check(self) -> list[str]:
+        try:
+            await self._database.check_writable()
+        except StorageUnavailable as error:
+            return [f"storage: {error.reason}"]
+        return []

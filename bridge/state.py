@@ -1,0 +1,16 @@
+"""Typed keys for what the aiohttp application and its requests hold."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .config import Config
+from .readiness import Readiness
+from .storage import Database
+
+__all__ = ["CONFIG", "DATABASE", "READINESS", "REQUEST_ID"]
+
+CONFIG = web.AppKey("config", Config)
+DATABASE = web.AppKey("database", Database)
+READINESS = web.AppKey("readiness", Readiness)
+REQUEST_ID = web.RequestKey("request_id", str)

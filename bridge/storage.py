@@ -1,0 +1,323 @@
+"""The SQLite store: events, their deliveries, and the one writer that commits them.
+
+All writes go through a `GroupCommitter`, so concurrent callbacks share a
+transaction and its fsync. The connection runs in WAL mode with
+`synchronous=FULL`: when `record_event` returns, the event survives a crash
+or power loss.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .group_commit import GroupCommitter, WriterClosed
+from .migrations import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = [
+    "Database",
+    "EventRow",
+    "NewEvent",
+    "Recorded",
+    "StorageError",
+    "StorageUnavailable",
+]
+
+
+class StorageError(Exception):
+    """The database cannot be opened or used at all (a start-up or admin error)."""
+
+
+class StorageUnavailable(Exception):
+    """A write could not be committed; nothing of it is on disk. `reason` is short and safe to log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A verified callback, ready to be stored."""
+
+    store: str
+    body_sha256: bytes
+    source: str
+    signature_form: str | None
+    request_id: str | None
+    cryptum_order_id: str
+    woo_order_id: str
+    status: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    event_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An event as the admin commands show it."""
+
+    id: int
+    store: str
+    received_at: float
+    source: str
+    signature_form: str | None
+    request_id: str | None
+    cryptum_order_id: str
+    woo_order_id: str
+    status: str
+    delivery_id: int | None
+    delivery_state: str | None
+    delivery_attempts: int | None
+    delivery_last_error: str | None
+    payload: bytes | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The row as plain data, without the payload."""
+        return {
+            "id": self.id,
+            "store": self.store,
+            "received_at": self.received_at,
+            "source": self.source,
+            "signature_form": self.signature_form,
+            "request_id": self.request_id,
+            "cryptum_order_id": self.cryptum_order_id,
+            "woo_order_id": self.woo_order_id,
+            "status": self.status,
+            "delivery": None
+            if self.delivery_id is None
+            else {
+                "id": self.delivery_id,
+                "state": self.delivery_state,
+                "attempts": self.delivery_attempts,
+                "last_error": self.delivery_last_error,
+            },
+        }
+
+
+class _Probe:
+    """A write with no data, queued behind real work to prove commits still succeed."""
+
+
+_PROBE = _Probe()
+
+_EVENT_COLUMNS = """
+    e.id, e.store, e.received_at, e.source, e.signature_form, e.request_id,
+    e.cryptum_order_id, e.woo_order_id, e.status,
+    d.id, d.state, d.attempts, d.last_error
+"""
+
+
+def _describe_sqlite_error(error: sqlite3.Error) -> str:
+    code = getattr(error, "sqlite_errorname", None)
+    return code.lower() if code else type(error).__name__
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file readable by its owner only, before SQLite opens it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    try:
+        # An existing file keeps its mode on open; tighten it anyway, since it
+        # holds customers' payment callbacks. SQLite gives -wal/-shm the same mode.
+        os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+
+
+class Database:
+    """One open database and its single writer."""
+
+    def __init__(self, connection: aiosqlite.Connection, path: Path, *, commit_batch_max: int):
+        self._connection = connection
+        self.path = path
+        self._writer: GroupCommitter[NewEvent | _Probe, Recorded | None] = GroupCommitter(
+            self._commit_batch, max_batch=commit_batch_max
+        )
+        self.last_write_error: str | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        commit_batch_max: int = 256,
+        create: bool = True,
+    ) -> Database:
+        """Open (creating and migrating if needed) the database at `path`."""
+        if create:
+            try:
+                _create_private_file(path)
+            except OSError as error:
+                raise StorageError(f"cannot create {path}: {error.strerror or error}") from None
+        elif not path.exists():
+            raise StorageError(f"no database at {path}")
+        try:
+            connection = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as error:
+            raise StorageError(f"cannot open {path}: {error}") from None
+        try:
+            await _prepare(connection, busy_timeout_ms=busy_timeout_ms)
+        except BaseException:
+            await connection.close()
+            raise
+        database = cls(connection, path, commit_batch_max=commit_batch_max)
+        database._writer.start()
+        return database
+
+    async def close(self) -> None:
+        """Commit what is queued, then close the connection."""
+        await self._writer.close()
+        await self._connection.close()
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        """(batches, items) committed so far: how well commits are being shared."""
+        return self._writer.batches, self._writer.items
+
+    async def record_event(self, event: NewEvent) -> Recorded:
+        """Store `event` and its delivery durably, or find the identical one stored before."""
+        result = await self._submit(event)
+        assert result is not None
+        return result
+
+    async def check_writable(self) -> None:
+        """Commit a probe row; raises `StorageUnavailable` if commits fail."""
+        await self._submit(_PROBE)
+
+    async def _submit(self, item: NewEvent | _Probe) -> Recorded | None:
+        try:
+            return await self._writer.submit(item)
+        except WriterClosed:
+            raise StorageUnavailable("shutting_down") from None
+
+    async def _commit_batch(self, items: list[NewEvent | _Probe]) -> list[Recorded | None]:
+        now = time.time()
+        connection = self._connection
+        try:
+            await connection.execute("BEGIN IMMEDIATE")
+            try:
+                results = [await self._write(connection, item, now) for item in items]
+                await connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    await connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            self.last_write_error = _describe_sqlite_error(error)
+            raise StorageUnavailable(self.last_write_error) from None
+        self.last_write_error = None
+        return results
+
+    @staticmethod
+    async def _write(
+        connection: aiosqlite.Connection, item: NewEvent | _Probe, now: float
+    ) -> Recorded | None:
+        if isinstance(item, _Probe):
+            await connection.execute(
+                "INSERT OR REPLACE INTO health_probe (id, checked_at) VALUES (1, ?)", (now,)
+            )
+            return None
+        inserted = await connection.execute_fetchall(
+            """
+            INSERT INTO events (store, body_sha256, received_at, source, signature_form,
+                                request_id, cryptum_order_id, woo_order_id, status, payload)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (store, body_sha256) DO NOTHING
+            RETURNING id
+            """,
+            (
+                item.store,
+                item.body_sha256,
+                now,
+                item.source,
+                item.signature_form,
+                item.request_id,
+                item.cryptum_order_id,
+                item.woo_order_id,
+                item.status,
+                item.payload,
+            ),
+        )
+        if inserted:
+            event_id = next(iter(inserted))[0]
+            await connection.execute(
+                """
+                INSERT INTO deliveries (event_id, store, woo_order_id, next_attempt_at,
+                                        created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """,
+                (event_id, item.store, item.woo_order_id, now, now, now),
+            )
+            return Recorded(event_id=event_id, duplicate=False)
+        existing = await connection.execute_fetchall(
+            "SELECT id FROM events WHERE store = ? AND body_sha256 = ?",
+            (item.store, item.body_sha256),
+        )
+        return Recorded(event_id=next(iter(existing))[0], duplicate=True)
+
+    async def list_events(self, *, limit: int = 50, store: str | None = None) -> list[EventRow]:
+        """The newest events first."""
+        where, parameters = ("WHERE e.store = ?", [store]) if store else ("", [])
+        rows = await self._connection.execute_fetchall(
+            f"""
+            SELECT {_EVENT_COLUMNS}
+            FROM events e LEFT JOIN deliveries d ON d.event_id = e.id
+            {where} ORDER BY e.id DESC LIMIT ?
+            """,
+            (*parameters, limit),
+        )
+        return [EventRow(*row) for row in rows]
+
+    async def get_event(self, event_id: int) -> EventRow | None:
+        rows = list(
+            await self._connection.execute_fetchall(
+                f"""
+                SELECT {_EVENT_COLUMNS}, e.payload
+                FROM events e LEFT JOIN deliveries d ON d.event_id = e.id
+                WHERE e.id = ?
+                """,
+                (event_id,),
+            )
+        )
+        return EventRow(*rows[0]) if rows else None
+
+
+async def _prepare(connection: aiosqlite.Connection, *, busy_timeout_ms: int) -> None:
+    """Set the durability pragmas and bring the schema up to date."""
+    try:
+        journal = await connection.execute_fetchall("PRAGMA journal_mode = WAL")
+        if next(iter(journal))[0].lower() != "wal":
+            raise StorageError("the database does not support WAL mode")
+        await connection.execute("PRAGMA synchronous = FULL")
+        await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        await connection.execute("PRAGMA foreign_keys = ON")
+        version = next(iter(await connection.execute_fetchall("PRAGMA user_version")))[0]
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"the database has schema version {version}, newer than this program's "
+                f"{SCHEMA_VERSION}; upgrade cryptum-bridge"
+            )
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            # One script, so the migration and its version number commit together.
+            script = f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;"
+            try:
+                await connection.executescript(script)
+            except BaseException:
+                if connection.in_transaction:
+                    await connection.execute("ROLLBACK")
+                raise
+    except sqlite3.Error as error:
+        raise StorageError(f"cannot prepare the database: {error}") from None
+
