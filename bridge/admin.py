@@ -21,8 +21,10 @@ def render_table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [len(header) for header in headers]
     for row in rows:
         widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-             for line in [headers, *rows]]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        for line in [headers, *rows]
+    ]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -45,12 +47,28 @@ async def list_events(
         out.write("\n")
         return
     table = [
-        [str(row.id), _when(row.received_at), row.store, row.cryptum_order_id,
-         row.woo_order_id, row.status, row.source, _delivery(row)]
+        [
+            str(row.id),
+            _when(row.received_at),
+            row.store,
+            row.cryptum_order_id,
+            row.woo_order_id,
+            row.status,
+            row.source,
+            _delivery(row),
+        ]
         for row in rows
     ]
-    headers = ["ID", "RECEIVED (UTC)", "STORE", "CRYPTUM ORDER", "WOO ORDER", "STATUS",
-               "SOURCE", "DELIVERY"]
+    headers = [
+        "ID",
+        "RECEIVED (UTC)",
+        "STORE",
+        "CRYPTUM ORDER",
+        "WOO ORDER",
+        "STATUS",
+        "SOURCE",
+        "DELIVERY",
+    ]
     out.write(render_table(headers, table) + "\n")
 
 
@@ -78,7 +96,9 @@ async def show_event(database_path: Path, out: TextIO, event_id: int, *, as_json
     for key, value in details.items():
         out.write(f"{key + ':':<18}{value if value is not None else '-'}\n")
     if delivery is not None:
-        out.write(f"{'delivery:':<18}#{delivery['id']} {delivery['state']}, "
-                  f"{delivery['attempts']} attempts, last error: {delivery['last_error'] or '-'}\n")
+        out.write(
+            f"{'delivery:':<18}#{delivery['id']} {delivery['state']}, "
+            f"{delivery['attempts']} attempts, last error: {delivery['last_error'] or '-'}\n"
+        )
     out.write(f"payload:\n{payload_text}\n")
     return True

@@ -68,7 +68,9 @@ def _check_signature(request: web.Request, body: bytes, store: StoreConfig) -> s
         raise InvalidSignatureError("duplicated_header")
     assert store.webhook_secret is not None
     try:
-        form = verify(body, headers[0] if headers else None, store.webhook_secret.get_secret_value())
+        form = verify(
+            body, headers[0] if headers else None, store.webhook_secret.get_secret_value()
+        )
     except InvalidSignature as error:
         raise InvalidSignatureError(error.reason) from None
     return form.value

@@ -56,12 +56,17 @@ def run_events(arguments: argparse.Namespace) -> int:
     if arguments.action == "list":
         asyncio.run(
             list_events(
-                database, sys.stdout, limit=arguments.limit, store=arguments.store,
+                database,
+                sys.stdout,
+                limit=arguments.limit,
+                store=arguments.store,
                 as_json=arguments.json,
             )
         )
         return EXIT_OK
-    found = asyncio.run(show_event(database, sys.stdout, arguments.event_id, as_json=arguments.json))
+    found = asyncio.run(
+        show_event(database, sys.stdout, arguments.event_id, as_json=arguments.json)
+    )
     if not found:
         print(f"no event {arguments.event_id}", file=sys.stderr)
         return EXIT_FAILURE
@@ -100,8 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument(
-            "--config", type=Path, metavar="PATH",
-            help="config file (default: $CRYPTUM_BRIDGE_CONFIG, else /etc/cryptum-bridge/config.toml)",
+            "--config",
+            type=Path,
+            metavar="PATH",
+            help="config file (default: $CRYPTUM_BRIDGE_CONFIG, else "
+            "/etc/cryptum-bridge/config.toml)",
         )
         return sub
 

@@ -162,7 +162,8 @@ class StorageConfig(_Section):
 
     path: Path | None = Field(
         default=None,
-        description="Database file; default $STATE_DIRECTORY/bridge.sqlite3, else ./bridge.sqlite3.",
+        description="Database file; default $STATE_DIRECTORY/bridge.sqlite3, else "
+        "./bridge.sqlite3.",
     )
     retention_days: int = Field(
         default=90, ge=1, description="Personal data in stored payloads is purged after this."
@@ -205,7 +206,9 @@ class DeliveryConfig(_Section):
 
     concurrency: int = Field(default=4, ge=1, le=64, description="Parallel orders per store.")
     timeout_seconds: float = Field(default=15, gt=0, le=300)
-    max_age_hours: float = Field(default=72, gt=0, description="Then the delivery is dead-lettered.")
+    max_age_hours: float = Field(
+        default=72, gt=0, description="Then the delivery is dead-lettered."
+    )
     backoff_initial_seconds: float = Field(default=5, gt=0)
     backoff_max_seconds: float = Field(default=3600, gt=0)
 
@@ -255,7 +258,9 @@ class StoreConfig(_Section):
     """One Cryptum store and the WooCommerce shop it pays for."""
 
     name: str = Field(description="Used in /callbacks/cryptum/{name}, logs and the database.")
-    cryptum_store_id: str = Field(min_length=1, description="The store id Cryptum sends as storeId.")
+    cryptum_store_id: str = Field(
+        min_length=1, description="The store id Cryptum sends as storeId."
+    )
     cryptum_environment: Literal["production", "test"] = "production"
     webhook_secret: InlineSecret = None
     webhook_secret_file: SecretFile = None

@@ -15,6 +15,7 @@ __all__ = ["CallbackPayload", "InvalidPayload", "Transaction", "parse_callback"]
 
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 
+
 class InvalidPayload(Exception):
     """The body is not a Cryptum callback; `detail` says what is wrong, without echoing values."""
 

@@ -35,7 +35,10 @@ class StorageError(Exception):
 
 
 class StorageUnavailable(Exception):
-    """A write could not be committed; nothing of it is on disk. `reason` is short and safe to log."""
+    """A write could not be committed, so nothing of it is on disk.
+
+    `reason` is a short SQLite error name, safe to log and to show in `/readyz`.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -311,7 +314,10 @@ async def _prepare(connection: aiosqlite.Connection, *, busy_timeout_ms: int) ->
             )
         for number in range(version + 1, SCHEMA_VERSION + 1):
             # One script, so the migration and its version number commit together.
-            script = f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;"
+            script = (
+                f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]};"
+                f" PRAGMA user_version = {number}; COMMIT;"
+            )
             try:
                 await connection.executescript(script)
             except BaseException:
@@ -320,4 +326,3 @@ async def _prepare(connection: aiosqlite.Connection, *, busy_timeout_ms: int) ->
                 raise
     except sqlite3.Error as error:
         raise StorageError(f"cannot prepare the database: {error}") from None
-
