@@ -1,0 +1,113 @@
+"""Test helpers: the stores the tests configure, signed callbacks, the session's log sink."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bridge.signature import sign
+
+MAIN_STORE_ID = "3ac0d5b2-1f7e-4a8e-9d0c-7d2e41ad4e9e"
+SECOND_STORE_ID = "9b1e2f70-5c1d-4c0b-8f3e-2a6d9e4b7c11"
+MAIN_SECRET = "whsec_main_1f0c6a9d2e7b4c3a"
+SECOND_SECRET = "whsec_second_8e2d4b6f0a1c3e5d"
+CUSTOMER_EMAIL = "maria.silva.customer@example.org"
+CUSTOMER_NAME = "Maria Customer-Silva"
+
+# Every secret a test configures, for the end-of-session log scan.
+CONFIGURED_SECRETS: set[str] = {MAIN_SECRET, SECOND_SECRET}
+
+
+class LogSink(io.TextIOBase):
+    """Where every log line of the session goes."""
+
+    def __init__(self) -> None:
+        self.text = io.StringIO()
+
+    def write(self, data: str) -> int:
+        return self.text.write(data)
+
+    def isatty(self) -> bool:
+        return False
+
+    def getvalue(self) -> str:
+        return self.text.getvalue()
+
+    def add(self, captured: str) -> None:
+        """Add output captured from a daemon process."""
+        self.text.write(captured if captured.endswith("\n") else captured + "\n")
+
+
+SESSION_LOGS = LogSink()
+
+
+def config_document(database: Path, **overrides: Any) -> dict[str, Any]:
+    """A valid config with two stores; `overrides` replace whole top-level sections."""
+    document: dict[str, Any] = {
+        "server": {"listen": "127.0.0.1:0", "max_body_bytes": 4096},
+        "storage": {"path": str(database), "busy_timeout_ms": 200},
+        "logging": {"format": "json", "level": "debug"},
+        "stores": [
+            {
+                "name": "main",
+                "cryptum_store_id": MAIN_STORE_ID,
+                "webhook_secret": MAIN_SECRET,
+                "woocommerce": {
+                    "url": "http://127.0.0.1:8080",
+                    "consumer_key": "ck_main_key_value",
+                    "consumer_secret": "cs_main_secret_value",
+                },
+            },
+            {
+                "name": "second",
+                "cryptum_store_id": SECOND_STORE_ID,
+                "webhook_secret": SECOND_SECRET,
+                "woocommerce": {
+                    "url": "https://second.example.com",
+                    "consumer_key": "ck_second_key_value",
+                    "consumer_secret": "cs_second_secret_value",
+                },
+            },
+        ],
+    }
+    CONFIGURED_SECRETS.update(
+        {
+            "ck_main_key_value",
+            "cs_main_secret_value",
+            "ck_second_key_value",
+            "cs_second_secret_value",
+        }
+    )
+    document.update(overrides)
+    return document
+
+
+def callback_body(
+    *,
+    order_id: str | None = None,
+    woo_order_id: str = "101",
+    status: str = "confirmed",
+    store_id: str = MAIN_STORE_ID,
+    pretty: bool = False,
+    **extra: Any,
+) -> bytes:
+    """A Cryptum-shaped callback body; it carries customer data as unknown fields may."""
+    document = {
+        "message": "Payment was successful",
+        "status": status,
+        "orderId": order_id or str(uuid.uuid4()),
+        "ecommerceOrderId": woo_order_id,
+        "storeId": store_id,
+        "transactions": [{"protocol": "CELO", "hash": "0x" + uuid.uuid4().hex * 2}],
+        "updatedProducts": None,
+        "deliveryInfo": {"name": CUSTOMER_NAME, "email": CUSTOMER_EMAIL},
+        **extra,
+    }
+    return json.dumps(document, indent=2 if pretty else None).encode()
+
+
+def signed_headers(body: bytes, secret: str = MAIN_SECRET) -> dict[str, str]:
+    return {"X-Webhook-Signature": sign(body, secret), "Content-Type": "application/json"}

@@ -1,0 +1,404 @@
+"""The callback endpoint against a real server and a real SQLite file: every row of the answer table."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import (
+    CUSTOMER_EMAIL,
+    MAIN_SECRET,
+    MAIN_STORE_ID,
+    SECOND_SECRET,
+    SECOND_STORE_ID,
+    callback_body,
+    signed_headers,
+)
+
+from bridge.signature import sign
+from bridge.state import DATABASE
+
+
+def stored_events(database_path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(database_path) as connection:
+        return connection.execute(
+            "SELECT e.id, e.store, e.cryptum_order_id, e.woo_order_id, e.status, d.state"
+            " FROM events e JOIN deliveries d ON d.event_id = e.id ORDER BY e.id"
+        ).fetchall()
+
+
+async def test_new_callback_is_accepted_and_stored_with_its_delivery(
+    client: Any, database_path: Path
+) -> None:
+    body = callback_body(order_id="order-1", woo_order_id="42")
+    response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert response.status == 200
+    answer = await response.json()
+    assert answer["status"] == "accepted"
+    assert stored_events(database_path) == [
+        (answer["event_id"], "main", "order-1", "42", "confirmed", "pending")
+    ]
+
+
+async def test_same_callback_again_is_a_duplicate_of_the_first(
+    client: Any, database_path: Path
+) -> None:
+    body = callback_body()
+    first = await (
+        await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    ).json()
+    again = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert again.status == 200
+    assert await again.json() == {"status": "duplicate", "event_id": first["event_id"]}
+    assert len(stored_events(database_path)) == 1
+
+
+async def test_pretty_printed_copy_of_a_compact_callback_is_a_duplicate(client: Any) -> None:
+    compact = callback_body(order_id="same-order")
+    pretty = compact.replace(b'":', b'": ').replace(b",", b",\n  ")
+    assert pretty != compact
+    first = await (
+        await client.post("/callbacks/cryptum", data=compact, headers=signed_headers(compact))
+    ).json()
+    second = await (
+        await client.post("/callbacks/cryptum", data=pretty, headers=signed_headers(pretty))
+    ).json()
+    assert second == {"status": "duplicate", "event_id": first["event_id"]}
+
+
+async def test_a_different_status_for_the_same_order_is_a_new_event(client: Any) -> None:
+    pending = callback_body(order_id="o-7", status="pending")
+    confirmed = callback_body(order_id="o-7", status="confirmed")
+    answers = [
+        await (await client.post("/callbacks/cryptum", data=b, headers=signed_headers(b))).json()
+        for b in (pending, confirmed)
+    ]
+    assert [a["status"] for a in answers] == ["accepted", "accepted"]
+    assert answers[0]["event_id"] != answers[1]["event_id"]
+
+
+async def test_same_body_for_two_stores_is_two_events(client: Any) -> None:
+    body = callback_body(store_id=SECOND_STORE_ID)
+    in_second = await client.post(
+        "/callbacks/cryptum/second", data=body, headers=signed_headers(body, SECOND_SECRET)
+    )
+    assert (await in_second.json())["status"] == "accepted"
+
+
+async def test_fifty_identical_concurrent_callbacks_give_one_accepted(
+    client: Any, database_path: Path
+) -> None:
+    body = callback_body()
+    headers = signed_headers(body)
+
+    async def post() -> dict[str, Any]:
+        response = await client.post("/callbacks/cryptum", data=body, headers=headers)
+        assert response.status == 200
+        return await response.json()
+
+    answers = await asyncio.gather(*(post() for _ in range(50)))
+    statuses = sorted(answer["status"] for answer in answers)
+    assert statuses == ["accepted"] + ["duplicate"] * 49
+    assert len({answer["event_id"] for answer in answers}) == 1
+    assert len(stored_events(database_path)) == 1
+
+
+async def test_concurrent_callbacks_share_commits(client: Any) -> None:
+    bodies = [callback_body() for _ in range(100)]
+    responses = await asyncio.gather(
+        *(client.post("/callbacks/cryptum", data=b, headers=signed_headers(b)) for b in bodies)
+    )
+    assert all(response.status == 200 for response in responses)
+    batches, items = client.app[DATABASE].commit_stats
+    assert items == 100
+    assert batches < items
+
+
+@pytest.mark.parametrize(
+    ("body", "detail_part"),
+    [
+        (b"not json", "not valid UTF-8 JSON"),
+        (b"\xff\xfe{}", "not valid UTF-8 JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b"[" * 100_0 + b"]" * 100_0, "nested too deeply"),
+        (callback_body().replace(b'"orderId"', b'"orderID"'), "orderId: Field required"),
+        (
+            b'{"orderId": 5, "ecommerceOrderId": "1", "storeId": "s", "status": "confirmed"}',
+            "orderId: Input should be a valid string",
+        ),
+        (
+            b'{"orderId": "a", "ecommerceOrderId": 1, "storeId": "s", "status": "confirmed"}',
+            "ecommerceOrderId: Input should be a valid string",
+        ),
+        (
+            b'{"orderId": "a", "ecommerceOrderId": "1", "storeId": null, "status": "confirmed"}',
+            "storeId: Input should be a valid string",
+        ),
+        (
+            b'{"orderId": "a", "ecommerceOrderId": "1", "storeId": "s", "status": ["x"]}',
+            "status: Input should be a valid string",
+        ),
+    ],
+)
+async def test_malformed_body_is_400_with_the_reason(
+    client: Any, database_path: Path, body: bytes, detail_part: str
+) -> None:
+    response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert response.status == 400
+    answer = await response.json()
+    assert answer["error"] == "invalid_payload"
+    assert detail_part in answer["detail"]
+    assert stored_events(database_path) == []
+
+
+async def test_unknown_fields_are_kept_in_the_stored_payload(
+    client: Any, database_path: Path
+) -> None:
+    body = callback_body(newField={"nested": [1, 2]})
+    answer = await (
+        await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    ).json()
+    with sqlite3.connect(database_path) as connection:
+        (payload,) = connection.execute(
+            "SELECT payload FROM events WHERE id = ?", (answer["event_id"],)
+        ).fetchone()
+    assert payload == body
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Webhook-Signature": ""},
+        {"X-Webhook-Signature": "bm90IGEgc2lnbmF0dXJl"},
+        {"X-Webhook-Signature": sign(b"{}", MAIN_SECRET)},
+        {"X-Webhook-Signature": "@@@"},
+    ],
+    ids=["missing", "empty", "short", "other-body", "not-base64"],
+)
+async def test_missing_or_wrong_signature_is_401(
+    client: Any, database_path: Path, headers: dict[str, str], logs: Any
+) -> None:
+    body = callback_body()
+    response = await client.post("/callbacks/cryptum", data=body, headers=headers)
+    assert response.status == 401
+    assert await response.json() == {"error": "invalid_signature"}
+    assert stored_events(database_path) == []
+    assert [line["event"] for line in logs() if line.get("status") == 401] == ["callback.rejected"]
+
+
+async def test_signature_with_another_stores_secret_is_401(client: Any) -> None:
+    body = callback_body()
+    response = await client.post(
+        "/callbacks/cryptum", data=body, headers=signed_headers(body, SECOND_SECRET)
+    )
+    assert response.status == 401
+
+
+async def test_tampered_body_is_401(client: Any) -> None:
+    body = callback_body(status="cancelled")
+    headers = signed_headers(body)
+    tampered = body.replace(b'"cancelled"', b'"confirmed"')
+    response = await client.post("/callbacks/cryptum", data=tampered, headers=headers)
+    assert response.status == 401
+
+
+async def test_duplicated_signature_headers_are_401(client: Any) -> None:
+    body = callback_body()
+    good = sign(body, MAIN_SECRET)
+    headers = [("X-Webhook-Signature", good), ("X-Webhook-Signature", good)]
+    response = await client.post("/callbacks/cryptum", data=body, headers=headers)
+    assert response.status == 401
+
+
+async def test_signature_header_name_is_case_insensitive(client: Any) -> None:
+    body = callback_body()
+    response = await client.post(
+        "/callbacks/cryptum", data=body, headers={"x-webhook-signature": sign(body, MAIN_SECRET)}
+    )
+    assert response.status == 200
+
+
+async def test_unknown_store_id_in_body_is_404(client: Any, database_path: Path) -> None:
+    body = callback_body(store_id="no-such-store")
+    response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert response.status == 404
+    assert await response.json() == {"error": "unknown_store"}
+    assert stored_events(database_path) == []
+
+
+async def test_unknown_store_in_path_is_404(client: Any) -> None:
+    body = callback_body()
+    response = await client.post("/callbacks/cryptum/nope", data=body, headers=signed_headers(body))
+    assert response.status == 404
+    assert await response.json() == {"error": "unknown_store"}
+
+
+async def test_store_in_path_routes_the_callback(client: Any, database_path: Path) -> None:
+    body = callback_body(store_id=SECOND_STORE_ID)
+    response = await client.post(
+        "/callbacks/cryptum/second", data=body, headers=signed_headers(body, SECOND_SECRET)
+    )
+    assert response.status == 200
+    assert stored_events(database_path)[0][1] == "second"
+
+
+async def test_store_id_not_matching_the_path_is_400(client: Any) -> None:
+    body = callback_body(store_id=MAIN_STORE_ID)
+    response = await client.post(
+        "/callbacks/cryptum/second", data=body, headers=signed_headers(body, SECOND_SECRET)
+    )
+    assert response.status == 400
+    assert (await response.json())["error"] == "invalid_payload"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+async def test_wrong_method_is_405(client: Any, method: str) -> None:
+    response = await client.request(method, "/callbacks/cryptum")
+    assert response.status == 405
+
+
+async def test_body_over_the_limit_is_413_from_content_length(
+    client: Any, database_path: Path
+) -> None:
+    body = callback_body(padding="x" * 5000)  # the test config allows 4096 bytes
+    response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert response.status == 413
+    assert await response.json() == {"error": "payload_too_large"}
+    assert stored_events(database_path) == []
+
+
+async def test_chunked_body_over_the_limit_is_413_before_it_is_read_whole(client: Any) -> None:
+    sent = 0
+
+    async def endless_body():  # type: ignore[no-untyped-def]
+        nonlocal sent
+        for _ in range(10_000):  # 10 MB if it were all read
+            sent += 1
+            yield b" " * 1024
+
+    response = await client.post("/callbacks/cryptum", data=endless_body())
+    assert response.status == 413
+    assert await response.json() == {"error": "payload_too_large"}
+    assert sent < 10_000
+
+
+async def test_storage_locked_by_another_process_is_503_then_recovers(
+    client: Any, database_path: Path
+) -> None:
+    body = callback_body()
+    blocker = sqlite3.connect(database_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock past the 200 ms busy timeout
+    try:
+        response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+        assert response.status == 503
+        assert await response.json() == {"error": "unavailable"}
+        ready = await client.get("/readyz")
+        assert ready.status == 503
+        assert (await ready.json())["reasons"] == ["storage: sqlite_busy"]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert stored_events(database_path) == []
+    retried = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert retried.status == 200
+    assert (await retried.json())["status"] == "accepted"
+
+
+async def test_full_database_is_503_and_nothing_is_acknowledged(
+    client: Any, database_path: Path
+) -> None:
+    database = client.app[DATABASE]
+    # SQLite reports SQLITE_FULL when a write needs more pages than allowed,
+    # exactly as on a full disk.
+    pages = (await database._connection.execute_fetchall("PRAGMA page_count"))[0][0]
+    await database._connection.execute(f"PRAGMA max_page_count = {pages}")
+    bodies = [callback_body(filler="y" * 3000) for _ in range(10)]
+    responses = await asyncio.gather(
+        *(client.post("/callbacks/cryptum", data=b, headers=signed_headers(b)) for b in bodies)
+    )
+    statuses = [response.status for response in responses]
+    assert 503 in statuses
+    assert set(statuses) <= {200, 503}
+    acknowledged = statuses.count(200)
+    assert len(stored_events(database_path)) == acknowledged
+
+    await database._connection.execute("PRAGMA max_page_count = 1073741823")
+    retry = await client.post(
+        "/callbacks/cryptum", data=bodies[-1], headers=signed_headers(bodies[-1])
+    )
+    assert retry.status == 200
+
+
+async def test_every_response_carries_a_request_id(client: Any) -> None:
+    body = callback_body()
+    accepted = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    rejected = await client.post("/callbacks/cryptum", data=body)
+    wrong_method = await client.get("/callbacks/cryptum")
+    ids = [r.headers.get("X-Request-Id") for r in (accepted, rejected, wrong_method)]
+    assert all(ids) and len(set(ids)) == 3
+
+
+async def test_a_safe_request_id_from_a_proxy_is_kept(client: Any, logs: Any) -> None:
+    body = callback_body()
+    headers = {**signed_headers(body), "X-Request-Id": "proxy-abc.123"}
+    response = await client.post("/callbacks/cryptum", data=body, headers=headers)
+    assert response.headers["X-Request-Id"] == "proxy-abc.123"
+    accepted = [line for line in logs() if line["event"] == "callback.accepted"]
+    assert accepted[0]["request_id"] == "proxy-abc.123"
+
+
+async def test_an_unsafe_request_id_is_replaced(client: Any) -> None:
+    response = await client.get("/healthz", headers={"X-Request-Id": "bad id\twith tab"})
+    assert response.headers["X-Request-Id"] != "bad id\twith tab"
+
+
+async def test_accepted_callback_is_logged_with_ids_and_without_personal_data(
+    client: Any, logs: Any
+) -> None:
+    body = callback_body(order_id="order-log", woo_order_id="77")
+    answer = await (
+        await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    ).json()
+    (line,) = [line for line in logs() if line["event"] == "callback.accepted"]
+    assert line["event_id"] == answer["event_id"]
+    assert line["store"] == "main"
+    assert line["cryptum_order_id"] == "order-log"
+    assert line["woo_order_id"] == "77"
+    assert line["level"] == "info"
+    assert "timestamp" in line and "request_id" in line
+    assert CUSTOMER_EMAIL.encode() in body
+    assert CUSTOMER_EMAIL not in str(logs())
+
+
+async def test_connection_is_usable_after_a_413(client: Any) -> None:
+    # aiohttp's client reuses connections; the next request must still work.
+    big = b"{" + b" " * 10_000 + b"}"
+    assert (await client.post("/callbacks/cryptum", data=big)).status == 413
+    body = callback_body()
+    response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert response.status == 200
+
+
+async def test_health_endpoints(client: Any) -> None:
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert await ready.json() == {"status": "ready"}
+
+
+async def test_unexpected_error_is_a_500_without_internals(
+    client: Any, monkeypatch: pytest.MonkeyPatch, logs: Any
+) -> None:
+    async def broken(event: object) -> None:
+        raise RuntimeError("internal detail /var/lib/secret-path")
+
+    monkeypatch.setattr(client.app[DATABASE], "record_event", broken)
+    body = callback_body()
+    response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert response.status == 500
+    assert await response.json() == {"error": "internal"}
+    assert any(line["event"] == "http.unhandled_error" for line in logs())

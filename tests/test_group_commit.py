@@ -1,0 +1,83 @@
+"""The group committer on its own: batching, failure fan-out, orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bridge.group_commit import GroupCommitter, WriterClosed
+
+
+async def test_items_queued_during_a_commit_share_the_next_one() -> None:
+    batches: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def commit(items: list[int]) -> list[int]:
+        batches.append(items)
+        if len(batches) == 1:
+            await release.wait()  # the first commit is "in flight" while others queue
+        return [item * 10 for item in items]
+
+    writer: GroupCommitter[int, int] = GroupCommitter(commit, max_batch=100)
+    writer.start()
+    first = asyncio.create_task(writer.submit(0))
+    await asyncio.sleep(0)
+    others = [asyncio.create_task(writer.submit(n)) for n in range(1, 6)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await first == 0
+    assert [await task for task in others] == [10, 20, 30, 40, 50]
+    assert batches == [[0], [1, 2, 3, 4, 5]]
+    await writer.close()
+
+
+async def test_batches_are_capped() -> None:
+    sizes: list[int] = []
+
+    async def commit(items: list[int]) -> list[None]:
+        sizes.append(len(items))
+        return [None] * len(items)
+
+    writer: GroupCommitter[int, None] = GroupCommitter(commit, max_batch=3)
+    writer.start()
+    await asyncio.gather(*(writer.submit(n) for n in range(7)))
+    await writer.close()
+    assert sum(sizes) == 7
+    assert max(sizes) <= 3
+
+
+async def test_a_failed_batch_fails_each_of_its_items_and_the_writer_goes_on() -> None:
+    calls = 0
+
+    async def commit(items: list[str]) -> list[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("disk full")
+        return items
+
+    writer: GroupCommitter[str, str] = GroupCommitter(commit, max_batch=10)
+    writer.start()
+    results = await asyncio.gather(writer.submit("a"), writer.submit("b"), return_exceptions=True)
+    assert all(isinstance(result, OSError) for result in results)
+    assert await writer.submit("c") == "c"
+    await writer.close()
+
+
+async def test_close_commits_what_is_queued_then_refuses_more() -> None:
+    committed: list[int] = []
+
+    async def commit(items: list[int]) -> list[None]:
+        committed.extend(items)
+        return [None] * len(items)
+
+    writer: GroupCommitter[int, None] = GroupCommitter(commit, max_batch=2)
+    writer.start()
+    pending = [asyncio.create_task(writer.submit(n)) for n in range(5)]
+    await asyncio.sleep(0)
+    await writer.close()
+    await asyncio.gather(*pending)
+    assert committed == [0, 1, 2, 3, 4]
+    with pytest.raises(WriterClosed):
+        await writer.submit(9)
