@@ -306,16 +306,18 @@ class Config(_Section):
     reconcile: ReconcileConfig = ReconcileConfig()
     stores: list[StoreConfig] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _check_unique_stores(self) -> Config:
+    @field_validator("stores")
+    @classmethod
+    def _check_unique_stores(cls, stores: list[StoreConfig]) -> list[StoreConfig]:
         for attribute in ("name", "cryptum_store_id"):
-            seen: set[str] = set()
-            for store in self.stores:
-                value = getattr(store, attribute)
-                if value in seen:
-                    raise ValueError(f"two stores have the same {attribute} {value!r}")
-                seen.add(value)
-        return self
+            first_seen: dict[str, int] = {}
+            for index, store in enumerate(stores):
+                earlier = first_seen.setdefault(getattr(store, attribute), index)
+                if earlier != index:
+                    raise ValueError(
+                        f"stores[{index}] has the same {attribute} as stores[{earlier}]"
+                    )
+        return stores
 
     def store_named(self, name: str) -> StoreConfig | None:
         return next((store for store in self.stores if store.name == name), None)

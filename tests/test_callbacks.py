@@ -1,4 +1,4 @@
-"""The callback endpoint against a real server and a real SQLite file: every row of the answer table."""
+"""The callback endpoint on a real server over a real SQLite file: the answer table."""
 
 from __future__ import annotations
 

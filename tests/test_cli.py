@@ -1,0 +1,149 @@
+"""The admin commands, run in-process through `main()` over a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from support import MAIN_SECRET, callback_body, signed_headers
+from test_serve_process import write_config
+
+from bridge.app import create_app
+from bridge.cli import main
+from bridge.config import load_config
+
+VECTORS = json.loads(
+    (Path(__file__).parent / "vectors" / "cryptum-signature-vectors.json").read_text()
+)
+
+
+def run(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, str, str]:
+    code = main(list(arguments))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_check_config_masks_every_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    code, out, _ = run(capsys, "check-config", "--config", str(config))
+    assert code == 0
+    assert "OK" in out.splitlines()[0]
+    summary = json.loads(out.split("\n", 1)[1])
+    assert summary["stores"][0]["webhook_secret"] == "**********"
+    for secret in (MAIN_SECRET, "ck_main_key_value", "cs_main_secret_value"):
+        assert secret not in out
+
+
+def test_check_config_reports_every_problem_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[server]\nlisten = "nowhere"\n[[stores]]\nname = "main"\ncryptum_store_id = "x"\n'
+        'webhook_secret = "s"\nwoocommerce.url = "ftp://shop"\n'
+        'woocommerce.consumer_key = "k"\nwoocommerce.consumer_secret = "c"\n'
+    )
+    code, out, err = run(capsys, "check-config", "--config", str(config))
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [
+        'server.listen: must be "host:port" or "unix:/path/to/socket"',
+        "stores[0].woocommerce.url: must be an http:// or https:// URL with no query or fragment",
+    ]
+
+
+def test_config_path_comes_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRYPTUM_BRIDGE_CONFIG", str(write_config(tmp_path)))
+    code, out, _ = run(capsys, "check-config")
+    assert code == 0 and str(tmp_path) in out
+
+
+@pytest.mark.parametrize("vector", VECTORS["positive"], ids=lambda v: v["name"])
+def test_sign_prints_the_header_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], vector: dict[str, Any]
+) -> None:
+    (tmp_path / "body.json").write_text(vector["body"], encoding="utf-8")
+    (tmp_path / "secret").write_text(vector["secret"] + "\n")
+    code, out, _ = run(
+        capsys, "sign", "--secret-file", str(tmp_path / "secret"), str(tmp_path / "body.json")
+    )
+    assert code == 0
+    assert out.strip() == vector["signature"]
+
+
+def test_sign_with_a_configured_store_reads_stdin(tmp_path: Path) -> None:
+    body = callback_body()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "sign",
+            "--config",
+            str(write_config(tmp_path)),
+            "--store",
+            "main",
+        ],
+        input=body,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout.decode().strip() == signed_headers(body)["X-Webhook-Signature"]
+
+
+async def _post_through_the_app(config_path: Path, body: bytes) -> dict[str, Any]:
+    async with TestClient(TestServer(create_app(load_config(config_path)))) as client:
+        response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+        return await response.json()
+
+
+def test_events_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_path = write_config(tmp_path)
+    body = callback_body(order_id="cli-order", woo_order_id="555")
+    answer = asyncio.run(_post_through_the_app(config_path, body))
+
+    code, out, _ = run(capsys, "events", "--config", str(config_path), "list")
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split()[:3] == ["ID", "RECEIVED", "(UTC)"]
+    assert row.split()[0] == str(answer["event_id"])
+    assert "cli-order" in row and "555" in row and "pending" in row
+
+    code, out, _ = run(capsys, "events", "--config", str(config_path), "--json", "list")
+    (listed,) = json.loads(out)
+    assert listed["cryptum_order_id"] == "cli-order"
+    assert listed["delivery"]["state"] == "pending"
+
+    code, out, _ = run(
+        capsys, "events", "--config", str(config_path), "--json", "show", str(answer["event_id"])
+    )
+    shown = json.loads(out)
+    assert shown["payload"] == json.loads(body)
+    assert shown["signature_form"] == "json"
+
+    code, out, _ = run(
+        capsys, "events", "--config", str(config_path), "show", str(answer["event_id"])
+    )
+    assert "cli-order" in out and "payload:" in out
+
+    code, _, err = run(capsys, "events", "--config", str(config_path), "show", "999")
+    assert code == 1 and "no event 999" in err
+
+
+def test_events_without_a_database_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "events", "--database", str(tmp_path / "none.sqlite3"), "list")
+    assert code == 1
+    assert "no database" in err

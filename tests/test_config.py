@@ -1,0 +1,177 @@
+"""Config loading: secret sources, defaults, and errors that name the key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import config_document
+
+from bridge.config import Config, ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def parse(document: dict[str, Any], base_dir: Path) -> Config:
+    return parse_config(document, base_dir=base_dir)
+
+
+def problems_of(document: dict[str, Any], base_dir: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(document, base_dir)
+    return caught.value.problems
+
+
+def test_the_example_config_is_valid_and_shows_every_default() -> None:
+    config = load_config(REPO / "config.example.toml")
+    example = tomllib.loads((REPO / "config.example.toml").read_text())
+    defaults = Config.model_validate({"stores": example["stores"]})
+    for section in ("server", "storage", "logging", "delivery", "reconcile"):
+        assert getattr(config, section) == getattr(defaults, section), section
+        for key in type(getattr(config, section)).model_fields:
+            if key != "path":  # the storage path is computed, and shown commented out
+                assert key in example[section], f"{section}.{key} is not documented"
+
+
+def test_secret_from_a_file_beside_the_config(tmp_path: Path) -> None:
+    (tmp_path / "hook").write_text("from-file-secret\n")
+    document = config_document(tmp_path / "db")
+    store = document["stores"][0]
+    del store["webhook_secret"]
+    store["webhook_secret_file"] = "hook"
+    config = parse(document, tmp_path)
+    assert config.stores[0].webhook_secret.get_secret_value() == "from-file-secret"
+
+
+def test_secret_file_in_the_systemd_credentials_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "woo_secret").write_text("cs_from_credential")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    document = config_document(tmp_path / "db")
+    woocommerce = document["stores"][0]["woocommerce"]
+    del woocommerce["consumer_secret"]
+    woocommerce["consumer_secret_file"] = "woo_secret"
+    config = parse(document, tmp_path / "elsewhere")
+    assert config.stores[0].woocommerce.consumer_secret.get_secret_value() == "cs_from_credential"
+
+
+def test_secret_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_SECRET", "from-env")
+    document = config_document(tmp_path / "db")
+    document["stores"][0]["webhook_secret"] = "env:HOOK_SECRET"
+    assert parse(document, tmp_path).stores[0].webhook_secret.get_secret_value() == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: d["stores"][0].update(webhook_secret="env:UNSET_VARIABLE_X"),
+            "stores[0].webhook_secret: environment variable UNSET_VARIABLE_X is not set",
+        ),
+        (
+            lambda d: d["stores"][0].update(webhook_secret_file="missing-file"),
+            "stores[0].webhook_secret_file: cannot read",
+        ),
+        (
+            lambda d: d["stores"][1].pop("webhook_secret"),
+            "stores[1]: webhook_secret (or webhook_secret_file) is required",
+        ),
+        (
+            lambda d: d["stores"][0]["woocommerce"].update(url="shop.example.com"),
+            "stores[0].woocommerce.url: must be an http:// or https:// URL",
+        ),
+        (
+            lambda d: d["stores"][0]["woocommerce"].update(auth="digest"),
+            "stores[0].woocommerce.auth: Input should be 'auto', 'basic' or 'oauth1'",
+        ),
+        (
+            lambda d: d["stores"][0].update(name="Main Store"),
+            "stores[0].name: use 1-64 lower-case letters",
+        ),
+        (
+            lambda d: d["stores"][1].update(cryptum_store_id=d["stores"][0]["cryptum_store_id"]),
+            "stores: stores[1] has the same cryptum_store_id as stores[0]",
+        ),
+        (
+            lambda d: d["stores"][0].update(webhok_secret="typo"),
+            "stores[0].webhok_secret: Extra inputs are not permitted",
+        ),
+        (
+            lambda d: d["server"].update(listen="8787"),
+            'server.listen: must be "host:port" or "unix:/path/to/socket"',
+        ),
+        (
+            lambda d: d["server"].update(max_body_bytes=10),
+            "server.max_body_bytes: Input should be greater than or equal to 1024",
+        ),
+        (
+            lambda d: d.update(delivery={"backoff_initial_seconds": 10, "backoff_max_seconds": 5}),
+            "delivery: backoff_initial_seconds must not exceed backoff_max_seconds",
+        ),
+        (lambda d: d.update(stores=[]), "stores: List should have at least 1 item"),
+    ],
+)
+def test_each_problem_names_its_key(tmp_path: Path, change: Any, expected: str) -> None:
+    document = config_document(tmp_path / "db")
+    change(document)
+    problems = problems_of(document, tmp_path)
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_errors_never_echo_a_secret(tmp_path: Path) -> None:
+    document = config_document(tmp_path / "db")
+    document["stores"][0]["webhook_secret"] = 12345678  # wrong type: a secret typed as a number
+    document["stores"][0]["woocommerce"]["url"] = "not-a-url-SECRETISH"
+    problems = "\n".join(problems_of(document, tmp_path))
+    assert "12345678" not in problems
+    assert "SECRETISH" not in problems
+
+
+def test_storage_path_defaults_to_the_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = config_document(tmp_path / "db")
+    del document["storage"]
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path}/state:{tmp_path}/other")
+    assert parse(document, tmp_path).storage.database_path == tmp_path / "state" / "bridge.sqlite3"
+
+
+def test_storage_path_defaults_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = config_document(tmp_path / "db")
+    del document["storage"]
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert parse(document, tmp_path).storage.database_path == tmp_path / "bridge.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "port", "unix_path"),
+    [
+        ("127.0.0.1:8787", "127.0.0.1", 8787, None),
+        ("[::1]:9000", "::1", 9000, None),
+        ("unix:/run/cryptum-bridge/sock", None, None, "/run/cryptum-bridge/sock"),
+    ],
+)
+def test_listen_addresses(
+    tmp_path: Path, listen: str, host: str | None, port: int | None, unix_path: str | None
+) -> None:
+    document = config_document(tmp_path / "db", server={"listen": listen})
+    address = parse(document, tmp_path).server.address
+    assert (address.host, address.port, address.unix_path) == (host, port, unix_path)
+
+
+def test_unreadable_or_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[server\nlisten=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken)
