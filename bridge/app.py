@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .callbacks import receive_callback
 from .config import Config
-from .middlewares import error_answers, request_context
+from .middlewares import request_context
 from .readiness import Readiness
 from .state import CONFIG, DATABASE, READINESS
 from .storage import Database
@@ -55,7 +55,7 @@ def create_app(config: Config) -> web.Application:
     # The body limit is enforced in the callback handler with a JSON answer;
     # this is a backstop for any other route.
     app = web.Application(
-        middlewares=[request_context, error_answers],
+        middlewares=[request_context],
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config

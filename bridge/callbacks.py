@@ -35,9 +35,12 @@ log = structlog.get_logger("bridge.callbacks")
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """Read at most `limit` bytes, refusing larger bodies before reading them whole."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLargeError("content_length_over_limit")
-    received = bytearray()
+    declared = request.content_length
+    if declared is not None:
+        if declared > limit:
+            raise PayloadTooLargeError("content_length_over_limit")
+        return await request.read()
+    received = bytearray()  # chunked: count as it arrives
     async for chunk in request.content.iter_any():
         received += chunk
         if len(received) > limit:
@@ -61,7 +64,9 @@ def _resolve_store(config: Config, path_store: str | None, payload: CallbackPayl
     return store
 
 
-def _check_signature(request: web.Request, body: bytes, store: StoreConfig) -> str:
+def _check_signature(
+    request: web.Request, body: bytes, canonical: bytes, store: StoreConfig
+) -> str:
     headers = request.headers.getall(SIGNATURE_HEADER, [])
     if len(headers) > 1:
         # Two signatures leave it ambiguous which one a proxy or a log saw.
@@ -69,7 +74,10 @@ def _check_signature(request: web.Request, body: bytes, store: StoreConfig) -> s
     assert store.webhook_secret is not None
     try:
         form = verify(
-            body, headers[0] if headers else None, store.webhook_secret.get_secret_value()
+            body,
+            headers[0] if headers else None,
+            store.webhook_secret.get_secret_value(),
+            json_form=canonical,
         )
     except InvalidSignature as error:
         raise InvalidSignatureError(error.reason) from None
@@ -92,7 +100,8 @@ async def receive_callback(request: web.Request) -> web.Response:
         )
         store = _resolve_store(config, path_store, payload)
         structlog.contextvars.bind_contextvars(store=store.name)
-        signature_form = _check_signature(request, body, store)
+        canonical = json_canonical(body)
+        signature_form = _check_signature(request, body, canonical, store)
     except HTTPError as error:
         # `details` hold field names and reasons only, never values from the body.
         log.warning("callback.rejected", status=error.status, reason=error.reason, **error.details)
@@ -100,7 +109,7 @@ async def receive_callback(request: web.Request) -> web.Response:
 
     event = NewEvent(
         store=store.name,
-        body_sha256=hashlib.sha256(json_canonical(body)).digest(),
+        body_sha256=hashlib.sha256(canonical).digest(),
         source="callback",
         signature_form=signature_form,
         request_id=request[REQUEST_ID],

@@ -177,7 +177,8 @@ class StorageConfig(_Section):
     commit_batch_max: int = Field(
         default=256,
         ge=1,
-        le=10000,
+        # Ten bound parameters per callback; SQLite allows 32766 per statement.
+        le=1000,
         description="Most callbacks committed together in one transaction; 1 turns grouping off.",
     )
 

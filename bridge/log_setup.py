@@ -41,7 +41,8 @@ def configure_logging(settings: LoggingConfig, *, stream: TextIO | None = None) 
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=output),
-        cache_logger_on_first_use=False,
+        # Loggers are bound on first use, so configure before logging.
+        cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(output)
     handler.setFormatter(

@@ -43,6 +43,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
 
+    -- Every event owes exactly one delivery, created by the statement that
+    -- stores the event, so no code path can store one without the other.
+    CREATE TRIGGER events_owe_a_delivery AFTER INSERT ON events
+    BEGIN
+        INSERT INTO deliveries (event_id, store, woo_order_id, next_attempt_at,
+                                created_at, updated_at)
+        VALUES (NEW.id, NEW.store, NEW.woo_order_id, NEW.received_at,
+                NEW.received_at, NEW.received_at);
+    END;
+
     -- One row rewritten by the readiness probe, to prove a commit still works.
     CREATE TABLE health_probe (
         id         INTEGER PRIMARY KEY CHECK (id = 1),

@@ -6,8 +6,7 @@ is kept as it came, because unknown fields must be tolerated and stored.
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
@@ -49,23 +48,23 @@ class CallbackPayload(BaseModel):
 def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in item["loc"]) or "body"
+        if item["type"] == "json_invalid":
+            # The decoder's message names a position, never the content.
+            return "body is not valid JSON: " + item["msg"].removeprefix("Invalid JSON: ")
+        if item["type"] == "model_type" and not item["loc"]:
+            return "body must be a JSON object"
+        where = ".".join(str(part) for part in item["loc"])
         problems.append(f"{where}: {item['msg']}")
     return "; ".join(problems)
 
 
 def parse_callback(body: bytes) -> CallbackPayload:
-    """Decode and check a callback body, raising `InvalidPayload` with a short reason."""
+    """Decode and check a callback body, raising `InvalidPayload` with a short reason.
+
+    Decoding and validation happen in one pass in pydantic's JSON parser,
+    which also bounds nesting depth and refuses invalid UTF-8.
+    """
     try:
-        document: Any = json.loads(body)
-    except RecursionError:
-        # The decoder recurses per nesting level; a callback is never this deep.
-        raise InvalidPayload("JSON nested too deeply") from None
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidPayload("body is not valid UTF-8 JSON") from None
-    if not isinstance(document, dict):
-        raise InvalidPayload("body must be a JSON object")
-    try:
-        return CallbackPayload.model_validate(document)
+        return CallbackPayload.model_validate_json(body)
     except ValidationError as error:
         raise InvalidPayload(_describe(error)) from None

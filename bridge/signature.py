@@ -111,23 +111,24 @@ def _decode_header(header: str | None) -> bytes:
     return decoded
 
 
-def verify(body: bytes, header: str | None, secret: str | bytes) -> SignatureForm:
+def verify(
+    body: bytes, header: str | None, secret: str | bytes, *, json_form: bytes | None = None
+) -> SignatureForm:
     """Check `header` against both canonical forms of `body`.
 
     Returns the form that matched; raises `InvalidSignature` otherwise.
-    Digests are compared in constant time.
+    Digests are compared in constant time. The reference form is computed
+    only when the JSON-aware one does not match: that reveals nothing an
+    attacker does not already see in the answer. A caller that needs the
+    JSON-aware form anyway (to hash it) may pass it as `json_form`.
     """
     claimed = _decode_header(header)
     key = secret.encode() if isinstance(secret, str) else secret
-    json_form = json_canonical(body)
-    reference_form = reference_canonical(body)
-    json_ok = hmac.compare_digest(claimed, _digest(key, json_form))
-    if reference_form == json_form:
-        reference_ok = json_ok
-    else:
-        reference_ok = hmac.compare_digest(claimed, _digest(key, reference_form))
-    if json_ok:
+    if json_form is None:
+        json_form = json_canonical(body)
+    if hmac.compare_digest(claimed, _digest(key, json_form)):
         return SignatureForm.JSON
-    if reference_ok:
+    reference_form = reference_canonical(body)
+    if reference_form != json_form and hmac.compare_digest(claimed, _digest(key, reference_form)):
         return SignatureForm.REFERENCE
     raise InvalidSignature("mismatch")

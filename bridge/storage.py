@@ -206,69 +206,19 @@ class Database:
             raise StorageUnavailable("shutting_down") from None
 
     async def _commit_batch(self, items: list[NewEvent | _Probe]) -> list[Recorded | None]:
-        now = time.time()
-        connection = self._connection
+        events = [item for item in items if isinstance(item, NewEvent)]
         try:
-            await connection.execute("BEGIN IMMEDIATE")
-            try:
-                results = [await self._write(connection, item, now) for item in items]
-                await connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    await connection.execute("ROLLBACK")
-                raise
+            recorded = iter(await _insert_events(self._connection, events, time.time()))
+            if len(events) < len(items):
+                await self._connection.execute(
+                    "INSERT OR REPLACE INTO health_probe (id, checked_at) VALUES (1, ?)",
+                    (time.time(),),
+                )
         except sqlite3.Error as error:
             self.last_write_error = _describe_sqlite_error(error)
             raise StorageUnavailable(self.last_write_error) from None
         self.last_write_error = None
-        return results
-
-    @staticmethod
-    async def _write(
-        connection: aiosqlite.Connection, item: NewEvent | _Probe, now: float
-    ) -> Recorded | None:
-        if isinstance(item, _Probe):
-            await connection.execute(
-                "INSERT OR REPLACE INTO health_probe (id, checked_at) VALUES (1, ?)", (now,)
-            )
-            return None
-        inserted = await connection.execute_fetchall(
-            """
-            INSERT INTO events (store, body_sha256, received_at, source, signature_form,
-                                request_id, cryptum_order_id, woo_order_id, status, payload)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (store, body_sha256) DO NOTHING
-            RETURNING id
-            """,
-            (
-                item.store,
-                item.body_sha256,
-                now,
-                item.source,
-                item.signature_form,
-                item.request_id,
-                item.cryptum_order_id,
-                item.woo_order_id,
-                item.status,
-                item.payload,
-            ),
-        )
-        if inserted:
-            event_id = next(iter(inserted))[0]
-            await connection.execute(
-                """
-                INSERT INTO deliveries (event_id, store, woo_order_id, next_attempt_at,
-                                        created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?)
-                """,
-                (event_id, item.store, item.woo_order_id, now, now, now),
-            )
-            return Recorded(event_id=event_id, duplicate=False)
-        existing = await connection.execute_fetchall(
-            "SELECT id FROM events WHERE store = ? AND body_sha256 = ?",
-            (item.store, item.body_sha256),
-        )
-        return Recorded(event_id=next(iter(existing))[0], duplicate=True)
+        return [next(recorded) if isinstance(item, NewEvent) else None for item in items]
 
     async def list_events(self, *, limit: int = 50, store: str | None = None) -> list[EventRow]:
         """The newest events first."""
@@ -295,6 +245,79 @@ class Database:
             )
         )
         return EventRow(*rows[0]) if rows else None
+
+
+_EVENT_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+async def _insert_events(
+    connection: aiosqlite.Connection, events: list[NewEvent], now: float
+) -> list[Recorded]:
+    """Store a batch in one statement, which SQLite commits atomically on its own.
+
+    One statement means one round trip to SQLite's thread however large the
+    batch; under load each round trip waits a turn of the busy event loop, so
+    their number, not SQLite, sets the latency. A trigger adds each new
+    event's delivery in the same statement. Only when some callbacks were
+    already stored does a second, read-only query find their events.
+    """
+    if not events:
+        return []
+    rows = await connection.execute_fetchall(
+        f"""
+        INSERT INTO events (store, body_sha256, received_at, source, signature_form,
+                            request_id, cryptum_order_id, woo_order_id, status, payload)
+        VALUES {", ".join([_EVENT_INSERT_ROW] * len(events))}
+        ON CONFLICT (store, body_sha256) DO NOTHING
+        RETURNING store, body_sha256, id
+        """,
+        [
+            value
+            for event in events
+            for value in (
+                event.store,
+                event.body_sha256,
+                now,
+                event.source,
+                event.signature_form,
+                event.request_id,
+                event.cryptum_order_id,
+                event.woo_order_id,
+                event.status,
+                event.payload,
+            )
+        ],
+    )
+    inserted = {(store, digest): event_id for store, digest, event_id in rows}
+    stored_before = {}
+    missing = list(
+        dict.fromkeys(
+            (event.store, event.body_sha256)
+            for event in events
+            if (event.store, event.body_sha256) not in inserted
+        )
+    )
+    if missing:
+        # CROSS JOIN keeps the keys as the outer loop: one index lookup each.
+        placeholders = ", ".join(["(?, ?)"] * len(missing))
+        found = await connection.execute_fetchall(
+            f"SELECT e.store, e.body_sha256, e.id FROM (VALUES {placeholders}) AS k"
+            f" CROSS JOIN events AS e ON e.store = k.column1 AND e.body_sha256 = k.column2",
+            [value for key in missing for value in key],
+        )
+        stored_before = {(store, digest): event_id for store, digest, event_id in found}
+
+    recorded: list[Recorded] = []
+    for event in events:
+        key = (event.store, event.body_sha256)
+        # The first of identical callbacks in one batch is the accepted one.
+        new_id = inserted.pop(key, None)
+        if new_id is not None:
+            recorded.append(Recorded(event_id=new_id, duplicate=False))
+            stored_before[key] = new_id
+        else:
+            recorded.append(Recorded(event_id=stored_before[key], duplicate=True))
+    return recorded
 
 
 async def _prepare(connection: aiosqlite.Connection, *, busy_timeout_ms: int) -> None:

@@ -1,0 +1,206 @@
+"""Ingest throughput of a running bridge against a bare aiohttp server, in the same run.
+
+    python bench/ingest.py [--requests 4000] [--concurrency 32] [--rounds 3]
+
+Each round runs the same load (unique signed callbacks over loopback, at a
+fixed concurrency) against: a bare aiohttp handler, the bridge with group
+commit, and the bridge committing every callback on its own
+(`storage.commit_batch_max = 1`). Prints accepted/s and p50/p99 latency per
+run, then medians and ratios. The machine is shared and noisy: compare the
+medians and ratios, not single runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bridge.signature import sign  # noqa: E402  (the repo root must be on the path first)
+
+SECRET = "whsec_bench_0123456789"
+STORE_ID = "bench-store-0001"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def bridge_config(directory: Path, port: int, batch_max: int) -> Path:
+    config = directory / f"bench-{batch_max}.toml"
+    config.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:{port}"
+[storage]
+path = "{directory}/bench-{batch_max}-{uuid.uuid4().hex[:6]}.sqlite3"
+commit_batch_max = {batch_max}
+[logging]
+format = "json"
+level = "info"
+[[stores]]
+name = "bench"
+cryptum_store_id = "{STORE_ID}"
+webhook_secret = "{SECRET}"
+woocommerce.url = "http://127.0.0.1:9"
+woocommerce.consumer_key = "ck_bench"
+woocommerce.consumer_secret = "cs_bench"
+"""
+    )
+    return config
+
+
+def make_requests(count: int) -> list[tuple[bytes, str]]:
+    requests = []
+    for number in range(count):
+        body = json.dumps(
+            {
+                "message": "Payment was successful",
+                "status": "confirmed",
+                "orderId": str(uuid.uuid4()),
+                "ecommerceOrderId": str(1000 + number),
+                "storeId": STORE_ID,
+                "transactions": [{"protocol": "POLYGON", "hash": "0x" + uuid.uuid4().hex * 2}],
+                "updatedProducts": None,
+            }
+        ).encode()
+        requests.append((body, sign(body, SECRET)))
+    return requests
+
+
+async def _load(url: str, requests: list[tuple[bytes, str]], concurrency: int) -> dict[str, float]:
+    latencies: list[float] = []
+    failures = 0
+    pending = iter(requests)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal failures
+            for body, signature in pending:
+                started = time.perf_counter()
+                async with session.post(
+                    url, data=body, headers={"X-Webhook-Signature": signature}
+                ) as response:
+                    await response.read()
+                    if response.status != 200:
+                        failures += 1
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "per_second": len(requests) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "failures": failures,
+    }
+
+
+def _load_in_process(url: str, count: int, concurrency: int, queue: multiprocessing.Queue) -> None:
+    requests = make_requests(count)
+    queue.put(asyncio.run(_load(url, requests, concurrency)))
+
+
+def run_load(url: str, count: int, concurrency: int) -> dict[str, float]:
+    """Drive the load from its own process, so client and server do not share an event loop."""
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    worker = multiprocessing.Process(target=_load_in_process, args=(url, count, concurrency, queue))
+    worker.start()
+    result = queue.get()
+    worker.join()
+    return result
+
+
+def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(f"http://127.0.0.1:{port}/healthz")
+    return process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    arguments = parser.parse_args()
+
+    here = Path(__file__).resolve().parent
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "bridge": [], "no_group": []}
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cpus,", end=" ")
+    print(f"Python {platform.python_version()}")
+    print(f"load: {arguments.requests} unique signed callbacks,", end=" ")
+    print(f"concurrency {arguments.concurrency}", flush=True)
+    with tempfile.TemporaryDirectory() as directory:
+        for round_number in range(1, arguments.rounds + 1):
+            for name in results:
+                port = free_port()
+                if name == "bare":
+                    command = [sys.executable, str(here / "bare_server.py"), str(port)]
+                else:
+                    batch_max = 256 if name == "bridge" else 1
+                    config = bridge_config(Path(directory), port, batch_max)
+                    command = [sys.executable, "-m", "bridge", "serve", "--config", str(config)]
+                process = start(command, port)
+                try:
+                    figures = run_load(
+                        f"http://127.0.0.1:{port}/callbacks/cryptum",
+                        arguments.requests,
+                        arguments.concurrency,
+                    )
+                finally:
+                    process.terminate()
+                    process.wait(timeout=30)
+                results[name].append(figures)
+                print(
+                    f"round {round_number} {name:9} {figures['per_second']:8.0f}/s"
+                    f"  p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms"
+                    f"  non-200: {figures['failures']:.0f}"
+                )
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(run[key] for run in results[name])
+
+    print("\nmedians")
+    for name in results:
+        print(
+            f"  {name:9} {median(name, 'per_second'):8.0f}/s  p50 {median(name, 'p50_ms'):6.1f} ms"
+            f"  p99 {median(name, 'p99_ms'):6.1f} ms"
+        )
+    bridge = median("bridge", "per_second")
+    print(f"bridge / bare aiohttp:             {bridge / median('bare', 'per_second'):.2f}x")
+    print(f"group commit / commit per request: {bridge / median('no_group', 'per_second'):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
