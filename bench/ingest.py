@@ -30,8 +30,7 @@ from pathlib import Path
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bridge.signature import sign  # noqa: E402  (the repo root must be on the path first)
+from bridge.signature import sign
 
 SECRET = "whsec_bench_0123456789"
 STORE_ID = "bench-store-0001"
