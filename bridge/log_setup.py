@@ -40,7 +40,7 @@ def configure_logging(settings: LoggingConfig, *, stream: TextIO | None = None) 
             _renderer(use_json),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=output),
+        logger_factory=structlog.WriteLoggerFactory(file=output),
         # Loggers are bound on first use, so configure before logging.
         cache_logger_on_first_use=True,
     )

@@ -2,8 +2,10 @@
 
 All writes go through a `GroupCommitter`, so concurrent callbacks share a
 transaction and its fsync. The connection runs in WAL mode with
-`synchronous=FULL`: when `record_event` returns, the event survives a crash
-or power loss.
+`synchronous=FULL` and in autocommit mode: each statement is its own
+transaction, committed (and fsynced) by the `sqlite3_step` that finishes it,
+which reports a failed commit as an error. So when `record_event` returns,
+the event survives a crash or power loss.
 """
 
 from __future__ import annotations
@@ -208,12 +210,14 @@ class Database:
     async def _commit_batch(self, items: list[NewEvent | _Probe]) -> list[Recorded | None]:
         events = [item for item in items if isinstance(item, NewEvent)]
         try:
-            recorded = iter(await _insert_events(self._connection, events, time.time()))
+            # The probe goes first: if the events' statement then fails, no
+            # item of the batch was committed and every one of them is told so.
             if len(events) < len(items):
                 await self._connection.execute(
                     "INSERT OR REPLACE INTO health_probe (id, checked_at) VALUES (1, ?)",
                     (time.time(),),
                 )
+            recorded = iter(await _insert_events(self._connection, events, time.time()))
         except sqlite3.Error as error:
             self.last_write_error = _describe_sqlite_error(error)
             raise StorageUnavailable(self.last_write_error) from None
