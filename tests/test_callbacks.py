@@ -402,3 +402,19 @@ async def test_unexpected_error_is_a_500_without_internals(
     assert response.status == 500
     assert await response.json() == {"error": "internal"}
     assert any(line["event"] == "http.unhandled_error" for line in logs())
+
+
+async def test_read_only_database_is_503_then_recovers(client: Any, database_path: Path) -> None:
+    connection = client.app[DATABASE]._connection
+    # As SQLite reports a database on a read-only mount: SQLITE_READONLY on write.
+    await connection.execute("PRAGMA query_only = ON")
+    body = callback_body()
+    refused = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert refused.status == 503
+    assert stored_events(database_path) == []
+    ready = await client.get("/readyz")
+    assert (await ready.json())["reasons"] == ["storage: sqlite_readonly"]
+
+    await connection.execute("PRAGMA query_only = OFF")
+    accepted = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert accepted.status == 200
