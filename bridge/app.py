@@ -1,17 +1,26 @@
-"""The aiohttp application: routes, middlewares and the resources they share."""
+"""The aiohttp application: routes, middlewares and the resources they share.
+
+On start: the instance lock, the database, an HTTP client session and the
+delivery worker, in that order; on shutdown the worker drains first and the
+database closes last.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from .callbacks import receive_callback
 from .config import Config
+from .delivery import DeliveryWorker
+from .instance_lock import InstanceLock
 from .middlewares import request_context
 from .readiness import Readiness
-from .state import CONFIG, DATABASE, READINESS
+from .state import CONFIG, DATABASE, READINESS, WORKER
 from .storage import Database
+from .woocommerce import WooCommerceClient
 
 __all__ = ["create_app"]
 
@@ -34,20 +43,42 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", readyz, allow_head=True)
 
 
-def _open_database(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def database_context(app: web.Application) -> AsyncIterator[None]:
-        storage = config.storage
-        database = await Database.open(
-            storage.database_path,
-            busy_timeout_ms=storage.busy_timeout_ms,
-            commit_batch_max=storage.commit_batch_max,
-        )
-        app[DATABASE] = database
-        app[READINESS] = Readiness(database)
-        yield
-        await database.close()
+def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Open, in order, what the app needs, and close it in reverse order."""
 
-    return database_context
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        storage = config.storage
+        lock = InstanceLock(storage.database_path)
+        lock.acquire()
+        try:
+            database = await Database.open(
+                storage.database_path,
+                busy_timeout_ms=storage.busy_timeout_ms,
+                commit_batch_max=storage.commit_batch_max,
+            )
+            try:
+                async with aiohttp.ClientSession() as session:
+                    clients = {
+                        store.name: WooCommerceClient(
+                            store.woocommerce,
+                            session=session,
+                            timeout_seconds=config.delivery.timeout_seconds,
+                        )
+                        for store in config.stores
+                    }
+                    worker = DeliveryWorker(config, database, clients)
+                    await worker.start()
+                    app[DATABASE] = database
+                    app[WORKER] = worker
+                    app[READINESS] = Readiness(database, worker)
+                    yield
+                    await worker.stop(timeout=config.server.shutdown_timeout_seconds)
+            finally:
+                await database.close()
+        finally:
+            lock.release()
+
+    return context
 
 
 def create_app(config: Config) -> web.Application:
@@ -59,6 +90,6 @@ def create_app(config: Config) -> web.Application:
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config
-    app.cleanup_ctx.append(_open_database(config))
+    app.cleanup_ctx.append(_resources(config))
     setup_routes(app)
     return app

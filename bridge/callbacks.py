@@ -23,7 +23,7 @@ from .errors import (
 )
 from .payload import CallbackPayload, InvalidPayload, parse_callback
 from .signature import InvalidSignature, json_canonical, verify
-from .state import CONFIG, DATABASE, REQUEST_ID
+from .state import CONFIG, DATABASE, REQUEST_ID, WORKER
 from .storage import NewEvent, StorageUnavailable
 
 __all__ = ["receive_callback"]
@@ -124,6 +124,8 @@ async def receive_callback(request: web.Request) -> web.Response:
         log.error("callback.unavailable", reason=error.reason)
         raise UnavailableError(error.reason) from None
 
+    if not recorded.duplicate:
+        request.app[WORKER].wake()
     outcome = "duplicate" if recorded.duplicate else "accepted"
     log.info(
         f"callback.{outcome}",

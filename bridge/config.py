@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from .status_rules import StatusRules
+
 __all__ = [
     "CRYPTUM_API_URLS",
     "Config",
@@ -255,6 +257,31 @@ class WooCommerceConfig(_Section):
         return self
 
 
+class RulesConfig(_Section):
+    """What each Cryptum status does to an order, where the contract leaves a choice."""
+
+    confirmed: Literal["pay", "ignore"] = Field(
+        default="pay", description="pay: mark the order paid (checks permitting)."
+    )
+    on_hold: Literal["on-hold", "ignore"] = Field(
+        default="on-hold", description="Put a pending order on hold."
+    )
+    failed: Literal["failed", "cancelled", "ignore"] = Field(
+        default="failed", description="Move a pending or on-hold order to failed (or cancelled)."
+    )
+    cancelled: Literal["cancelled", "ignore"] = Field(
+        default="cancelled", description="Cancel a pending, on-hold or failed order."
+    )
+
+    def as_status_rules(self) -> StatusRules:
+        return StatusRules(
+            confirmed=self.confirmed,
+            on_hold=self.on_hold,
+            failed=self.failed,
+            cancelled=self.cancelled,
+        )
+
+
 class StoreConfig(_Section):
     """One Cryptum store and the WooCommerce shop it pays for."""
 
@@ -270,6 +297,12 @@ class StoreConfig(_Section):
     cryptum_api_url: str | None = Field(
         default=None, description="Overrides the environment's API base URL."
     )
+    payment_method: str = Field(
+        default="cryptumcheckout_gateway",
+        min_length=1,
+        description="The WooCommerce gateway id of Cryptum; other orders are never changed.",
+    )
+    rules: RulesConfig = RulesConfig()
     woocommerce: WooCommerceConfig
 
     @field_validator("name")

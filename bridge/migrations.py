@@ -34,22 +34,34 @@ MIGRATIONS: tuple[str, ...] = (
         woo_order_id    TEXT    NOT NULL,
         state           TEXT    NOT NULL DEFAULT 'pending'
                         CHECK (state IN ('pending', 'done', 'skipped', 'dead')),
+        -- How far the current run got, so a retry neither repeats nor skips a step.
+        progress        TEXT    NOT NULL DEFAULT 'new'
+                        CHECK (progress IN ('new', 'update_sent', 'updated', 'noted')),
+        -- The plan decided for the order (JSON), kept while the update is uncertain.
+        decision        TEXT,
+        -- Bumped when an admin retries or replays, so the new run notes anew.
+        generation      INTEGER NOT NULL DEFAULT 1,
         attempts        INTEGER NOT NULL DEFAULT 0,
         next_attempt_at REAL    NOT NULL,
         lease_until     REAL,
+        -- max_age_hours counts from here: arrival, or the admin's retry.
+        age_from        REAL    NOT NULL,
         last_error      TEXT,
+        outcome         TEXT,
         created_at      REAL    NOT NULL,
         updated_at      REAL    NOT NULL
     );
     CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
+    CREATE INDEX deliveries_pending_by_order ON deliveries (store, woo_order_id, id)
+        WHERE state = 'pending';
 
     -- Every event owes exactly one delivery, created by the statement that
     -- stores the event, so no code path can store one without the other.
     CREATE TRIGGER events_owe_a_delivery AFTER INSERT ON events
     BEGIN
-        INSERT INTO deliveries (event_id, store, woo_order_id, next_attempt_at,
+        INSERT INTO deliveries (event_id, store, woo_order_id, next_attempt_at, age_from,
                                 created_at, updated_at)
-        VALUES (NEW.id, NEW.store, NEW.woo_order_id, NEW.received_at,
+        VALUES (NEW.id, NEW.store, NEW.woo_order_id, NEW.received_at, NEW.received_at,
                 NEW.received_at, NEW.received_at);
     END;
 

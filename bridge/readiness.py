@@ -1,9 +1,10 @@
-"""What `/readyz` reports: can the bridge take a callback and keep it right now?"""
+"""What `/readyz` reports: can the bridge keep a callback now, and deliver it?"""
 
 from __future__ import annotations
 
 import time
 
+from .delivery import DeliveryWorker
 from .storage import Database, StorageUnavailable
 
 __all__ = ["Readiness"]
@@ -15,8 +16,11 @@ class Readiness:
     The cache keeps a busy prober from turning readiness checks into fsyncs.
     """
 
-    def __init__(self, database: Database, *, cache_seconds: float = 2.0) -> None:
+    def __init__(
+        self, database: Database, worker: DeliveryWorker, *, cache_seconds: float = 2.0
+    ) -> None:
         self._database = database
+        self._worker = worker
         self._cache_seconds = cache_seconds
         self._checked_at = float("-inf")
         self._problems: list[str] = []
@@ -30,8 +34,9 @@ class Readiness:
         return list(self._problems)
 
     async def _check(self) -> list[str]:
+        problems = []
         try:
             await self._database.check_writable()
         except StorageUnavailable as error:
-            return [f"storage: {error.reason}"]
-        return []
+            problems.append(f"storage: {error.reason}")
+        return problems + self._worker.problems()

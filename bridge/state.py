@@ -5,12 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from .config import Config
+from .delivery import DeliveryWorker
 from .readiness import Readiness
 from .storage import Database
 
-__all__ = ["CONFIG", "DATABASE", "READINESS", "REQUEST_ID"]
+__all__ = ["CONFIG", "DATABASE", "READINESS", "REQUEST_ID", "WORKER"]
 
 CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", Database)
 READINESS = web.AppKey("readiness", Readiness)
+WORKER = web.AppKey("worker", DeliveryWorker)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -187,6 +187,11 @@ class Database:
         await self._connection.close()
 
     @property
+    def connection(self) -> aiosqlite.Connection:
+        """For the modules that own other tables; each write is one autocommitted statement."""
+        return self._connection
+
+    @property
     def commit_stats(self) -> tuple[int, int]:
         """(batches, items) committed so far: how well commits are being shared."""
         return self._writer.batches, self._writer.items

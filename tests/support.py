@@ -56,7 +56,7 @@ def config_document(database: Path, **overrides: Any) -> dict[str, Any]:
                 "cryptum_store_id": MAIN_STORE_ID,
                 "webhook_secret": MAIN_SECRET,
                 "woocommerce": {
-                    "url": "http://127.0.0.1:8080",
+                    "url": "http://127.0.0.1:9",  # nothing listens: deliveries fail fast
                     "consumer_key": "ck_main_key_value",
                     "consumer_secret": "cs_main_secret_value",
                 },
@@ -66,7 +66,7 @@ def config_document(database: Path, **overrides: Any) -> dict[str, Any]:
                 "cryptum_store_id": SECOND_STORE_ID,
                 "webhook_secret": SECOND_SECRET,
                 "woocommerce": {
-                    "url": "https://second.example.com",
+                    "url": "https://127.0.0.1:9",
                     "consumer_key": "ck_second_key_value",
                     "consumer_secret": "cs_second_secret_value",
                 },

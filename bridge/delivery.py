@@ -1,0 +1,285 @@
+"""The delivery worker: brings each WooCommerce order to the status its payment calls for.
+
+Each delivery runs in typed stages: read the order, decide (checks and the
+status rules), update, note once, finish. Progress is recorded between
+stages, so a retry after a lost response or a crash neither repeats a change
+nor adds a second note:
+
+* the plan is saved as `update_sent` before the PUT; a retry that finds the
+  order already showing the change goes straight to the note;
+* the note is posted only after `updated` is saved; a retry that starts from
+  `updated` first looks for the note's marker among the order's notes.
+
+Deliveries of one order run one at a time in arrival order (the queue sees
+to that); different orders run in parallel, up to `delivery.concurrency`
+per store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from .backoff import retry_delay
+from .config import Config, StoreConfig
+from .delivery_plan import (
+    PaymentFacts,
+    Plan,
+    WrongPaymentMethod,
+    is_applied,
+    note_marker,
+    plan_delivery,
+)
+from .delivery_queue import DeliveryQueue, Job
+from .payload import InvalidPayload, parse_callback
+from .storage import Database
+from .woocommerce import WooCommerceClient
+from .woocommerce_errors import FailureKind, WooFailure
+
+__all__ = ["DeliveryWorker"]
+
+log = structlog.get_logger("bridge.delivery")
+
+# Longest sleep between looks at the queue when nothing wakes the worker.
+_IDLE_POLL_SECONDS = 1.0
+
+
+@dataclass
+class _Store:
+    config: StoreConfig
+    client: WooCommerceClient
+    in_flight: int = 0
+    # The last configuration error WooCommerce reported, until a request succeeds.
+    config_problem: str | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def payment_facts(job: Job) -> PaymentFacts:
+    """What the stored callback says about the payment."""
+    try:
+        callback = parse_callback(job.payload)
+    except InvalidPayload:
+        # Stored events were validated on arrival; a payload that no longer
+        # parses (say, purged of personal data) still has its indexed fields.
+        return PaymentFacts(status=job.status, cryptum_order_id=job.cryptum_order_id)
+    return PaymentFacts(
+        status=job.status,
+        cryptum_order_id=job.cryptum_order_id,
+        transactions=tuple((t.protocol, t.hash) for t in callback.transactions or ()),
+        message=callback.message,
+    )
+
+
+class DeliveryWorker:
+    """Claims due deliveries and works them, until stopped."""
+
+    def __init__(
+        self,
+        config: Config,
+        database: Database,
+        clients: dict[str, WooCommerceClient],
+        *,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._settings = config.delivery
+        self._queue = DeliveryQueue(database)
+        self._stores = {store.name: _Store(store, clients[store.name]) for store in config.stores}
+        self._clock = clock
+        self._jitter = jitter
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        # A job holds at most four requests, each bounded by the timeout.
+        self._lease_seconds = 4 * self._settings.timeout_seconds + 30
+
+    async def start(self) -> None:
+        released = await self._queue.release_leases()
+        if released:
+            log.info("delivery.leases_released", count=released)
+        self._task = asyncio.create_task(self._run(), name="delivery-worker")
+
+    def wake(self) -> None:
+        """New work may be due: look at the queue now rather than at the next poll."""
+        self._wakeup.set()
+
+    def problems(self) -> list[str]:
+        """What keeps deliveries from landing, for `/readyz`."""
+        found = [
+            f"store {name}: {store.config_problem}"
+            for name, store in self._stores.items()
+            if store.config_problem is not None
+        ]
+        if self._task is not None and self._task.done() and not self._stopping:
+            found.append("delivery worker stopped")
+        return found
+
+    async def stop(self, *, timeout: float) -> None:
+        """Claim nothing more; give running deliveries `timeout` seconds, then cancel them."""
+        self._stopping = True
+        self.wake()
+        if self._task is not None:
+            await self._task
+        running = [task for store in self._stores.values() for task in store.tasks]
+        if running:
+            _, unfinished = await asyncio.wait(running, timeout=timeout)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            try:
+                await self._claim_and_start()
+                timeout = await self._idle_timeout()
+            except Exception:  # the database is unavailable: try again after a pause
+                log.exception("delivery.queue_error")
+                timeout = _IDLE_POLL_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _claim_and_start(self) -> None:
+        now = self._clock()
+        for store in self._stores.values():
+            free = self._settings.concurrency - store.in_flight
+            jobs = await self._queue.claim(
+                store.config.name, free, now=now, lease_seconds=self._lease_seconds
+            )
+            for job in jobs:
+                store.in_flight += 1
+                task = asyncio.create_task(self._deliver(job, store))
+                store.tasks.add(task)
+                task.add_done_callback(store.tasks.discard)
+
+    async def _idle_timeout(self) -> float:
+        due = await self._queue.next_due()
+        now = self._clock()
+        if due is None or due <= now:
+            # Nothing queued, or due work waiting for a free slot, which a
+            # finishing delivery announces with `wake`.
+            return _IDLE_POLL_SECONDS
+        return min(due - now, _IDLE_POLL_SECONDS)
+
+    async def _deliver(self, job: Job, store: _Store) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            store=job.store,
+            delivery_id=job.delivery_id,
+            event_id=job.event_id,
+            woo_order_id=job.woo_order_id,
+            cryptum_order_id=job.cryptum_order_id,
+        )
+        try:
+            await self._run_stages(job, store)
+            store.config_problem = None
+        except WooFailure as failure:
+            await self._handle_failure(job, store, failure)
+        except WrongPaymentMethod as problem:
+            await self._dead(job, str(problem))
+        except Exception:
+            # A bug, not WooCommerce: keep the delivery and retry it later.
+            log.exception("delivery.crashed")
+            await self._handle_failure(
+                job, store, WooFailure(FailureKind.TRANSIENT, "internal error, see logs")
+            )
+        finally:
+            store.in_flight -= 1
+            self.wake()
+
+    async def _run_stages(self, job: Job, store: _Store) -> None:
+        client = store.client
+        payment = payment_facts(job)
+        order = await client.get_order(job.woo_order_id)
+
+        plan = Plan.from_json(job.decision) if job.decision else None
+        progress = job.progress
+        if progress == "update_sent" and plan is not None and is_applied(plan, order):
+            progress = "updated"  # the PUT landed though its answer was lost
+        if progress in ("new", "update_sent") or plan is None:
+            plan = plan_delivery(
+                payment,
+                order,
+                gateway=store.config.payment_method,
+                rules=store.config.rules.as_status_rules(),
+                marker=note_marker(job.delivery_id, job.generation),
+            )
+            if plan.changes is not None:
+                await self._save(job, "update_sent", plan)
+                await client.update_order(job.woo_order_id, plan.changes)
+            await self._save(job, "updated", plan)
+            progress = "updated"
+
+        if plan.note is not None and progress == "updated":
+            marker = note_marker(job.delivery_id, job.generation)
+            # Only a run that got as far as the note before may have posted it.
+            already = job.progress == "updated" and any(
+                marker in note.note for note in await client.list_notes(job.woo_order_id)
+            )
+            if not already:
+                await client.add_note(job.woo_order_id, plan.note)
+            await self._save(job, "noted", plan)
+
+        changed = plan.changes is not None or plan.note is not None
+        outcome = f"{plan.kind}: {plan.reason}"
+        await self._queue.finish(
+            job.delivery_id, "done" if changed else "skipped", outcome, now=self._clock()
+        )
+        if changed:
+            log.info(
+                "delivery.applied",
+                action=plan.kind,
+                target_status=plan.target_status,
+                reason=plan.reason,
+                attempts=job.attempts,
+            )
+        else:
+            log.info("delivery.skipped", reason=plan.reason, order_status=order.status)
+
+    async def _save(self, job: Job, progress: str, plan: Plan) -> None:
+        await self._queue.save_progress(
+            job.delivery_id, progress, plan.to_json(), now=self._clock()
+        )
+
+    async def _handle_failure(self, job: Job, store: _Store, failure: WooFailure) -> None:
+        if failure.kind in (FailureKind.ORDER_NOT_FOUND, FailureKind.REJECTED):
+            await self._dead(job, failure.reason)
+            return
+        now = self._clock()
+        if failure.kind is FailureKind.CONFIG:
+            store.config_problem = failure.reason
+            log.error("delivery.config_error", reason=failure.reason, status=failure.status)
+            delay = self._settings.backoff_max_seconds
+        else:
+            delay = retry_delay(
+                job.attempts,
+                initial=self._settings.backoff_initial_seconds,
+                maximum=self._settings.backoff_max_seconds,
+                retry_after=failure.retry_after,
+                random=self._jitter,
+            )
+        deadline = job.age_from + self._settings.max_age_hours * 3600
+        if now + delay > deadline:
+            hours = self._settings.max_age_hours
+            await self._dead(job, f"gave up after {hours:g} h: {failure.reason}")
+            return
+        await self._queue.retry_later(
+            job.delivery_id, at=now + delay, error=failure.reason, now=now
+        )
+        log.warning(
+            "delivery.retry",
+            reason=failure.reason,
+            status=failure.status,
+            attempts=job.attempts,
+            delay_seconds=round(delay, 3),
+        )
+
+    async def _dead(self, job: Job, reason: str) -> None:
+        await self._queue.finish(job.delivery_id, "dead", reason, now=self._clock())
+        log.error("delivery.dead", reason=reason, attempts=job.attempts)

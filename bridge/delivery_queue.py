@@ -1,0 +1,211 @@
+"""The deliveries table as a work queue: claim with a lease, record progress, finish.
+
+Deliveries of one WooCommerce order are claimed strictly one at a time in
+arrival order: a delivery is claimable only when no earlier delivery of the
+same order is still pending. A claim is a lease; work held by a process that
+died is claimable again once its lease runs out (or at once, when the next
+`serve` takes over the database, see `release_leases`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .storage import Database
+
+__all__ = ["DeliveryQueue", "DeliveryRow", "Job"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed delivery with what the worker needs from its event."""
+
+    delivery_id: int
+    event_id: int
+    store: str
+    woo_order_id: str
+    cryptum_order_id: str
+    status: str
+    payload: bytes
+    attempts: int
+    progress: str
+    decision: dict[str, Any] | None
+    generation: int
+    age_from: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A delivery as the admin commands show it."""
+
+    id: int
+    event_id: int
+    store: str
+    woo_order_id: str
+    cryptum_order_id: str
+    status: str
+    state: str
+    progress: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    outcome: str | None
+    created_at: float
+    updated_at: float
+
+    def summary(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+_ROW_COLUMNS = """
+    d.id, d.event_id, d.store, d.woo_order_id, e.cryptum_order_id, e.status, d.state,
+    d.progress, d.attempts, d.next_attempt_at, d.last_error, d.outcome, d.created_at,
+    d.updated_at
+"""
+
+# A fresh start: the new run decides anew and writes its own note.
+_REQUEUE = """
+    state = 'pending', progress = 'new', decision = NULL, generation = generation + 1,
+    attempts = 0, next_attempt_at = :now, age_from = :now, lease_until = NULL, outcome = NULL,
+    last_error = NULL, updated_at = :now
+"""
+
+
+class DeliveryQueue:
+    """Queue operations over the database's single connection; each is one statement."""
+
+    def __init__(self, database: Database) -> None:
+        self._connection = database.connection
+
+    async def release_leases(self) -> int:
+        """Free every lease: called by the one `serve` that owns the database, at start."""
+        cursor = await self._connection.execute(
+            "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
+        )
+        return cursor.rowcount
+
+    async def claim(self, store: str, limit: int, *, now: float, lease_seconds: float) -> list[Job]:
+        """Lease up to `limit` due deliveries of `store`, oldest first, one per order."""
+        if limit <= 0:
+            return []
+        claimed = await self._connection.execute_fetchall(
+            """
+            UPDATE deliveries
+            SET lease_until = :lease_until, attempts = attempts + 1, updated_at = :now
+            WHERE id IN (
+                SELECT d.id FROM deliveries AS d
+                WHERE d.state = 'pending' AND d.store = :store AND d.next_attempt_at <= :now
+                  AND (d.lease_until IS NULL OR d.lease_until <= :now)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM deliveries AS earlier
+                      WHERE earlier.store = d.store AND earlier.woo_order_id = d.woo_order_id
+                        AND earlier.state = 'pending' AND earlier.id < d.id)
+                ORDER BY d.id LIMIT :limit)
+            RETURNING id
+            """,
+            {"store": store, "now": now, "lease_until": now + lease_seconds, "limit": limit},
+        )
+        ids = [row[0] for row in claimed]
+        if not ids:
+            return []
+        rows = await self._connection.execute_fetchall(
+            f"""
+            SELECT d.id, d.event_id, d.store, d.woo_order_id, e.cryptum_order_id, e.status,
+                   e.payload, d.attempts, d.progress, d.decision, d.generation, d.age_from
+            FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+            WHERE d.id IN ({", ".join("?" * len(ids))}) ORDER BY d.id
+            """,
+            ids,
+        )
+        return [Job(*row[:9], json.loads(row[9]) if row[9] else None, *row[10:]) for row in rows]
+
+    async def save_progress(
+        self, delivery_id: int, progress: str, decision: dict[str, Any] | None, *, now: float
+    ) -> None:
+        await self._connection.execute(
+            "UPDATE deliveries SET progress = ?, decision = ?, updated_at = ? WHERE id = ?",
+            (progress, json.dumps(decision) if decision is not None else None, now, delivery_id),
+        )
+
+    async def finish(self, delivery_id: int, state: str, outcome: str, *, now: float) -> None:
+        """End a delivery: `done`, `skipped` (nothing to change) or `dead`."""
+        await self._connection.execute(
+            """
+            UPDATE deliveries SET state = ?, outcome = ?, lease_until = NULL, updated_at = ?
+            WHERE id = ?
+            """,
+            (state, outcome, now, delivery_id),
+        )
+
+    async def retry_later(self, delivery_id: int, *, at: float, error: str, now: float) -> None:
+        await self._connection.execute(
+            """
+            UPDATE deliveries SET next_attempt_at = ?, last_error = ?, lease_until = NULL,
+                                  updated_at = ?
+            WHERE id = ?
+            """,
+            (at, error, now, delivery_id),
+        )
+
+    async def next_due(self) -> float | None:
+        """When the earliest pending delivery is due (ignoring leases)."""
+        rows = await self._connection.execute_fetchall(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'"
+        )
+        return next(iter(rows))[0]
+
+    async def requeue(self, *, state: str, delivery_id: int | None = None, now: float) -> int:
+        """Run finished deliveries again (all in `state`, or just one) as a new generation."""
+        where = "state = :state" + (" AND id = :id" if delivery_id is not None else "")
+        cursor = await self._connection.execute(
+            f"UPDATE deliveries SET {_REQUEUE} WHERE {where}",
+            {"now": now, "state": state, "id": delivery_id},
+        )
+        return cursor.rowcount
+
+    async def requeue_event(self, event_id: int, *, now: float) -> int:
+        """Run an event's delivery again, whatever state it ended in."""
+        cursor = await self._connection.execute(
+            f"UPDATE deliveries SET {_REQUEUE} WHERE event_id = :event AND state != 'pending'",
+            {"now": now, "event": event_id},
+        )
+        return cursor.rowcount
+
+    async def list(
+        self, *, state: str | None = None, store: str | None = None, limit: int = 50
+    ) -> list[DeliveryRow]:
+        """Newest first."""
+        conditions, parameters = [], []
+        for column, value in (("d.state", state), ("d.store", store)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                parameters.append(value)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = await self._connection.execute_fetchall(
+            f"""
+            SELECT {_ROW_COLUMNS} FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+            {where} ORDER BY d.id DESC LIMIT ?
+            """,
+            [*parameters, limit],
+        )
+        return [DeliveryRow(*row) for row in rows]
+
+    async def get(self, delivery_id: int) -> DeliveryRow | None:
+        rows = list(
+            await self._connection.execute_fetchall(
+                f"""
+                SELECT {_ROW_COLUMNS} FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+                WHERE d.id = ?
+                """,
+                (delivery_id,),
+            )
+        )
+        return DeliveryRow(*rows[0]) if rows else None
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._connection.execute_fetchall(
+            "SELECT state, count(*) FROM deliveries GROUP BY state"
+        )
+        return {state: count for state, count in rows}

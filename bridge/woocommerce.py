@@ -1,0 +1,177 @@
+"""A small WooCommerce REST client: the four calls the delivery worker makes.
+
+Authentication follows WooCommerce: HTTP Basic over HTTPS, OAuth 1.0a
+one-legged over plain HTTP, signed against `woocommerce.url` (the site's
+home URL) with a fresh nonce and timestamp on every request, retries
+included. Every failure is raised as a classified `WooFailure`.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .config import WooCommerceConfig
+from .oauth1 import oauth_query
+from .woocommerce_errors import FailureKind, WooFailure, classify, connection_failure
+
+__all__ = ["MetaEntry", "WooCommerceClient", "WooNote", "WooOrder", "tls_context"]
+
+API_PREFIX = "/wp-json/wc/v3"
+
+
+class MetaEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    key: str
+    value: Any = None
+
+
+class WooOrder(BaseModel):
+    """The fields of a WooCommerce order the bridge reads; the rest is kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    status: str
+    total: str = "0"
+    currency: str = ""
+    payment_method: str = ""
+    transaction_id: str = ""
+    meta_data: list[MetaEntry] = []
+
+
+class WooNote(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    note: str
+
+
+def tls_context(config: WooCommerceConfig) -> ssl.SSLContext:
+    """Certificates are always verified; `ca_file` adds to the system's trust store."""
+    context = ssl.create_default_context()
+    if config.ca_file is not None:
+        context.load_verify_locations(cafile=str(config.ca_file))
+    return context
+
+
+def _retry_after(header: str | None) -> float | None:
+    """Seconds to wait, from either form of `Retry-After`."""
+    if not header:
+        return None
+    if header.strip().isdigit():
+        return float(header.strip())
+    try:
+        return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class WooCommerceClient:
+    """Calls one shop's REST API."""
+
+    def __init__(
+        self,
+        config: WooCommerceConfig,
+        *,
+        session: aiohttp.ClientSession,
+        timeout_seconds: float,
+    ) -> None:
+        self._config = config
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._ssl = tls_context(config) if config.url.startswith("https://") else None
+        if config.auth == "auto":
+            self.auth_method = "basic" if config.url.startswith("https://") else "oauth1"
+        else:
+            self.auth_method = config.auth
+
+    async def get_order(self, order_id: str) -> WooOrder:
+        return _parse(WooOrder, await self._request("GET", f"/orders/{order_id}"))
+
+    async def update_order(self, order_id: str, changes: dict[str, Any]) -> WooOrder:
+        return _parse(WooOrder, await self._request("PUT", f"/orders/{order_id}", body=changes))
+
+    async def list_notes(self, order_id: str) -> list[WooNote]:
+        answer = await self._request("GET", f"/orders/{order_id}/notes")
+        if not isinstance(answer, list):
+            raise WooFailure(FailureKind.TRANSIENT, "WooCommerce sent notes that are not a list")
+        return [_parse(WooNote, note) for note in answer]
+
+    async def add_note(self, order_id: str, text: str) -> WooNote:
+        body = {"note": text, "customer_note": False}
+        return _parse(WooNote, await self._request("POST", f"/orders/{order_id}/notes", body=body))
+
+    def _authenticate(self, method: str, path: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Headers and query parameters that authenticate one request (a fresh nonce each time)."""
+        key = self._config.consumer_key
+        secret = self._config.consumer_secret
+        assert key is not None and secret is not None
+        if self.auth_method == "basic":
+            pair = f"{key.get_secret_value()}:{secret.get_secret_value()}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}, {}
+        query = oauth_query(
+            method,
+            self._config.url + path,
+            consumer_key=key.get_secret_value(),
+            consumer_secret=secret.get_secret_value(),
+        )
+        return {}, query
+
+    async def _request(self, method: str, path: str, *, body: dict[str, Any] | None = None) -> Any:
+        full_path = API_PREFIX + path
+        headers, query = self._authenticate(method, full_path)
+        try:
+            async with self._session.request(
+                method,
+                self._config.url + full_path,
+                json=body,
+                timeout=self._timeout,
+                ssl=self._ssl if self._ssl is not None else True,
+                headers={"Accept": "application/json", **headers},
+                params=query,
+            ) as response:
+                try:
+                    answer = await response.json(content_type=None)
+                except ValueError:
+                    answer = None
+                if response.status >= 300:
+                    error = answer if isinstance(answer, dict) else {}
+                    raise classify(
+                        response.status,
+                        error.get("code"),
+                        error.get("message"),
+                        auth_method=self.auth_method,
+                        retry_after=_retry_after(response.headers.get("Retry-After")),
+                    )
+                if answer is None:
+                    raise WooFailure(
+                        FailureKind.TRANSIENT,
+                        f"WooCommerce answered {response.status} without JSON",
+                        response.status,
+                    )
+                return answer
+        except TimeoutError:
+            timeout = self._timeout.total
+            raise connection_failure(f"no answer from WooCommerce within {timeout} s") from None
+        except aiohttp.ClientSSLError as error:
+            reason = f"TLS verification of the shop failed ({type(error).__name__}): check ca_file"
+            raise WooFailure(FailureKind.CONFIG, reason) from None
+        except aiohttp.ClientError as error:
+            raise connection_failure(f"WooCommerce unreachable: {type(error).__name__}") from None
+
+
+def _parse(model: type[Any], answer: Any) -> Any:
+    try:
+        return model.model_validate(answer)
+    except ValidationError:
+        raise WooFailure(
+            FailureKind.TRANSIENT, f"WooCommerce sent an unexpected {model.__name__} shape"
+        ) from None

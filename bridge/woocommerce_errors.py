@@ -1,0 +1,111 @@
+"""How the bridge reads a WooCommerce failure: retry, give up, or fix the config.
+
+Pure: `classify` maps an HTTP status and WooCommerce's error `code` and
+`message` to a `WooFailure`. WooCommerce reports a missing order as 404 on
+GET but 400 on PUT, so the `code` decides before the status does.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["FailureKind", "WooFailure", "classify", "connection_failure"]
+
+_ORDER_NOT_FOUND_CODES = frozenset(
+    {"woocommerce_rest_shop_order_invalid_id", "woocommerce_rest_order_invalid_id"}
+)
+_ANONYMOUS_CODES = frozenset(
+    {
+        "woocommerce_rest_cannot_view",
+        "woocommerce_rest_cannot_edit",
+        "woocommerce_rest_cannot_create",
+    }
+)
+
+
+class FailureKind(StrEnum):
+    TRANSIENT = "transient"  # retry with backoff
+    ORDER_NOT_FOUND = "order_not_found"  # dead-letter at once
+    REJECTED = "rejected"  # the request itself is wrong: dead-letter at once
+    CONFIG = "config"  # credentials, URL or TLS: loud, retried at the slowest pace
+
+
+class WooFailure(Exception):
+    """A failed WooCommerce request; `reason` is safe to log and names the likely fix."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        reason: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _auth_reason(code: str, message: str, *, auth_method: str) -> str:
+    if "does not have write permissions" in message:
+        return "the WooCommerce API key is read-only: create a key with Read/Write permission"
+    if "signature does not match" in message:
+        return (
+            "WooCommerce refused the OAuth signature: set woocommerce.url to WordPress's home "
+            "URL exactly (Settings > General: scheme, host and port), and check the consumer "
+            'secret; behind a TLS-terminating proxy use auth = "oauth1" with the http:// URL'
+        )
+    if "Consumer key is invalid" in message:
+        return "WooCommerce does not know this consumer key: check woocommerce.consumer_key"
+    if "Invalid timestamp" in message:
+        return "WooCommerce refused the request time: this machine's clock is off by over 15 min"
+    if code in _ANONYMOUS_CODES:
+        if auth_method == "basic":
+            return (
+                "WooCommerce ignored HTTP Basic auth, as it does when it believes the site is "
+                'plain HTTP: use an https:// woocommerce.url, or auth = "oauth1" behind a '
+                "TLS-terminating proxy"
+            )
+        return (
+            "WooCommerce treated the request as anonymous: check the API keys and woocommerce.url"
+        )
+    return f"WooCommerce refused the credentials ({code or 'no code'})"
+
+
+def classify(
+    status: int,
+    code: str | None,
+    message: str | None,
+    *,
+    auth_method: str,
+    retry_after: float | None = None,
+) -> WooFailure:
+    """The failure a non-2xx answer means. `auth_method` is "basic" or "oauth1"."""
+    code = code or ""
+    message = message or ""
+    if code in _ORDER_NOT_FOUND_CODES:
+        return WooFailure(FailureKind.ORDER_NOT_FOUND, "order not found in WooCommerce", status)
+    if status in (401, 403):
+        return WooFailure(
+            FailureKind.CONFIG, _auth_reason(code, message, auth_method=auth_method), status
+        )
+    if status in (408, 425, 429) or status >= 500:
+        return WooFailure(
+            FailureKind.TRANSIENT, f"WooCommerce answered {status}", status, retry_after
+        )
+    if status == 404:
+        return WooFailure(
+            FailureKind.REJECTED,
+            "WooCommerce REST API not found: is woocommerce.url the WordPress home URL, "
+            "with pretty permalinks?",
+            status,
+        )
+    return WooFailure(
+        FailureKind.REJECTED, f"WooCommerce rejected the request: {code or status}", status
+    )
+
+
+def connection_failure(description: str) -> WooFailure:
+    """A request that got no answer (refused, reset, timed out): always worth a retry."""
+    return WooFailure(FailureKind.TRANSIENT, description)

@@ -1,0 +1,24 @@
+"""Backoff: growth, cap, jitter range, Retry-After."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.backoff import retry_delay
+
+
+@pytest.mark.parametrize(
+    ("attempt", "ceiling"), [(1, 5), (2, 10), (3, 20), (8, 640), (9, 1000), (500, 1000)]
+)
+def test_the_window_doubles_up_to_the_maximum(attempt: int, ceiling: float) -> None:
+    assert retry_delay(attempt, initial=5, maximum=1000, random=lambda: 1.0) == ceiling
+    assert retry_delay(attempt, initial=5, maximum=1000, random=lambda: 0.0) == 0
+
+
+def test_full_jitter_scales_the_window() -> None:
+    assert retry_delay(3, initial=5, maximum=1000, random=lambda: 0.25) == 5
+
+
+def test_retry_after_is_a_floor() -> None:
+    assert retry_delay(1, initial=5, maximum=1000, retry_after=120, random=lambda: 0.5) == 120
+    assert retry_delay(9, initial=5, maximum=1000, retry_after=1, random=lambda: 0.5) == 500
