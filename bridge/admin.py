@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from .delivery_queue import DeliveryQueue, DeliveryRow
 from .storage import Database, EventRow
 
-__all__ = ["list_events", "render_table", "show_event"]
+__all__ = [
+    "list_deliveries",
+    "list_events",
+    "render_table",
+    "replay_event",
+    "retry_dead",
+    "show_delivery",
+    "show_event",
+]
+
+
+@asynccontextmanager
+async def _opened(database_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(database_path, create=False)
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 def _when(timestamp: float) -> str:
@@ -37,11 +58,8 @@ def _delivery(row: EventRow) -> str:
 async def list_events(
     database_path: Path, out: TextIO, *, limit: int, store: str | None, as_json: bool
 ) -> None:
-    database = await Database.open(database_path, create=False)
-    try:
+    async with _opened(database_path) as database:
         rows = await database.list_events(limit=limit, store=store)
-    finally:
-        await database.close()
     if as_json:
         json.dump([row.summary() for row in rows], out, indent=2)
         out.write("\n")
@@ -74,11 +92,8 @@ async def list_events(
 
 async def show_event(database_path: Path, out: TextIO, event_id: int, *, as_json: bool) -> bool:
     """Print one event with its payload; False if there is no such event."""
-    database = await Database.open(database_path, create=False)
-    try:
+    async with _opened(database_path) as database:
         row = await database.get_event(event_id)
-    finally:
-        await database.close()
     if row is None:
         return False
     details: dict[str, Any] = row.summary()
@@ -102,3 +117,82 @@ async def show_event(database_path: Path, out: TextIO, event_id: int, *, as_json
         )
     out.write(f"payload:\n{payload_text}\n")
     return True
+
+
+def _dump(data: Any, out: TextIO) -> None:
+    json.dump(data, out, indent=2, ensure_ascii=False)
+    out.write("\n")
+
+
+async def list_deliveries(
+    database_path: Path,
+    out: TextIO,
+    *,
+    state: str | None,
+    store: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    async with _opened(database_path) as database:
+        rows = await DeliveryQueue(database).list(state=state, store=store, limit=limit)
+    if as_json:
+        _dump([row.summary() for row in rows], out)
+        return
+    table = [
+        [
+            str(row.id),
+            str(row.event_id),
+            row.store,
+            row.woo_order_id,
+            row.status,
+            row.state,
+            str(row.attempts),
+            _when(row.updated_at),
+            row.outcome or row.last_error or "-",
+        ]
+        for row in rows
+    ]
+    headers = [
+        "ID",
+        "EVENT",
+        "STORE",
+        "WOO ORDER",
+        "STATUS",
+        "STATE",
+        "ATTEMPTS",
+        "UPDATED (UTC)",
+        "OUTCOME / LAST ERROR",
+    ]
+    out.write(render_table(headers, table) + "\n")
+
+
+async def show_delivery(
+    database_path: Path, out: TextIO, delivery_id: int, *, as_json: bool
+) -> bool:
+    async with _opened(database_path) as database:
+        row: DeliveryRow | None = await DeliveryQueue(database).get(delivery_id)
+    if row is None:
+        return False
+    details = row.summary()
+    if as_json:
+        _dump(details, out)
+        return True
+    for key in ("next_attempt_at", "created_at", "updated_at"):
+        details[key] = _when(details[key]) + " UTC"
+    for key, value in details.items():
+        out.write(f"{key + ':':<18}{value if value is not None else '-'}\n")
+    return True
+
+
+async def retry_dead(database_path: Path, *, delivery_id: int | None) -> int:
+    """Queue dead deliveries again (one, or all); returns how many."""
+    async with _opened(database_path) as database:
+        return await DeliveryQueue(database).requeue(
+            state="dead", delivery_id=delivery_id, now=time.time()
+        )
+
+
+async def replay_event(database_path: Path, event_id: int) -> int:
+    """Run an event's finished delivery again; returns 1, or 0 if it is still pending."""
+    async with _opened(database_path) as database:
+        return await DeliveryQueue(database).requeue_event(event_id, now=time.time())

@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .admin import list_events, show_event
+from .admin import (
+    list_deliveries,
+    list_events,
+    replay_event,
+    retry_dead,
+    show_delivery,
+    show_event,
+)
 from .config import Config, ConfigError, default_config_path, load_config
 from .log_setup import configure_logging
 from .signature import sign
@@ -73,6 +80,66 @@ def run_events(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_deliveries(arguments: argparse.Namespace) -> int:
+    database = _database_path(arguments)
+    if arguments.action == "list":
+        asyncio.run(
+            list_deliveries(
+                database,
+                sys.stdout,
+                state=arguments.state,
+                store=arguments.store,
+                limit=arguments.limit,
+                as_json=arguments.json,
+            )
+        )
+        return EXIT_OK
+    found = asyncio.run(
+        show_delivery(database, sys.stdout, arguments.delivery_id, as_json=arguments.json)
+    )
+    if not found:
+        print(f"no delivery {arguments.delivery_id}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def run_dead_letter(arguments: argparse.Namespace) -> int:
+    database = _database_path(arguments)
+    if arguments.action == "list":
+        asyncio.run(
+            list_deliveries(
+                database,
+                sys.stdout,
+                state="dead",
+                store=arguments.store,
+                limit=arguments.limit,
+                as_json=arguments.json,
+            )
+        )
+        return EXIT_OK
+    if arguments.all == (arguments.delivery_id is not None):
+        print("dead-letter retry: give one DELIVERY_ID or --all", file=sys.stderr)
+        return EXIT_USAGE
+    count = asyncio.run(retry_dead(database, delivery_id=arguments.delivery_id))
+    if arguments.delivery_id is not None and count == 0:
+        print(f"no dead delivery {arguments.delivery_id}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"{count} deliveries queued again")
+    return EXIT_OK
+
+
+def run_replay(arguments: argparse.Namespace) -> int:
+    count = asyncio.run(replay_event(_database_path(arguments), arguments.event_id))
+    if count == 0:
+        print(
+            f"event {arguments.event_id}: no such event, or its delivery is still pending",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    print(f"event {arguments.event_id}: delivery queued again")
+    return EXIT_OK
+
+
 def _secret_for_signing(arguments: argparse.Namespace) -> str:
     if arguments.secret_file is not None:
         return Path(arguments.secret_file).read_text(encoding="utf-8").rstrip("\r\n")
@@ -129,6 +196,39 @@ def build_parser() -> argparse.ArgumentParser:
     showing = actions.add_parser("show", help="one event with its payload")
     showing.add_argument("event_id", type=int, metavar="EVENT_ID")
     events.set_defaults(run=run_events)
+
+    deliveries = command("deliveries", "List or show deliveries to WooCommerce.")
+    deliveries.add_argument(
+        "--database", metavar="PATH", help="database file (default: from config)"
+    )
+    deliveries.add_argument("--json", action="store_true", help="machine-readable output")
+    actions = deliveries.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="newest deliveries first")
+    listing.add_argument("--state", choices=["pending", "done", "skipped", "dead"])
+    listing.add_argument("--store", help="only this store's deliveries")
+    listing.add_argument("--limit", type=int, default=50)
+    showing = actions.add_parser("show", help="one delivery")
+    showing.add_argument("delivery_id", type=int, metavar="DELIVERY_ID")
+    deliveries.set_defaults(run=run_deliveries)
+
+    dead = command("dead-letter", "Deliveries that gave up: list them, or queue them again.")
+    dead.add_argument("--database", metavar="PATH", help="database file (default: from config)")
+    dead.add_argument("--json", action="store_true", help="machine-readable output")
+    actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="dead deliveries, newest first")
+    listing.add_argument("--store", help="only this store's deliveries")
+    listing.add_argument("--limit", type=int, default=50)
+    retry = actions.add_parser("retry", help="queue one dead delivery, or --all, again")
+    retry.add_argument("delivery_id", type=int, nargs="?", metavar="DELIVERY_ID")
+    retry.add_argument("--all", action="store_true", help="every dead delivery")
+    dead.set_defaults(run=run_dead_letter)
+
+    replay = command(
+        "replay", "Deliver a stored callback again (a new note if it changes anything)."
+    )
+    replay.add_argument("--database", metavar="PATH", help="database file (default: from config)")
+    replay.add_argument("event_id", type=int, metavar="EVENT_ID")
+    replay.set_defaults(run=run_replay)
 
     signer = command(
         "sign", "Print the X-Webhook-Signature value for a body, e.g. to test with curl."
