@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bridge.app import create_app
+from bridge.config import Config, LoggingConfig, parse_config
+from bridge.log_setup import configure_logging
+
 from support import (
     CONFIGURED_SECRETS,
     CUSTOMER_EMAIL,
@@ -20,10 +25,6 @@ from support import (
     SESSION_LOGS,
     config_document,
 )
-
-from bridge.app import create_app
-from bridge.config import Config, LoggingConfig, parse_config
-from bridge.log_setup import configure_logging
 
 
 @pytest.fixture(scope="session", autouse=True)

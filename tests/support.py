@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tomllib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,35 @@ def callback_body(
 
 def signed_headers(body: bytes, secret: str = MAIN_SECRET) -> dict[str, str]:
     return {"X-Webhook-Signature": sign(body, secret), "Content-Type": "application/json"}
+
+
+def write_config(tmp_path: Path, **overrides: Any) -> Path:
+    document = config_document(tmp_path / "state" / "bridge.sqlite3", **overrides)
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(document))
+    return path
+
+
+def to_toml(document: dict[str, Any]) -> str:
+    """Enough TOML for the test configs (tables, arrays of tables, scalars)."""
+    lines: list[str] = []
+
+    def table(prefix: str, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict):
+                for inner_key, inner in value.items():
+                    lines.append(f"{key}.{inner_key} = {json.dumps(inner)}")
+            else:
+                lines.append(f"{key} = {json.dumps(value)}")
+
+    for key, value in document.items():
+        if isinstance(value, list):
+            for item in value:
+                lines.append(f"[[{key}]]")
+                table(key, item)
+        else:
+            lines.append(f"[{key}]")
+            table(key, value)
+    text = "\n".join(lines) + "\n"
+    assert tomllib.loads(text) == document
+    return text

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bridge.signature import sign
+from bridge.state import DATABASE
+
 from support import (
     CUSTOMER_EMAIL,
     MAIN_SECRET,
@@ -17,9 +21,6 @@ from support import (
     callback_body,
     signed_headers,
 )
-
-from bridge.signature import sign
-from bridge.state import DATABASE
 
 
 def stored_events(database_path: Path) -> list[tuple[Any, ...]]:

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from support import MAIN_SECRET, callback_body, signed_headers
-from test_serve_process import write_config
 
 from bridge.app import create_app
 from bridge.cli import main
 from bridge.config import load_config
+
+from support import MAIN_SECRET, callback_body, signed_headers, write_config
 
 VECTORS = json.loads(
     (Path(__file__).parent / "vectors" / "cryptum-signature-vectors.json").read_text()

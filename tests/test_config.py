@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import config_document
 
 from bridge.config import Config, ConfigError, load_config, parse_config
+
+from support import config_document
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -3,53 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sqlite3
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
+
 from daemon import Daemon
-from support import callback_body, config_document, signed_headers
+from support import callback_body, config_document, signed_headers, to_toml, write_config
 
 pytestmark = pytest.mark.slow
-
-
-def write_config(tmp_path: Path, **overrides: Any) -> Path:
-    document = config_document(tmp_path / "state" / "bridge.sqlite3", **overrides)
-    path = tmp_path / "config.toml"
-    path.write_text(_to_toml(document))
-    return path
-
-
-def _to_toml(document: dict[str, Any]) -> str:
-    """Enough TOML for the test configs (tables, arrays of tables, scalars)."""
-    lines: list[str] = []
-
-    def table(prefix: str, values: dict[str, Any]) -> None:
-        for key, value in values.items():
-            if isinstance(value, dict):
-                for inner_key, inner in value.items():
-                    lines.append(f"{key}.{inner_key} = {json.dumps(inner)}")
-            else:
-                lines.append(f"{key} = {json.dumps(value)}")
-
-    for key, value in document.items():
-        if isinstance(value, list):
-            for item in value:
-                lines.append(f"[[{key}]]")
-                table(key, item)
-        else:
-            lines.append(f"[{key}]")
-            table(key, value)
-    text = "\n".join(lines) + "\n"
-    assert tomllib.loads(text) == document
-    return text
 
 
 def stored_cryptum_orders(database: Path) -> set[str]:
@@ -163,7 +129,7 @@ def test_unusable_storage_exits_1_with_the_reason(tmp_path: Path) -> None:
     blocker.write_text("")
     config_path = tmp_path / "config.toml"
     document = config_document(blocker / "bridge.sqlite3")
-    config_path.write_text(_to_toml(document))
+    config_path.write_text(to_toml(document))
     result = subprocess.run(
         [sys.executable, "-m", "bridge", "serve", "--config", str(config_path)],
         capture_output=True,
