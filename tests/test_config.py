@@ -176,3 +176,17 @@ def test_unreadable_or_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
     broken.write_text("[server\nlisten=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(broken)
+
+
+def test_the_example_config_mentions_every_store_key() -> None:
+    from bridge.config import RulesConfig, StoreConfig, WooCommerceConfig
+
+    text = (REPO / "config.example.toml").read_text()
+    for prefix, model in (
+        ("", StoreConfig),
+        ("woocommerce.", WooCommerceConfig),
+        ("rules.", RulesConfig),
+    ):
+        for key in model.model_fields:
+            if key not in ("woocommerce", "rules"):
+                assert f"{prefix}{key} =" in text, f"stores.{prefix}{key} is not documented"
