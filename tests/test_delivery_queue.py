@@ -1,0 +1,152 @@
+"""The delivery queue on a real SQLite file: claims, leases, per-order order, requeue."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bridge.delivery_queue import DeliveryQueue
+from bridge.storage import Database, NewEvent
+
+NOW = 1_800_000_000.0
+
+
+def event(key: str, woo_order_id: str, *, store: str = "main") -> NewEvent:
+    return NewEvent(
+        store=store,
+        body_sha256=hashlib.sha256(key.encode()).digest(),
+        source="callback",
+        signature_form="json",
+        request_id=None,
+        cryptum_order_id=f"c-{key}",
+        woo_order_id=woo_order_id,
+        status="confirmed",
+        payload=b"{}",
+    )
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    opened = await Database.open(tmp_path / "bridge.sqlite3")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def queue(database: Database) -> DeliveryQueue:
+    return DeliveryQueue(database)
+
+
+async def record(database: Database, *events: NewEvent) -> list[int]:
+    return [(await database.record_event(e)).event_id for e in events]
+
+
+async def test_every_event_has_a_pending_delivery(database: Database, queue: DeliveryQueue) -> None:
+    await record(database, event("a", "1"), event("b", "2"))
+    rows = await queue.list()
+    assert sorted((row.woo_order_id, row.state, row.progress) for row in rows) == [
+        ("1", "pending", "new"),
+        ("2", "pending", "new"),
+    ]
+
+
+async def test_one_claim_per_order_in_arrival_order(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, event("a1", "1"), event("b1", "2"), event("a2", "1"), event("a3", "1"))
+    first = await queue.claim("main", 10, now=NOW + 10, lease_seconds=60)
+    assert [(job.woo_order_id, job.cryptum_order_id) for job in first] == [
+        ("1", "c-a1"),
+        ("2", "c-b1"),
+    ]
+    assert all(job.attempts == 1 for job in first)
+    # Leased work is not handed out twice, and order 1's later callbacks wait.
+    assert await queue.claim("main", 10, now=NOW + 11, lease_seconds=60) == []
+
+    await queue.finish(first[0].delivery_id, "done", "pay: payment confirmed", now=NOW + 12)
+    second = await queue.claim("main", 10, now=NOW + 13, lease_seconds=60)
+    assert [job.cryptum_order_id for job in second] == ["c-a2"]
+
+
+async def test_claims_respect_the_limit_and_the_store(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, event("a", "1"), event("b", "2"), event("c", "3", store="other"))
+    assert len(await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)) == 1
+    assert [job.store for job in await queue.claim("other", 5, now=NOW + 10, lease_seconds=60)] == [
+        "other"
+    ]
+    assert await queue.claim("main", 0, now=NOW + 10, lease_seconds=60) == []
+
+
+async def test_an_expired_lease_is_claimed_again(database: Database, queue: DeliveryQueue) -> None:
+    await record(database, event("a", "1"))
+    (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
+    assert await queue.claim("main", 1, now=NOW + 69, lease_seconds=60) == []
+    (again,) = await queue.claim("main", 1, now=NOW + 71, lease_seconds=60)
+    assert again.delivery_id == job.delivery_id
+    assert again.attempts == 2
+
+
+async def test_releasing_leases_frees_work_of_a_dead_process(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, event("a", "1"))
+    await queue.claim("main", 1, now=NOW + 10, lease_seconds=600)
+    assert await queue.release_leases() == 1
+    assert len(await queue.claim("main", 1, now=NOW + 11, lease_seconds=600)) == 1
+
+
+async def test_retry_later_waits_until_due(database: Database, queue: DeliveryQueue) -> None:
+    await record(database, event("a", "1"))
+    (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
+    await queue.retry_later(
+        job.delivery_id, at=NOW + 100, error="WooCommerce answered 503", now=NOW + 11
+    )
+    assert await queue.claim("main", 1, now=NOW + 99, lease_seconds=60) == []
+    assert await queue.next_due() == NOW + 100
+    (again,) = await queue.claim("main", 1, now=NOW + 100, lease_seconds=60)
+    assert again.attempts == 2
+    row = await queue.get(job.delivery_id)
+    assert row is not None and row.last_error == "WooCommerce answered 503"
+
+
+async def test_progress_and_decision_survive_a_claim(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, event("a", "1"))
+    (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
+    await queue.save_progress(job.delivery_id, "update_sent", {"kind": "pay"}, now=NOW + 11)
+    await queue.release_leases()
+    (again,) = await queue.claim("main", 1, now=NOW + 12, lease_seconds=60)
+    assert (again.progress, again.decision) == ("update_sent", {"kind": "pay"})
+
+
+async def test_requeue_dead_starts_a_new_generation(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, event("a", "1"), event("b", "2"))
+    jobs = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
+    for job in jobs:
+        await queue.finish(job.delivery_id, "dead", "order not found in WooCommerce", now=NOW + 11)
+    assert await queue.requeue(state="dead", delivery_id=jobs[0].delivery_id, now=NOW + 20) == 1
+    assert await queue.requeue(state="dead", now=NOW + 21) == 1
+    again = await queue.claim("main", 5, now=NOW + 22, lease_seconds=60)
+    assert [(job.generation, job.attempts, job.progress, job.age_from) for job in again] == [
+        (2, 1, "new", NOW + 20),
+        (2, 1, "new", NOW + 21),
+    ]
+
+
+async def test_replay_requeues_a_finished_delivery_only(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    (event_id,) = await record(database, event("a", "1"))
+    assert await queue.requeue_event(event_id, now=NOW + 5) == 0  # still pending
+    (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
+    await queue.finish(job.delivery_id, "done", "pay: payment confirmed", now=NOW + 11)
+    assert await queue.requeue_event(event_id, now=NOW + 12) == 1
+    assert (await queue.counts()) == {"pending": 1}
