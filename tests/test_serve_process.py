@@ -139,3 +139,19 @@ def test_unusable_storage_exits_1_with_the_reason(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "server.storage_failed" in result.stdout
     assert "cannot create" in result.stdout
+
+
+def test_a_second_serve_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path)
+    first = Daemon(config_path)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "serve", "--config", str(config_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 1
+        assert "another cryptum-bridge serve is using this database" in result.stdout
+    finally:
+        assert first.stop() == 0
