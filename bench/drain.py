@@ -108,7 +108,7 @@ concurrency = {arguments.concurrency}
 name = "drain"
 cryptum_store_id = "{STORE_ID}"
 webhook_secret = "whsec_drain"
-woocommerce.url = "{shop.home_url}"
+woocommerce.url = "{shop.base_url}"
 woocommerce.consumer_key = "ck_drain"
 woocommerce.consumer_secret = "cs_drain"
 """

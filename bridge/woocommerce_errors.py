@@ -86,6 +86,13 @@ def classify(
     message = message or ""
     if code in _ORDER_NOT_FOUND_CODES:
         return WooFailure(FailureKind.ORDER_NOT_FOUND, "order not found in WooCommerce", status)
+    if "nonce has already been used" in message:
+        # aiohttp resends a GET or PUT, URL and nonce unchanged, when the
+        # connection drops; the refusal means the first copy reached the shop.
+        # Not a credentials problem: the next attempt re-reads the order.
+        return WooFailure(
+            FailureKind.TRANSIENT, "a resent request reached WooCommerce twice", status
+        )
     if status in (401, 403):
         return WooFailure(
             FailureKind.CONFIG, _auth_reason(code, message, auth_method=auth_method), status

@@ -24,6 +24,12 @@ NOT_FOUND = FailureKind.ORDER_NOT_FOUND
             FailureKind.CONFIG,
         ),
         (403, "woocommerce_rest_cannot_edit", "no", FailureKind.CONFIG),
+        (
+            401,
+            "woocommerce_rest_authentication_error",
+            "Invalid nonce - nonce has already been used.",
+            FailureKind.TRANSIENT,
+        ),
         (408, None, None, FailureKind.TRANSIENT),
         (429, None, None, FailureKind.TRANSIENT),
         (500, "internal_server_error", "boom", FailureKind.TRANSIENT),

@@ -1,0 +1,22 @@
+"""Simulated peers of the bridge, served over real sockets for tests, the demo and benchmarks."""
+
+from __future__ import annotations
+
+from bridge.simulators.tls import write_self_signed_certificate
+from bridge.simulators.woocommerce import (
+    RECORDED_LATENCY_BY_METHOD,
+    RecordedRequest,
+    WooCommerceSimulator,
+)
+from bridge.simulators.woocommerce_shop import SimLineItem, SimNote, SimOrder, SimProduct
+
+__all__ = [
+    "RECORDED_LATENCY_BY_METHOD",
+    "RecordedRequest",
+    "SimLineItem",
+    "SimNote",
+    "SimOrder",
+    "SimProduct",
+    "WooCommerceSimulator",
+    "write_self_signed_certificate",
+]

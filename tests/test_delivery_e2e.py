@@ -1,0 +1,339 @@
+"""End to end: a real `cryptum-bridge serve` delivering to the simulated WooCommerce.
+
+The bridge runs as a subprocess; the simulated shop runs in the test's event
+loop on 127.0.0.1. Retry waits are shortened through the config (the backoff
+settings), never by sleeping through them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bridge.simulators.woocommerce import WooCommerceSimulator
+
+from daemon import Daemon
+from support import MAIN_STORE_ID, callback_body, config_document, signed_headers, to_toml
+
+pytestmark = pytest.mark.slow
+
+KEY, SECRET = "ck_e2e_read_write", "cs_e2e_read_write"
+READ_ONLY_KEY, READ_ONLY_SECRET = "ck_e2e_read_only", "cs_e2e_read_only"
+MARKER = "[cryptum-bridge delivery"
+
+
+@pytest.fixture
+async def shop() -> AsyncIterator[WooCommerceSimulator]:
+    simulator = WooCommerceSimulator()
+    simulator.add_key(KEY, SECRET)
+    simulator.add_key(READ_ONLY_KEY, READ_ONLY_SECRET, permissions="read")
+    simulator.seed_fixture_shop()
+    await simulator.start()
+    yield simulator
+    await simulator.close()
+
+
+class Bridge:
+    """A configured bridge process pointed at the simulated shop."""
+
+    def __init__(self, tmp_path: Path, shop: WooCommerceSimulator, *, key: str, secret: str):
+        document = config_document(tmp_path / "state" / "bridge.sqlite3")
+        document["delivery"] = {
+            "timeout_seconds": 2,
+            "backoff_initial_seconds": 0.05,
+            "backoff_max_seconds": 0.5,
+        }
+        document["stores"] = [document["stores"][0]]
+        document["stores"][0]["woocommerce"] = {
+            "url": shop.base_url,
+            "consumer_key": key,
+            "consumer_secret": secret,
+        }
+        self.config_path = tmp_path / "config.toml"
+        self.config_path.write_text(to_toml(document))
+        self.database = tmp_path / "state" / "bridge.sqlite3"
+        self.daemon: Daemon | None = None
+
+    def start(self) -> Bridge:
+        self.daemon = Daemon(self.config_path)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.daemon is not None
+        return self.daemon.url
+
+    async def send(self, **fields: Any) -> dict[str, Any]:
+        return await self.post(callback_body(store_id=MAIN_STORE_ID, **fields))
+
+    async def post(self, body: bytes) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{self.url}/callbacks/cryptum", data=body, headers=signed_headers(body)
+            ) as response,
+        ):
+            assert response.status == 200
+            return await response.json()
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        with sqlite3.connect(self.database) as connection:
+            connection.row_factory = sqlite3.Row
+            rows = connection.execute("SELECT * FROM deliveries ORDER BY id").fetchall()
+        return [dict(row) for row in rows]
+
+    def delivery_of(self, event_id: int) -> dict[str, Any]:
+        (found,) = [d for d in self.deliveries() if d["event_id"] == event_id]
+        return found
+
+    async def settled(self, event_id: int, timeout: float = 15.0) -> dict[str, Any]:
+        """Wait until the event's delivery has finished, and return it."""
+        await wait_until(lambda: self.delivery_of(event_id)["state"] != "pending", timeout)
+        return self.delivery_of(event_id)
+
+    def stop(self) -> int:
+        assert self.daemon is not None
+        return self.daemon.stop()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def bridge(tmp_path: Path, shop: WooCommerceSimulator) -> Iterator[Bridge]:
+    running = Bridge(tmp_path, shop, key=KEY, secret=SECRET).start()
+    yield running
+    assert running.stop() == 0
+
+
+def bridge_notes(shop: WooCommerceSimulator, order_id: int) -> list[str]:
+    return [note.note for note in shop.notes(order_id) if MARKER in note.note]
+
+
+def requests_for(shop: WooCommerceSimulator, order_id: int) -> list[str]:
+    prefix = f"/wp-json/wc/v3/orders/{order_id}"
+    return [
+        request.method
+        for request in shop.requests
+        if request.path == prefix or request.path.startswith(prefix + "/")
+    ]
+
+
+async def test_confirmed_payment_is_completed_with_one_note_in_three_requests(
+    bridge: Bridge, shop: WooCommerceSimulator
+) -> None:
+    body = callback_body(order_id="pay-11", woo_order_id="11", status="confirmed")
+    answer = await bridge.post(body)
+    delivery = await bridge.settled(answer["event_id"])
+    assert delivery["state"] == "done"
+
+    order = shop.orders[11]
+    assert order.status == "processing"
+    assert order.transaction_id.startswith("0x")
+    assert shop.products[10].stock == 98  # the order holds 2
+    meta = {entry["key"] for entry in order.meta_data}
+    assert {"_cryptum_checkout_order_transactions", "_cryptum_order_id"} <= meta
+    notes = [note.note for note in shop.notes(11)]
+    assert any(note.startswith("Payment via Cryptum Checkout") for note in notes)
+    assert len(bridge_notes(shop, 11)) == 1
+    assert requests_for(shop, 11) == ["GET", "PUT", "POST"]
+
+    # The same callback again changes nothing more.
+    again = await bridge.post(body)
+    assert again == {"status": "duplicate", "event_id": answer["event_id"]}
+    await asyncio.sleep(0.3)
+    assert requests_for(shop, 11) == ["GET", "PUT", "POST"]
+
+
+async def test_cancellation_after_payment_leaves_the_order_paid(
+    bridge: Bridge, shop: WooCommerceSimulator
+) -> None:
+    paid = await bridge.send(order_id="c-11", woo_order_id="11", status="confirmed")
+    await bridge.settled(paid["event_id"])
+    cancelled = await bridge.send(order_id="c-11", woo_order_id="11", status="cancelled")
+    delivery = await bridge.settled(cancelled["event_id"])
+    assert delivery["state"] == "skipped"
+    assert shop.orders[11].status == "processing"
+    assert shop.products[10].stock == 98
+    assert len(bridge_notes(shop, 11)) == 1
+
+
+async def test_on_hold_then_confirmed_is_paid(bridge: Bridge, shop: WooCommerceSimulator) -> None:
+    held = await bridge.send(order_id="h-12", woo_order_id="12", status="on-hold")
+    await bridge.settled(held["event_id"])
+    assert shop.orders[12].status == "on-hold"
+    paid = await bridge.send(order_id="h-12", woo_order_id="12", status="confirmed")
+    await bridge.settled(paid["event_id"])
+    assert shop.orders[12].status == "processing"
+    assert shop.orders[12].date_paid is not None
+    assert len(bridge_notes(shop, 12)) == 2  # one per change
+
+
+async def test_503s_are_retried_until_delivered_with_one_note(
+    bridge: Bridge, shop: WooCommerceSimulator
+) -> None:
+    shop.fail_next(5, status=503)
+    answer = await bridge.send(order_id="r-13", woo_order_id="13", status="confirmed")
+    delivery = await bridge.settled(answer["event_id"])
+    assert delivery["state"] == "done"
+    assert delivery["attempts"] == 6
+    assert shop.orders[13].status == "processing"
+    assert len(bridge_notes(shop, 13)) == 1
+
+
+async def test_429_retry_after_is_honoured(bridge: Bridge, shop: WooCommerceSimulator) -> None:
+    shop.fail_next(1, status=429, retry_after=1)
+    answer = await bridge.send(order_id="ra-13", woo_order_id="13", status="confirmed")
+    started = asyncio.get_running_loop().time()
+    await bridge.settled(answer["event_id"])
+    # backoff_max_seconds is 0.5 s, so only Retry-After explains a wait of a second.
+    assert asyncio.get_running_loop().time() - started >= 1.0
+    assert shop.orders[13].status == "processing"
+
+
+async def test_lost_put_response_adds_no_second_note(
+    bridge: Bridge, shop: WooCommerceSimulator
+) -> None:
+    shop.drop_response_next(1, method="PUT")
+    answer = await bridge.send(order_id="l-11", woo_order_id="11", status="confirmed")
+    delivery = await bridge.settled(answer["event_id"])
+    assert delivery["state"] == "done"
+    assert delivery["attempts"] == 2
+    assert shop.orders[11].status == "processing"
+    assert shop.products[10].stock == 98
+    assert len(bridge_notes(shop, 11)) == 1
+    # The retry saw the change already made and did not send it again.
+    assert requests_for(shop, 11)[-2:] == ["GET", "POST"]
+
+
+async def test_lost_note_response_adds_no_second_note(
+    bridge: Bridge, shop: WooCommerceSimulator
+) -> None:
+    shop.drop_response_next(1, method="POST")
+    answer = await bridge.send(order_id="n-11", woo_order_id="11", status="confirmed")
+    delivery = await bridge.settled(answer["event_id"])
+    assert delivery["state"] == "done"
+    assert len(bridge_notes(shop, 11)) == 1
+    # The retry looked for its note before posting, and found it.
+    assert requests_for(shop, 11) == ["GET", "PUT", "POST", "GET", "GET"]
+
+
+async def test_missing_order_is_dead_lettered(bridge: Bridge, shop: WooCommerceSimulator) -> None:
+    answer = await bridge.send(order_id="m-1", woo_order_id="999999", status="confirmed")
+    delivery = await bridge.settled(answer["event_id"])
+    assert delivery["state"] == "dead"
+    assert delivery["outcome"] == "order not found in WooCommerce"
+    assert delivery["attempts"] == 1
+
+
+async def test_wrong_payment_method_is_dead_lettered_untouched(
+    bridge: Bridge, shop: WooCommerceSimulator
+) -> None:
+    shop.add_order(40, payment_method="bacs", payment_method_title="Bank transfer")
+    answer = await bridge.send(order_id="w-40", woo_order_id="40", status="confirmed")
+    delivery = await bridge.settled(answer["event_id"])
+    assert delivery["state"] == "dead"
+    assert "bacs" in delivery["outcome"]
+    assert shop.orders[40].status == "pending"
+    assert requests_for(shop, 40) == ["GET"]
+
+
+async def test_read_only_key_makes_readyz_fail_with_the_reason(
+    tmp_path: Path, shop: WooCommerceSimulator
+) -> None:
+    bridge = Bridge(tmp_path, shop, key=READ_ONLY_KEY, secret=READ_ONLY_SECRET).start()
+    try:
+        answer = await bridge.send(order_id="ro-11", woo_order_id="11", status="confirmed")
+
+        async def readiness() -> tuple[int, dict[str, Any]]:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{bridge.url}/readyz") as response,
+            ):
+                return response.status, await response.json()
+
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            status, body = await readiness()
+            if status == 503 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert status == 503
+        assert any("read-only" in reason for reason in body["reasons"])
+        assert bridge.delivery_of(answer["event_id"])["state"] == "pending"
+        assert shop.orders[11].status == "pending"
+    finally:
+        assert bridge.stop() == 0
+    assert any(event["event"] == "delivery.config_error" for event in bridge.daemon.events())
+
+
+async def test_kill_9_during_a_delivery_completes_after_restart_with_one_note(
+    tmp_path: Path, shop: WooCommerceSimulator
+) -> None:
+    shop.latency_by_method = {"PUT": 1.0}
+    bridge = Bridge(tmp_path, shop, key=KEY, secret=SECRET).start()
+    answer = await bridge.send(order_id="k-11", woo_order_id="11", status="confirmed")
+    await wait_until(lambda: bridge.delivery_of(answer["event_id"])["progress"] == "update_sent")
+    assert bridge.daemon is not None
+    bridge.daemon.signal(signal.SIGKILL)
+    assert bridge.daemon.finish() == -signal.SIGKILL
+    shop.latency_by_method = {}
+    await asyncio.sleep(1.2)  # the PUT the killed bridge sent lands meanwhile
+
+    bridge.start()
+    try:
+        delivery = await bridge.settled(answer["event_id"])
+        assert delivery["state"] == "done"
+        assert shop.orders[11].status == "processing"
+        assert shop.products[10].stock == 98
+        assert len(bridge_notes(shop, 11)) == 1
+    finally:
+        assert bridge.stop() == 0
+
+
+async def test_a_hundred_orders_in_parallel_keep_per_order_order(
+    tmp_path: Path, shop: WooCommerceSimulator
+) -> None:
+    shop.latency = 0.01
+    order_ids = list(range(1000, 1100))
+    for order_id in order_ids:
+        shop.add_order(order_id, items=[(10, 1)])
+    bridge = Bridge(tmp_path, shop, key=KEY, secret=SECRET).start()
+    try:
+        # Confirmed then cancelled, per order: in order, the order ends paid;
+        # reversed, it would end on hold ("paid after cancellation").
+        sends = []
+        for order_id in order_ids:
+            sends.append(
+                bridge.send(
+                    order_id=f"p-{order_id}", woo_order_id=str(order_id), status="confirmed"
+                )
+            )
+        answers = await asyncio.gather(*sends)
+        later = await asyncio.gather(
+            *(
+                bridge.send(
+                    order_id=f"p-{order_id}", woo_order_id=str(order_id), status="cancelled"
+                )
+                for order_id in order_ids
+            )
+        )
+        for answer in answers + later:
+            await bridge.settled(answer["event_id"], timeout=60)
+        assert {shop.orders[order_id].status for order_id in order_ids} == {"processing"}
+        assert all(len(bridge_notes(shop, order_id)) == 1 for order_id in order_ids)
+        assert shop.products[10].stock == 100 - len(order_ids)
+    finally:
+        assert bridge.stop() == 0
