@@ -147,3 +147,68 @@ def test_events_without_a_database_exits_1(
     code, _, err = run(capsys, "events", "--database", str(tmp_path / "none.sqlite3"), "list")
     assert code == 1
     assert "no database" in err
+
+
+async def _dead_deliveries(database_path: Path, count: int) -> list[int]:
+    import hashlib
+
+    from bridge.delivery_queue import DeliveryQueue
+    from bridge.storage import Database, NewEvent
+
+    database = await Database.open(database_path)
+    try:
+        queue = DeliveryQueue(database)
+        for number in range(count):
+            await database.record_event(
+                NewEvent(
+                    store="main",
+                    body_sha256=hashlib.sha256(str(number).encode()).digest(),
+                    source="callback",
+                    signature_form="json",
+                    request_id=None,
+                    cryptum_order_id=f"dead-{number}",
+                    woo_order_id=str(900 + number),
+                    status="confirmed",
+                    payload=b"{}",
+                )
+            )
+        jobs = await queue.claim("main", count, now=4e9, lease_seconds=60)
+        for job in jobs:
+            await queue.finish(job.delivery_id, "dead", "order not found in WooCommerce", now=4e9)
+        return [job.delivery_id for job in jobs]
+    finally:
+        await database.close()
+
+
+def test_dead_letter_list_retry_and_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "bridge.sqlite3"
+    first, second, third = asyncio.run(_dead_deliveries(database, 3))
+    db = ["--database", str(database)]
+
+    code, out, _ = run(capsys, "dead-letter", *db, "list")
+    assert code == 0
+    assert out.count("order not found in WooCommerce") == 3
+
+    code, out, _ = run(capsys, "dead-letter", *db, "retry", str(first))
+    assert (code, out.strip()) == (0, "1 deliveries queued again")
+    code, _, err = run(capsys, "dead-letter", *db, "retry", str(first))
+    assert code == 1 and f"no dead delivery {first}" in err
+    code, _, err = run(capsys, "dead-letter", *db, "retry")
+    assert code == 2 and "DELIVERY_ID or --all" in err
+    code, out, _ = run(capsys, "dead-letter", *db, "retry", "--all")
+    assert (code, out.strip()) == (0, "2 deliveries queued again")
+
+    code, out, _ = run(capsys, "deliveries", *db, "--json", "list", "--state", "pending")
+    pending = json.loads(out)
+    assert sorted(row["id"] for row in pending) == [first, second, third]
+    assert all(row["attempts"] == 0 and row["outcome"] is None for row in pending)
+
+    code, _, err = run(capsys, "replay", *db, str(pending[0]["event_id"]))
+    assert code == 1 and "still pending" in err
+
+    code, out, _ = run(capsys, "deliveries", *db, "show", str(first))
+    assert code == 0 and "state:" in out and "pending" in out
+    code, _, err = run(capsys, "deliveries", *db, "show", "424242")
+    assert code == 1 and "no delivery 424242" in err
