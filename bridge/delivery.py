@@ -31,7 +31,6 @@ from .config import Config, StoreConfig
 from .delivery_plan import (
     PaymentFacts,
     Plan,
-    WrongPaymentMethod,
     is_applied,
     note_marker,
     plan_delivery,
@@ -181,8 +180,6 @@ class DeliveryWorker:
             store.config_problem = None
         except WooFailure as failure:
             await self._handle_failure(job, store, failure)
-        except WrongPaymentMethod as problem:
-            await self._dead(job, str(problem))
         except Exception:
             # A bug, not WooCommerce: keep the delivery and retry it later.
             log.exception("delivery.crashed")
@@ -227,6 +224,9 @@ class DeliveryWorker:
             await self._save(job, "noted", plan)
 
         changed = plan.changes is not None or plan.note is not None
+        if plan.give_up is not None:
+            await self._dead(job, plan.give_up)
+            return
         outcome = f"{plan.kind}: {plan.reason}"
         await self._queue.finish(
             job.delivery_id, "done" if changed else "skipped", outcome, now=self._clock()

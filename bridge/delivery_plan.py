@@ -19,7 +19,6 @@ from .woocommerce import WooOrder
 __all__ = [
     "PaymentFacts",
     "Plan",
-    "WrongPaymentMethod",
     "is_applied",
     "note_marker",
     "plan_delivery",
@@ -29,10 +28,6 @@ __all__ = [
 META_TRANSACTIONS = "_cryptum_checkout_order_transactions"
 META_MESSAGE = "_cryptum_checkout_order_transactions_message"
 META_ORDER_ID = "_cryptum_order_id"
-
-
-class WrongPaymentMethod(Exception):
-    """The order is not paid through the Cryptum gateway: the bridge must not touch it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +50,9 @@ class Plan:
     changes: dict[str, Any] | None  # the PUT body, None when the order is left as it is
     note: str | None  # None when nothing is worth telling the shop
     transaction_id: str | None = None
+    # Set when the delivery must end on the dead-letter list once the plan is
+    # carried out, so that an admin looks at it: the reason why.
+    give_up: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,18 +114,13 @@ def plan_delivery(
     rules: StatusRules,
     marker: str,
 ) -> Plan:
-    """Decide what to do with `order` now.
-
-    Raises `WrongPaymentMethod` when the order is not the Cryptum gateway's to change.
-    """
+    """Decide what to do with `order` now."""
     action = decide(payment.status, OrderView(status=order.status, total=order.total), rules)
     facts = _describe_payment(payment)
     transaction_id = payment.transactions[0][1] if payment.transactions else None
 
     if action.changes_order and order.payment_method != gateway:
-        raise WrongPaymentMethod(
-            f"the order's payment method is {order.payment_method or 'empty'!r}, not {gateway!r}"
-        )
+        return _not_our_order(payment, order, gateway, action.kind, facts, marker)
 
     if action.kind is ActionKind.PAY:
         problem = _amount_problem(order, payment)
@@ -170,6 +163,31 @@ def plan_delivery(
         return Plan(action.kind, action.reason, None, None, note)
 
     return Plan(action.kind, action.reason, None, None, None)
+
+
+def _not_our_order(
+    payment: PaymentFacts,
+    order: WooOrder,
+    gateway: str,
+    kind: ActionKind,
+    facts: str,
+    marker: str,
+) -> Plan:
+    """The order is paid with another gateway: never change its payment state.
+
+    A confirmed Cryptum payment for it still means money arrived, so an
+    unpaid order is held for review; anything else leaves it alone. Either
+    way the delivery ends on the dead-letter list with the reason.
+    """
+    problem = f"the order's payment method is {order.payment_method or 'empty'!r}, not {gateway!r}"
+    if kind is not ActionKind.PAY:
+        return Plan(ActionKind.NOTHING, problem, None, None, None, give_up=problem)
+    note = f"Cryptum payment confirmed, but {problem}: NOT marked paid, review. {facts}. {marker}"
+    if order.status == "on-hold":
+        return Plan(ActionKind.NOTE_ONLY, problem, None, None, note, give_up=problem)
+    return Plan(
+        ActionKind.SET_STATUS, problem, "on-hold", {"status": "on-hold"}, note, give_up=problem
+    )
 
 
 def is_applied(plan: Plan, order: WooOrder) -> bool:

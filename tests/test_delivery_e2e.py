@@ -238,16 +238,24 @@ async def test_missing_order_is_dead_lettered(bridge: Bridge, shop: WooCommerceS
     assert delivery["attempts"] == 1
 
 
-async def test_wrong_payment_method_is_dead_lettered_untouched(
+async def test_another_gateways_order_is_held_unpaid_and_dead_lettered(
     bridge: Bridge, shop: WooCommerceSimulator
 ) -> None:
     shop.add_order(40, payment_method="bacs", payment_method_title="Bank transfer")
-    answer = await bridge.send(order_id="w-40", woo_order_id="40", status="confirmed")
-    delivery = await bridge.settled(answer["event_id"])
-    assert delivery["state"] == "dead"
-    assert "bacs" in delivery["outcome"]
-    assert shop.orders[40].status == "pending"
-    assert requests_for(shop, 40) == ["GET"]
+    shop.add_order(41, payment_method="bacs", payment_method_title="Bank transfer")
+    paid = await bridge.send(order_id="w-40", woo_order_id="40", status="confirmed")
+    cancelled = await bridge.send(order_id="w-41", woo_order_id="41", status="cancelled")
+    for answer in (paid, cancelled):
+        delivery = await bridge.settled(answer["event_id"])
+        assert delivery["state"] == "dead"
+        assert "bacs" in delivery["outcome"]
+    # Money arrived for order 40: held for review, never marked paid.
+    assert shop.orders[40].status == "on-hold"
+    assert shop.orders[40].date_paid is None
+    assert len(bridge_notes(shop, 40)) == 1
+    # A cancellation of another gateway's order changes nothing.
+    assert shop.orders[41].status == "pending"
+    assert requests_for(shop, 41) == ["GET"]
 
 
 async def test_read_only_key_makes_readyz_fail_with_the_reason(

@@ -13,7 +13,6 @@ from bridge.delivery_plan import (
     META_TRANSACTIONS,
     PaymentFacts,
     Plan,
-    WrongPaymentMethod,
     is_applied,
     note_marker,
     plan_delivery,
@@ -73,11 +72,24 @@ def test_on_hold_order_is_paid_with_an_explicit_status() -> None:
     assert result.changes["set_paid"] is True
 
 
-def test_wrong_payment_method_is_never_changed() -> None:
-    with pytest.raises(WrongPaymentMethod, match="bacs"):
-        plan(payment(), order(payment_method="bacs"))
-    with pytest.raises(WrongPaymentMethod):
-        plan(payment("cancelled"), order(payment_method="bacs"))
+def test_payment_for_another_gateways_order_holds_it_for_review_unpaid() -> None:
+    result = plan(payment(), order(payment_method="bacs"))
+    assert result.changes == {"status": "on-hold"}
+    assert result.note is not None and "NOT marked paid" in result.note and "bacs" in result.note
+    assert result.give_up is not None and "bacs" in result.give_up
+
+
+def test_payment_for_another_gateways_order_on_hold_only_notes() -> None:
+    result = plan(payment(), order(payment_method="bacs", status="on-hold"))
+    assert (result.changes, result.give_up is not None) == (None, True)
+    assert result.note is not None
+
+
+@pytest.mark.parametrize("status", ["cancelled", "failed", "on-hold"])
+def test_other_statuses_never_touch_another_gateways_order(status: str) -> None:
+    result = plan(payment(status), order(payment_method="bacs"))
+    assert (result.changes, result.note) == (None, None)
+    assert result.give_up is not None
 
 
 def test_wrong_payment_method_does_not_matter_when_nothing_changes() -> None:
