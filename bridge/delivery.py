@@ -38,8 +38,8 @@ from .delivery_plan import (
 from .delivery_queue import DeliveryQueue, Job
 from .payload import InvalidPayload, parse_callback
 from .storage import Database
+from .upstream import FailureKind, UpstreamFailure
 from .woocommerce import WooCommerceClient
-from .woocommerce_errors import FailureKind, WooFailure
 
 __all__ = ["DeliveryWorker"]
 
@@ -178,13 +178,13 @@ class DeliveryWorker:
         try:
             await self._run_stages(job, store)
             store.config_problem = None
-        except WooFailure as failure:
+        except UpstreamFailure as failure:
             await self._handle_failure(job, store, failure)
         except Exception:
             # A bug, not WooCommerce: keep the delivery and retry it later.
             log.exception("delivery.crashed")
             await self._handle_failure(
-                job, store, WooFailure(FailureKind.TRANSIENT, "internal error, see logs")
+                job, store, UpstreamFailure(FailureKind.TRANSIENT, "internal error, see logs")
             )
         finally:
             store.in_flight -= 1
@@ -247,7 +247,7 @@ class DeliveryWorker:
             job.delivery_id, progress, plan.to_json(), now=self._clock()
         )
 
-    async def _handle_failure(self, job: Job, store: _Store, failure: WooFailure) -> None:
+    async def _handle_failure(self, job: Job, store: _Store, failure: UpstreamFailure) -> None:
         if failure.kind in (FailureKind.ORDER_NOT_FOUND, FailureKind.REJECTED):
             await self._dead(job, failure.reason)
             return

@@ -3,7 +3,7 @@
 Authentication follows WooCommerce: HTTP Basic over HTTPS, OAuth 1.0a
 one-legged over plain HTTP, signed against `woocommerce.url` (the site's
 home URL) with a fresh nonce and timestamp on every request, retries
-included. Every failure is raised as a classified `WooFailure`.
+included. Every failure is raised as a classified `UpstreamFailure`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .config import WooCommerceConfig
 from .oauth1 import oauth_query
-from .woocommerce_errors import FailureKind, WooFailure, classify, connection_failure
+from .upstream import FailureKind, UpstreamFailure, connection_failure
+from .woocommerce_errors import classify
 
 __all__ = ["MetaEntry", "WooCommerceClient", "WooNote", "WooOrder", "tls_context"]
 
@@ -102,7 +103,9 @@ class WooCommerceClient:
     async def list_notes(self, order_id: str) -> list[WooNote]:
         answer = await self._request("GET", f"/orders/{order_id}/notes")
         if not isinstance(answer, list):
-            raise WooFailure(FailureKind.TRANSIENT, "WooCommerce sent notes that are not a list")
+            raise UpstreamFailure(
+                FailureKind.TRANSIENT, "WooCommerce sent notes that are not a list"
+            )
         return [_parse(WooNote, note) for note in answer]
 
     async def add_note(self, order_id: str, text: str) -> WooNote:
@@ -152,7 +155,7 @@ class WooCommerceClient:
                         retry_after=_retry_after(response.headers.get("Retry-After")),
                     )
                 if answer is None:
-                    raise WooFailure(
+                    raise UpstreamFailure(
                         FailureKind.TRANSIENT,
                         f"WooCommerce answered {response.status} without JSON",
                         response.status,
@@ -163,7 +166,7 @@ class WooCommerceClient:
             raise connection_failure(f"no answer from WooCommerce within {timeout} s") from None
         except aiohttp.ClientSSLError as error:
             reason = f"TLS verification of the shop failed ({type(error).__name__}): check ca_file"
-            raise WooFailure(FailureKind.CONFIG, reason) from None
+            raise UpstreamFailure(FailureKind.CONFIG, reason) from None
         except aiohttp.ClientError as error:
             raise connection_failure(f"WooCommerce unreachable: {type(error).__name__}") from None
 
@@ -172,6 +175,6 @@ def _parse(model: type[Any], answer: Any) -> Any:
     try:
         return model.model_validate(answer)
     except ValidationError:
-        raise WooFailure(
+        raise UpstreamFailure(
             FailureKind.TRANSIENT, f"WooCommerce sent an unexpected {model.__name__} shape"
         ) from None

@@ -1,15 +1,15 @@
 """How the bridge reads a WooCommerce failure: retry, give up, or fix the config.
 
 Pure: `classify` maps an HTTP status and WooCommerce's error `code` and
-`message` to a `WooFailure`. WooCommerce reports a missing order as 404 on
+`message` to an `UpstreamFailure`. WooCommerce reports a missing order as 404 on
 GET but 400 on PUT, so the `code` decides before the status does.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+from .upstream import FailureKind, UpstreamFailure
 
-__all__ = ["FailureKind", "WooFailure", "classify", "connection_failure"]
+__all__ = ["classify"]
 
 _ORDER_NOT_FOUND_CODES = frozenset(
     {"woocommerce_rest_shop_order_invalid_id", "woocommerce_rest_order_invalid_id"}
@@ -21,30 +21,6 @@ _ANONYMOUS_CODES = frozenset(
         "woocommerce_rest_cannot_create",
     }
 )
-
-
-class FailureKind(StrEnum):
-    TRANSIENT = "transient"  # retry with backoff
-    ORDER_NOT_FOUND = "order_not_found"  # dead-letter at once
-    REJECTED = "rejected"  # the request itself is wrong: dead-letter at once
-    CONFIG = "config"  # credentials, URL or TLS: loud, retried at the slowest pace
-
-
-class WooFailure(Exception):
-    """A failed WooCommerce request; `reason` is safe to log and names the likely fix."""
-
-    def __init__(
-        self,
-        kind: FailureKind,
-        reason: str,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
 
 
 def _auth_reason(code: str, message: str, *, auth_method: str) -> str:
@@ -80,39 +56,36 @@ def classify(
     *,
     auth_method: str,
     retry_after: float | None = None,
-) -> WooFailure:
+) -> UpstreamFailure:
     """The failure a non-2xx answer means. `auth_method` is "basic" or "oauth1"."""
     code = code or ""
     message = message or ""
     if code in _ORDER_NOT_FOUND_CODES:
-        return WooFailure(FailureKind.ORDER_NOT_FOUND, "order not found in WooCommerce", status)
+        return UpstreamFailure(
+            FailureKind.ORDER_NOT_FOUND, "order not found in WooCommerce", status
+        )
     if "nonce has already been used" in message:
         # aiohttp resends a GET or PUT, URL and nonce unchanged, when the
         # connection drops; the refusal means the first copy reached the shop.
         # Not a credentials problem: the next attempt re-reads the order.
-        return WooFailure(
+        return UpstreamFailure(
             FailureKind.TRANSIENT, "a resent request reached WooCommerce twice", status
         )
     if status in (401, 403):
-        return WooFailure(
+        return UpstreamFailure(
             FailureKind.CONFIG, _auth_reason(code, message, auth_method=auth_method), status
         )
     if status in (408, 425, 429) or status >= 500:
-        return WooFailure(
+        return UpstreamFailure(
             FailureKind.TRANSIENT, f"WooCommerce answered {status}", status, retry_after
         )
     if status == 404:
-        return WooFailure(
+        return UpstreamFailure(
             FailureKind.REJECTED,
             "WooCommerce REST API not found: is woocommerce.url the WordPress home URL, "
             "with pretty permalinks?",
             status,
         )
-    return WooFailure(
+    return UpstreamFailure(
         FailureKind.REJECTED, f"WooCommerce rejected the request: {code or status}", status
     )
-
-
-def connection_failure(description: str) -> WooFailure:
-    """A request that got no answer (refused, reset, timed out): always worth a retry."""
-    return WooFailure(FailureKind.TRANSIENT, description)

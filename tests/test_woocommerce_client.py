@@ -12,8 +12,8 @@ import pytest
 from bridge.config import WooCommerceConfig
 from bridge.simulators.tls import write_self_signed_certificate
 from bridge.simulators.woocommerce import WooCommerceSimulator
+from bridge.upstream import FailureKind, UpstreamFailure
 from bridge.woocommerce import WooCommerceClient
-from bridge.woocommerce_errors import FailureKind, WooFailure
 
 KEY, SECRET = "ck_client_test", "cs_client_test"
 
@@ -40,8 +40,8 @@ def client(session: aiohttp.ClientSession, url: str, **settings: Any) -> WooComm
     return WooCommerceClient(config, session=session, timeout_seconds=2)
 
 
-async def failure_of(call: Any) -> WooFailure:
-    with pytest.raises(WooFailure) as caught:
+async def failure_of(call: Any) -> UpstreamFailure:
+    with pytest.raises(UpstreamFailure) as caught:
         await call
     return caught.value
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.woocommerce_errors import FailureKind, classify
+from bridge.upstream import FailureKind
+from bridge.woocommerce_errors import classify
 
 NOT_FOUND = FailureKind.ORDER_NOT_FOUND
 

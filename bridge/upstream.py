@@ -1,0 +1,40 @@
+"""Failures of the services the bridge calls (WooCommerce, Cryptum), as the worker sees them.
+
+Every failed call is one `UpstreamFailure` whose `kind` says what to do:
+retry with backoff, give up at once, or report a configuration problem.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["FailureKind", "UpstreamFailure", "connection_failure"]
+
+
+class FailureKind(StrEnum):
+    TRANSIENT = "transient"  # retry with backoff
+    ORDER_NOT_FOUND = "order_not_found"  # dead-letter at once
+    REJECTED = "rejected"  # the request itself is wrong: dead-letter at once
+    CONFIG = "config"  # credentials, URL or TLS: loud, retried at the slowest pace
+
+
+class UpstreamFailure(Exception):
+    """A failed call; `reason` is safe to log and, for configuration problems, names the fix."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        reason: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+def connection_failure(description: str) -> UpstreamFailure:
+    """A request that got no answer (refused, reset, timed out): always worth a retry."""
+    return UpstreamFailure(FailureKind.TRANSIENT, description)
