@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .callbacks import receive_callback
 from .config import Config
+from .cryptum import CryptumClient
 from .delivery import DeliveryWorker
 from .instance_lock import InstanceLock
 from .middlewares import request_context
@@ -66,7 +67,17 @@ def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None
                         )
                         for store in config.stores
                     }
-                    worker = DeliveryWorker(config, database, clients)
+                    cryptum_clients = {
+                        store.name: CryptumClient(
+                            base_url=store.api_base_url,
+                            api_key=store.cryptum_api_key.get_secret_value(),
+                            session=session,
+                            timeout_seconds=config.delivery.timeout_seconds,
+                        )
+                        for store in config.stores
+                        if store.cryptum_api_key is not None
+                    }
+                    worker = DeliveryWorker(config, database, clients, cryptum_clients)
                     await worker.start()
                     app[DATABASE] = database
                     app[WORKER] = worker

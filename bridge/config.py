@@ -214,6 +214,12 @@ class DeliveryConfig(_Section):
     )
     backoff_initial_seconds: float = Field(default=5, gt=0)
     backoff_max_seconds: float = Field(default=3600, gt=0)
+    confirm_recheck_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="While Cryptum's API disagrees with a callback, ask again for this long, "
+        "then act on the API.",
+    )
 
     @model_validator(mode="after")
     def _check_backoff(self) -> DeliveryConfig:

@@ -1,7 +1,8 @@
 """The delivery worker: brings each WooCommerce order to the status its payment calls for.
 
-Each delivery runs in typed stages: read the order, decide (checks and the
-status rules), update, note once, finish. Progress is recorded between
+Each delivery runs in typed stages: confirm with Cryptum's API (stores with
+an API key), read the order, decide (checks and the status rules), update,
+note once, finish. Progress is recorded between
 stages, so a retry after a lost response or a crash neither repeats a change
 nor adds a second note:
 
@@ -28,6 +29,7 @@ import structlog
 
 from .backoff import retry_delay
 from .config import Config, StoreConfig
+from .cryptum import CryptumClient
 from .delivery_plan import (
     PaymentFacts,
     Plan,
@@ -39,7 +41,7 @@ from .delivery_queue import DeliveryQueue, Job
 from .payload import InvalidPayload, parse_callback
 from .storage import Database
 from .upstream import FailureKind, UpstreamFailure
-from .woocommerce import WooCommerceClient
+from .woocommerce import WooCommerceClient, WooOrder
 
 __all__ = ["DeliveryWorker"]
 
@@ -49,10 +51,15 @@ log = structlog.get_logger("bridge.delivery")
 _IDLE_POLL_SECONDS = 1.0
 
 
+class Untrusted(Exception):
+    """Cryptum's API does not vouch for the callback: nothing is applied, an admin must look."""
+
+
 @dataclass
 class _Store:
     config: StoreConfig
     client: WooCommerceClient
+    cryptum: CryptumClient | None
     in_flight: int = 0
     # The last configuration error WooCommerce reported, until a request succeeds.
     config_problem: str | None = None
@@ -83,13 +90,18 @@ class DeliveryWorker:
         config: Config,
         database: Database,
         clients: dict[str, WooCommerceClient],
+        cryptum_clients: dict[str, CryptumClient] | None = None,
         *,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._settings = config.delivery
         self._queue = DeliveryQueue(database)
-        self._stores = {store.name: _Store(store, clients[store.name]) for store in config.stores}
+        cryptum_clients = cryptum_clients or {}
+        self._stores = {
+            store.name: _Store(store, clients[store.name], cryptum_clients.get(store.name))
+            for store in config.stores
+        }
         self._clock = clock
         self._jitter = jitter
         self._wakeup = asyncio.Event()
@@ -180,6 +192,11 @@ class DeliveryWorker:
             store.config_problem = None
         except UpstreamFailure as failure:
             await self._handle_failure(job, store, failure)
+        except Untrusted as problem:
+            # A forged or misrouted callback that passed the signature check,
+            # or a leaked webhook secret: worth an admin's attention.
+            log.error("security.callback_not_confirmed", reason=str(problem))
+            await self._dead(job, str(problem))
         except Exception:
             # A bug, not WooCommerce: keep the delivery and retry it later.
             log.exception("delivery.crashed")
@@ -192,15 +209,18 @@ class DeliveryWorker:
 
     async def _run_stages(self, job: Job, store: _Store) -> None:
         client = store.client
-        payment = payment_facts(job)
-        order = await client.get_order(job.woo_order_id)
-
         plan = Plan.from_json(job.decision) if job.decision else None
         progress = job.progress
+        payment = None
+        if progress in ("new", "update_sent") or plan is None:
+            payment = await self._confirm(job, store)  # stage: ask Cryptum
+        order = await client.get_order(job.woo_order_id)  # stage: read
+
         if progress == "update_sent" and plan is not None and is_applied(plan, order):
             progress = "updated"  # the PUT landed though its answer was lost
         if progress in ("new", "update_sent") or plan is None:
-            plan = plan_delivery(
+            assert payment is not None
+            plan = plan_delivery(  # stage: decide
                 payment,
                 order,
                 gateway=store.config.payment_method,
@@ -209,24 +229,73 @@ class DeliveryWorker:
             )
             if plan.changes is not None:
                 await self._save(job, "update_sent", plan)
-                await client.update_order(job.woo_order_id, plan.changes)
-            await self._save(job, "updated", plan)
+                await client.update_order(job.woo_order_id, plan.changes)  # stage: update
             progress = "updated"
+            if plan.note is not None:
+                # From here a retry may find the note already posted, and looks first.
+                await self._save(job, "updated", plan)
+        elif progress == "updated" and plan.note is not None:
+            marker = note_marker(job.delivery_id, job.generation)
+            notes = await client.list_notes(job.woo_order_id)
+            if any(marker in note.note for note in notes):
+                progress = "noted"  # the note's answer was lost, not the note
 
         if plan.note is not None and progress == "updated":
-            marker = note_marker(job.delivery_id, job.generation)
-            # Only a run that got as far as the note before may have posted it.
-            already = job.progress == "updated" and any(
-                marker in note.note for note in await client.list_notes(job.woo_order_id)
-            )
-            if not already:
-                await client.add_note(job.woo_order_id, plan.note)
-            await self._save(job, "noted", plan)
+            await client.add_note(job.woo_order_id, plan.note)  # stage: note once
 
-        changed = plan.changes is not None or plan.note is not None
+        await self._finish(job, plan, order)
+
+    async def _confirm(self, job: Job, store: _Store) -> PaymentFacts:
+        """The payment as Cryptum's API tells it, for a store with an API key.
+
+        Without a key, the stored callback is all there is. With one, the API
+        decides: the order must belong to this store and this WooCommerce
+        order, and its status, not the callback's, is acted on.
+        """
+        from_callback = payment_facts(job)
+        if store.cryptum is None:
+            return from_callback
+        try:
+            api_order = await store.cryptum.get_order(job.cryptum_order_id)
+        except UpstreamFailure as failure:
+            if failure.kind is FailureKind.ORDER_NOT_FOUND:
+                raise Untrusted(f"Cryptum does not know order {job.cryptum_order_id}") from None
+            raise
+        if api_order.store_id != store.config.cryptum_store_id:
+            raise Untrusted("the Cryptum order belongs to another store")
+        if api_order.ecommerce_order_id != job.woo_order_id:
+            raise Untrusted(
+                f"the Cryptum order is for WooCommerce order {api_order.ecommerce_order_id}"
+            )
+        if api_order.payment_status != job.status:
+            recheck_until = job.age_from + self._settings.confirm_recheck_seconds
+            if self._clock() < recheck_until:
+                # Cryptum's API may lag its own callback: ask again shortly.
+                raise UpstreamFailure(
+                    FailureKind.TRANSIENT,
+                    f"the Cryptum API says {api_order.payment_status!r} where the callback "
+                    f"says {job.status!r}; checking again",
+                )
+            log.warning(
+                "delivery.api_disagrees",
+                callback_status=job.status,
+                api_status=api_order.payment_status,
+            )
+        transactions = tuple((t.protocol, t.hash) for t in api_order.transactions or ())
+        return PaymentFacts(
+            status=api_order.payment_status,
+            cryptum_order_id=job.cryptum_order_id,
+            transactions=transactions or from_callback.transactions,
+            message=from_callback.message,
+            expected_total=api_order.order_total,
+            expected_currency=api_order.order_currency,
+        )
+
+    async def _finish(self, job: Job, plan: Plan, order: WooOrder) -> None:
         if plan.give_up is not None:
             await self._dead(job, plan.give_up)
             return
+        changed = plan.changes is not None or plan.note is not None
         outcome = f"{plan.kind}: {plan.reason}"
         await self._queue.finish(
             job.delivery_id, "done" if changed else "skipped", outcome, now=self._clock()
