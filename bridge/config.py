@@ -303,6 +303,11 @@ class StoreConfig(_Section):
     cryptum_api_url: str | None = Field(
         default=None, description="Overrides the environment's API base URL."
     )
+    allow_unsigned: bool = Field(
+        default=False,
+        description="Accept callbacks without a signature; needs cryptum_api_key, since "
+        "confirmation with the API is then the only check.",
+    )
     payment_method: str = Field(
         default="cryptumcheckout_gateway",
         min_length=1,
@@ -320,9 +325,14 @@ class StoreConfig(_Section):
 
     @model_validator(mode="after")
     def _resolve_secrets(self) -> StoreConfig:
-        self.webhook_secret = _one_secret(self, "webhook_secret", required=True)
+        self.webhook_secret = _one_secret(self, "webhook_secret", required=not self.allow_unsigned)
         self.cryptum_api_key = _one_secret(self, "cryptum_api_key", required=False)
         self.webhook_secret_file = self.cryptum_api_key_file = None
+        if self.allow_unsigned and self.cryptum_api_key is None:
+            raise ValueError(
+                "allow_unsigned needs cryptum_api_key (or cryptum_api_key_file): without a "
+                "signature, confirming each callback with Cryptum's API is the only check left"
+            )
         return self
 
     @property

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from bridge.app import create_app
+from bridge.config import parse_config
 from bridge.signature import sign
 from bridge.state import DATABASE
 
@@ -19,6 +21,7 @@ from support import (
     SECOND_SECRET,
     SECOND_STORE_ID,
     callback_body,
+    config_document,
     signed_headers,
 )
 
@@ -419,3 +422,25 @@ async def test_read_only_database_is_503_then_recovers(client: Any, database_pat
     await connection.execute("PRAGMA query_only = OFF")
     accepted = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
     assert accepted.status == 200
+
+
+async def test_unsigned_callbacks_only_where_the_store_allows_them(
+    aiohttp_client: Any, tmp_path: Path, database_path: Path
+) -> None:
+    document = config_document(database_path)
+    document["stores"][1].update(allow_unsigned=True, cryptum_api_key="api-key-second")
+    unsigned_client = await aiohttp_client(create_app(parse_config(document, base_dir=tmp_path)))
+
+    to_second = callback_body(store_id=SECOND_STORE_ID)
+    accepted = await unsigned_client.post("/callbacks/cryptum", data=to_second)
+    assert accepted.status == 200
+    with sqlite3.connect(database_path) as connection:
+        (form,) = connection.execute("SELECT signature_form FROM events").fetchone()
+    assert form == "unsigned"
+    # A wrong signature is still refused, and the other store still needs one.
+    forged = await unsigned_client.post(
+        "/callbacks/cryptum", data=to_second, headers={"X-Webhook-Signature": "AAAA"}
+    )
+    assert forged.status == 401
+    to_main = callback_body()
+    assert (await unsigned_client.post("/callbacks/cryptum", data=to_main)).status == 401

@@ -190,3 +190,15 @@ def test_the_example_config_mentions_every_store_key() -> None:
         for key in model.model_fields:
             if key not in ("woocommerce", "rules"):
                 assert f"{prefix}{key} =" in text, f"stores.{prefix}{key} is not documented"
+
+
+def test_allow_unsigned_needs_an_api_key(tmp_path: Path) -> None:
+    document = config_document(tmp_path / "db")
+    document["stores"][0]["allow_unsigned"] = True
+    problems = problems_of(document, tmp_path)
+    assert any(p.startswith("stores[0]: allow_unsigned needs cryptum_api_key") for p in problems)
+
+    document["stores"][0]["cryptum_api_key"] = "key"
+    del document["stores"][0]["webhook_secret"]
+    store = parse(document, tmp_path).stores[0]
+    assert store.allow_unsigned and store.webhook_secret is None
