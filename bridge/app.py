@@ -19,7 +19,8 @@ from .delivery import DeliveryWorker
 from .instance_lock import InstanceLock
 from .middlewares import request_context
 from .readiness import Readiness
-from .state import CONFIG, DATABASE, READINESS, WORKER
+from .reconcile import Reconciler
+from .state import CONFIG, DATABASE, READINESS, RECONCILER, WORKER
 from .storage import Database
 from .woocommerce import WooCommerceClient
 
@@ -79,10 +80,16 @@ def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None
                     }
                     worker = DeliveryWorker(config, database, clients, cryptum_clients)
                     await worker.start()
+                    reconciler = Reconciler(
+                        config, database, cryptum_clients, on_enqueued=worker.wake
+                    )
+                    reconciler.start()
                     app[DATABASE] = database
                     app[WORKER] = worker
+                    app[RECONCILER] = reconciler
                     app[READINESS] = Readiness(database, worker)
                     yield
+                    await reconciler.stop()
                     await worker.stop(timeout=config.server.shutdown_timeout_seconds)
             finally:
                 await database.close()

@@ -231,7 +231,9 @@ class DeliveryConfig(_Section):
 class ReconcileConfig(_Section):
     """Finding payments whose callback never arrived (stores with an API key)."""
 
-    interval_seconds: float = Field(default=300, ge=10)
+    interval_seconds: float = Field(
+        default=300, ge=1, description="Also runs once at start, to catch up after downtime."
+    )
     lookback_hours: float = Field(default=48, gt=0)
 
 

@@ -26,6 +26,7 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (store, body_sha256)
     );
     CREATE INDEX events_by_order ON events (store, woo_order_id, id);
+    CREATE INDEX events_by_payment ON events (store, cryptum_order_id, status);
 
     CREATE TABLE deliveries (
         id              INTEGER PRIMARY KEY,

@@ -7,12 +7,14 @@ from aiohttp import web
 from .config import Config
 from .delivery import DeliveryWorker
 from .readiness import Readiness
+from .reconcile import Reconciler
 from .storage import Database
 
-__all__ = ["CONFIG", "DATABASE", "READINESS", "REQUEST_ID", "WORKER"]
+__all__ = ["CONFIG", "DATABASE", "READINESS", "RECONCILER", "REQUEST_ID", "WORKER"]
 
 CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", Database)
 READINESS = web.AppKey("readiness", Readiness)
 WORKER = web.AppKey("worker", DeliveryWorker)
+RECONCILER = web.AppKey("reconciler", Reconciler)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -242,6 +242,14 @@ class Database:
         )
         return [EventRow(*row) for row in rows]
 
+    async def has_event(self, store: str, cryptum_order_id: str, status: str) -> bool:
+        """Whether any event (callback or reconciliation) reported this status of this order."""
+        rows = await self._connection.execute_fetchall(
+            "SELECT 1 FROM events WHERE store = ? AND cryptum_order_id = ? AND status = ? LIMIT 1",
+            (store, cryptum_order_id, status),
+        )
+        return bool(list(rows))
+
     async def get_event(self, event_id: int) -> EventRow | None:
         rows = list(
             await self._connection.execute_fetchall(
