@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from . import __version__
 from .admin import (
     list_deliveries,
@@ -140,6 +142,34 @@ def run_replay(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_send_test(arguments: argparse.Namespace) -> int:
+    from .send_test import build_test_callback, send_test_callback
+
+    config = _load(arguments)
+    store = config.store_named(arguments.store)
+    if store is None:
+        raise ConfigError([f"stores: no store named {arguments.store!r}"])
+    body = build_test_callback(
+        store,
+        woo_order_id=arguments.order,
+        status=arguments.status,
+        cryptum_order_id=arguments.cryptum_order,
+    )
+    try:
+        status, answer = asyncio.run(send_test_callback(config, store, body, url=arguments.url))
+    except (OSError, aiohttp.ClientError) as error:
+        print(
+            f"send-test: the bridge did not answer: {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    print(f"sent:   {body.decode()}")
+    print(f"answer: {status} {json.dumps(answer)}")
+    if status == 200:
+        print("Follow it with: cryptum-bridge deliveries list --config ...")
+    return EXIT_OK if status == 200 else EXIT_FAILURE
+
+
 def _secret_for_signing(arguments: argparse.Namespace) -> str:
     if arguments.secret_file is not None:
         return Path(arguments.secret_file).read_text(encoding="utf-8").rstrip("\r\n")
@@ -229,6 +259,24 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--database", metavar="PATH", help="database file (default: from config)")
     replay.add_argument("event_id", type=int, metavar="EVENT_ID")
     replay.set_defaults(run=run_replay)
+
+    tester = command(
+        "send-test", "Sign a test callback with a store's secret and post it to the running bridge."
+    )
+    tester.add_argument("--store", required=True, help="the configured store to test")
+    tester.add_argument("--order", required=True, metavar="WOO_ID", help="WooCommerce order id")
+    tester.add_argument(
+        "--status",
+        required=True,
+        help="payment status to report: pending, on-hold, confirmed, failed or cancelled",
+    )
+    tester.add_argument("--url", help="callback URL (default: from server.listen)")
+    tester.add_argument(
+        "--cryptum-order",
+        metavar="ID",
+        help="a real Cryptum order id (stores with an API key confirm every callback)",
+    )
+    tester.set_defaults(run=run_send_test)
 
     signer = command(
         "sign", "Print the X-Webhook-Signature value for a body, e.g. to test with curl."

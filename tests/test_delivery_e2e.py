@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -345,3 +346,58 @@ async def test_a_hundred_orders_in_parallel_keep_per_order_order(
         assert shop.products[10].stock == 100 - len(order_ids)
     finally:
         assert bridge.stop() == 0
+
+
+async def test_send_test_drives_a_real_order_end_to_end(
+    bridge: Bridge, shop: WooCommerceSimulator
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "send-test",
+        "--config",
+        str(bridge.config_path),
+        "--store",
+        "main",
+        "--order",
+        "12",
+        "--status",
+        "confirmed",
+        "--url",
+        f"{bridge.url}/callbacks/cryptum/main",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err
+    assert b'answer: 200 {"status": "accepted"' in out
+    await wait_until(lambda: shop.orders[12].status == "processing")
+    assert len(bridge_notes(shop, 12)) == 1
+
+
+async def test_send_test_reports_a_bridge_that_does_not_answer(
+    tmp_path: Path, shop: WooCommerceSimulator
+) -> None:
+    bridge = Bridge(tmp_path, shop, key=KEY, secret=SECRET)  # never started
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "send-test",
+        "--config",
+        str(bridge.config_path),
+        "--store",
+        "main",
+        "--order",
+        "12",
+        "--status",
+        "confirmed",
+        "--url",
+        "http://127.0.0.1:9/callbacks/cryptum/main",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 1
+    assert b"the bridge did not answer" in err
