@@ -44,6 +44,12 @@ class CryptumOrder(BaseModel):
     def _id_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
 
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_reference(cls, value: Any) -> Any:
+        # A single order names its store as an object, a listed order by its id alone.
+        return {"id": value} if isinstance(value, str) else value
+
     @field_validator("order_total", mode="before")
     @classmethod
     def _total_as_decimal_text(cls, value: Any) -> Any:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bridge.simulators.cryptum import CryptumSimulator, RecordedApiRequest
+from bridge.simulators.cryptum_callbacks import CallbackDelivery
+from bridge.simulators.cryptum_orders import SimCryptumOrder, SimCryptumStore
 from bridge.simulators.tls import write_self_signed_certificate
 from bridge.simulators.woocommerce import (
     RECORDED_LATENCY_BY_METHOD,
@@ -12,7 +15,12 @@ from bridge.simulators.woocommerce_shop import SimLineItem, SimNote, SimOrder, S
 
 __all__ = [
     "RECORDED_LATENCY_BY_METHOD",
+    "CallbackDelivery",
+    "CryptumSimulator",
+    "RecordedApiRequest",
     "RecordedRequest",
+    "SimCryptumOrder",
+    "SimCryptumStore",
     "SimLineItem",
     "SimNote",
     "SimOrder",
