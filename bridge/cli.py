@@ -50,6 +50,12 @@ def run_serve(arguments: argparse.Namespace) -> int:
     return asyncio.run(serve(config))
 
 
+def run_demo_command(arguments: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return asyncio.run(run_demo(sys.stdout))
+
+
 def run_check_config(arguments: argparse.Namespace) -> int:
     path = arguments.config or default_config_path()
     config = load_config(path)
@@ -209,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
             "/etc/cryptum-bridge/config.toml)",
         )
         return sub
+
+    demo = commands.add_parser(
+        "demo",
+        help="Play the whole flow against built-in simulators, in seconds.",
+        description="Run the bridge with simulated Cryptum and WooCommerce on 127.0.0.1 and a "
+        "temporary database, and show what happens to a few payments.",
+    )
+    demo.set_defaults(run=run_demo_command)
 
     serve = command("serve", "Run the daemon in the foreground.")
     serve.set_defaults(run=run_serve)

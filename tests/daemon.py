@@ -1,18 +1,34 @@
-"""Run `cryptum-bridge serve` as a real process for tests."""
+"""Run `cryptum-bridge serve` as a real process for tests, pointed at the simulators."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support import SESSION_LOGS
+import aiohttp
+
+from bridge.simulators.woocommerce import WooCommerceSimulator
+
+from support import (
+    MAIN_STORE_ID,
+    SESSION_LOGS,
+    callback_body,
+    config_document,
+    signed_headers,
+    to_toml,
+)
+
+MARKER = "[cryptum-bridge delivery"
 
 
 class Daemon:
@@ -70,3 +86,98 @@ class Daemon:
         if self.process.poll() is None:
             self.signal(signal.SIGTERM)
         return self.finish()
+
+
+class Bridge:
+    """A configured bridge process pointed at the simulated shop."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        shop: WooCommerceSimulator,
+        *,
+        key: str,
+        secret: str,
+        store: dict[str, Any] | None = None,
+        **sections: dict[str, Any],
+    ) -> None:
+        """`store` adds settings to the one store; `sections` replace top-level tables."""
+        document = config_document(tmp_path / "state" / "bridge.sqlite3")
+        document["delivery"] = {
+            "timeout_seconds": 2,
+            "backoff_initial_seconds": 0.05,
+            "backoff_max_seconds": 0.5,
+        }
+        document.update(sections)
+        document["stores"] = [document["stores"][0] | (store or {})]
+        document["stores"][0]["woocommerce"] = {
+            "url": shop.base_url,
+            "consumer_key": key,
+            "consumer_secret": secret,
+        }
+        self.config_path = tmp_path / "config.toml"
+        self.config_path.write_text(to_toml(document))
+        self.database = tmp_path / "state" / "bridge.sqlite3"
+        self.daemon: Daemon | None = None
+
+    def start(self) -> Bridge:
+        self.daemon = Daemon(self.config_path)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.daemon is not None
+        return self.daemon.url
+
+    async def send(self, **fields: Any) -> dict[str, Any]:
+        return await self.post(callback_body(store_id=MAIN_STORE_ID, **fields))
+
+    async def post(self, body: bytes) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{self.url}/callbacks/cryptum", data=body, headers=signed_headers(body)
+            ) as response,
+        ):
+            assert response.status == 200
+            return await response.json()
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        with sqlite3.connect(self.database) as connection:
+            connection.row_factory = sqlite3.Row
+            rows = connection.execute("SELECT * FROM deliveries ORDER BY id").fetchall()
+        return [dict(row) for row in rows]
+
+    def delivery_of(self, event_id: int) -> dict[str, Any]:
+        (found,) = [d for d in self.deliveries() if d["event_id"] == event_id]
+        return found
+
+    async def settled(self, event_id: int, timeout: float = 15.0) -> dict[str, Any]:
+        """Wait until the event's delivery has finished, and return it."""
+        await wait_until(lambda: self.delivery_of(event_id)["state"] != "pending", timeout)
+        return self.delivery_of(event_id)
+
+    def stop(self) -> int:
+        assert self.daemon is not None
+        return self.daemon.stop()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def bridge_notes(shop: WooCommerceSimulator, order_id: int) -> list[str]:
+    return [note.note for note in shop.notes(order_id) if MARKER in note.note]
+
+
+def requests_for(shop: WooCommerceSimulator, order_id: int) -> list[str]:
+    prefix = f"/wp-json/wc/v3/orders/{order_id}"
+    return [
+        request.method
+        for request in shop.requests
+        if request.path == prefix or request.path.startswith(prefix + "/")
+    ]

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,13 @@ import pytest
 
 from bridge.simulators.woocommerce import WooCommerceSimulator
 
-from daemon import Daemon
-from support import MAIN_STORE_ID, callback_body, config_document, signed_headers, to_toml
+from daemon import Bridge, bridge_notes, requests_for, wait_until
+from support import callback_body
 
 pytestmark = pytest.mark.slow
 
 KEY, SECRET = "ck_e2e_read_write", "cs_e2e_read_write"
 READ_ONLY_KEY, READ_ONLY_SECRET = "ck_e2e_read_only", "cs_e2e_read_only"
-MARKER = "[cryptum-bridge delivery"
 
 
 @pytest.fixture
@@ -41,95 +39,11 @@ async def shop() -> AsyncIterator[WooCommerceSimulator]:
     await simulator.close()
 
 
-class Bridge:
-    """A configured bridge process pointed at the simulated shop."""
-
-    def __init__(self, tmp_path: Path, shop: WooCommerceSimulator, *, key: str, secret: str):
-        document = config_document(tmp_path / "state" / "bridge.sqlite3")
-        document["delivery"] = {
-            "timeout_seconds": 2,
-            "backoff_initial_seconds": 0.05,
-            "backoff_max_seconds": 0.5,
-        }
-        document["stores"] = [document["stores"][0]]
-        document["stores"][0]["woocommerce"] = {
-            "url": shop.base_url,
-            "consumer_key": key,
-            "consumer_secret": secret,
-        }
-        self.config_path = tmp_path / "config.toml"
-        self.config_path.write_text(to_toml(document))
-        self.database = tmp_path / "state" / "bridge.sqlite3"
-        self.daemon: Daemon | None = None
-
-    def start(self) -> Bridge:
-        self.daemon = Daemon(self.config_path)
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self.daemon is not None
-        return self.daemon.url
-
-    async def send(self, **fields: Any) -> dict[str, Any]:
-        return await self.post(callback_body(store_id=MAIN_STORE_ID, **fields))
-
-    async def post(self, body: bytes) -> dict[str, Any]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                f"{self.url}/callbacks/cryptum", data=body, headers=signed_headers(body)
-            ) as response,
-        ):
-            assert response.status == 200
-            return await response.json()
-
-    def deliveries(self) -> list[dict[str, Any]]:
-        with sqlite3.connect(self.database) as connection:
-            connection.row_factory = sqlite3.Row
-            rows = connection.execute("SELECT * FROM deliveries ORDER BY id").fetchall()
-        return [dict(row) for row in rows]
-
-    def delivery_of(self, event_id: int) -> dict[str, Any]:
-        (found,) = [d for d in self.deliveries() if d["event_id"] == event_id]
-        return found
-
-    async def settled(self, event_id: int, timeout: float = 15.0) -> dict[str, Any]:
-        """Wait until the event's delivery has finished, and return it."""
-        await wait_until(lambda: self.delivery_of(event_id)["state"] != "pending", timeout)
-        return self.delivery_of(event_id)
-
-    def stop(self) -> int:
-        assert self.daemon is not None
-        return self.daemon.stop()
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 def bridge(tmp_path: Path, shop: WooCommerceSimulator) -> Iterator[Bridge]:
     running = Bridge(tmp_path, shop, key=KEY, secret=SECRET).start()
     yield running
     assert running.stop() == 0
-
-
-def bridge_notes(shop: WooCommerceSimulator, order_id: int) -> list[str]:
-    return [note.note for note in shop.notes(order_id) if MARKER in note.note]
-
-
-def requests_for(shop: WooCommerceSimulator, order_id: int) -> list[str]:
-    prefix = f"/wp-json/wc/v3/orders/{order_id}"
-    return [
-        request.method
-        for request in shop.requests
-        if request.path == prefix or request.path.startswith(prefix + "/")
-    ]
 
 
 async def test_confirmed_payment_is_completed_with_one_note_in_three_requests(
