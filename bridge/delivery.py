@@ -212,6 +212,17 @@ class DeliveryWorker:
         plan = Plan.from_json(job.decision) if job.decision else None
         progress = job.progress
         payment = None
+        if progress == "new":
+            earlier = await self._queue.delivered_before(job)
+            if earlier is not None:
+                await self._queue.finish(
+                    job.delivery_id,
+                    "skipped",
+                    f"already applied by delivery {earlier}",
+                    now=self._clock(),
+                )
+                log.info("delivery.skipped", reason=f"already applied by delivery {earlier}")
+                return
         if progress in ("new", "update_sent") or plan is None:
             payment = await self._confirm(job, store)  # stage: ask Cryptum
         order = await client.get_order(job.woo_order_id)  # stage: read

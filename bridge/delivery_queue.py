@@ -121,6 +121,24 @@ class DeliveryQueue:
         )
         return [Job(*row[:9], json.loads(row[9]) if row[9] else None, *row[10:]) for row in rows]
 
+    async def delivered_before(self, job: Job) -> int | None:
+        """The id of another delivery that already applied this payment status, if any.
+
+        A callback and reconciliation, or two bodies of one callback, can
+        report the same (order, status); only the first one acts.
+        """
+        rows = await self._connection.execute_fetchall(
+            """
+            SELECT d.id FROM events AS e JOIN deliveries AS d ON d.event_id = e.id
+            WHERE e.store = ? AND e.cryptum_order_id = ? AND e.status = ?
+              AND d.state = 'done' AND d.id != ?
+            LIMIT 1
+            """,
+            (job.store, job.cryptum_order_id, job.status, job.delivery_id),
+        )
+        found = list(rows)
+        return int(found[0][0]) if found else None
+
     async def save_progress(
         self, delivery_id: int, progress: str, decision: dict[str, Any] | None, *, now: float
     ) -> None:

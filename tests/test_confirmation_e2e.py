@@ -135,7 +135,9 @@ async def test_an_amount_mismatch_holds_the_order_with_a_note(
     order = shop.orders[11]
     assert order.status == "on-hold"
     assert order.date_paid is None
-    (note,) = bridge_notes(shop, 11)
+    notes = bridge_notes(shop, 11)
+    assert len(notes) == 1, (notes, bridge.deliveries())
+    (note,) = notes
     assert "amount mismatch" in note and "NOT marked paid" in note
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,19 @@ async def test_replay_requeues_a_finished_delivery_only(
     await queue.finish(job.delivery_id, "done", "pay: payment confirmed", now=NOW + 11)
     assert await queue.requeue_event(event_id, now=NOW + 12) == 1
     assert (await queue.counts()) == {"pending": 1}
+
+
+async def test_a_payment_status_already_applied_is_found(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    callback = event("callback", "1")
+    # Reconciliation reports the same payment status in a body of its own.
+    reconciled = replace(
+        callback, body_sha256=hashlib.sha256(b"other").digest(), source="reconcile"
+    )
+    await record(database, callback, reconciled)
+    (job,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
+    assert await queue.delivered_before(job) is None
+    await queue.finish(job.delivery_id, "done", "pay: payment confirmed", now=NOW + 11)
+    (later,) = await queue.claim("main", 5, now=NOW + 12, lease_seconds=60)
+    assert await queue.delivered_before(later) == job.delivery_id
