@@ -2,14 +2,12 @@
 
 Each delivery runs in typed stages: confirm with Cryptum's API (stores with
 an API key), read the order, decide (checks and the status rules), update,
-note once, finish. Progress is recorded between
-stages, so a retry after a lost response or a crash neither repeats a change
-nor adds a second note:
-
-* the plan is saved as `update_sent` before the PUT; a retry that finds the
-  order already showing the change goes straight to the note;
-* the note is posted only after `updated` is saved; a retry that starts from
-  `updated` first looks for the note's marker among the order's notes.
+note once, finish. The plan is saved as `acting` before its first side
+effect, so a retry after a lost answer or a crash neither repeats a change
+nor adds a second note: a retry that finds the order already showing the
+plan's change only looks for the note's marker among the order's notes, and
+posts the note if it is missing. A happy path costs two database writes (the
+plan, the finish) and three WooCommerce requests.
 
 Deliveries of one order run one at a time in arrival order (the queue sees
 to that); different orders run in parallel, up to `delivery.concurrency`
@@ -210,51 +208,51 @@ class DeliveryWorker:
     async def _run_stages(self, job: Job, store: _Store) -> None:
         client = store.client
         plan = Plan.from_json(job.decision) if job.decision else None
-        progress = job.progress
-        payment = None
-        if progress == "new":
+        order: WooOrder | None = None
+
+        if job.progress == "acting" and plan is not None:
+            # An earlier run fixed this plan and may have acted on it before it
+            # stopped (a lost answer, a crash): finish it rather than decide
+            # again on an order the bridge itself changed.
+            order = await client.get_order(job.woo_order_id)
+            if is_applied(plan, order):
+                if plan.note is not None and not await self._note_posted(job, client):
+                    await client.add_note(job.woo_order_id, plan.note)
+                await self._finish(job, plan, order)
+                return
+        elif job.progress == "new":
             earlier = await self._queue.delivered_before(job)
             if earlier is not None:
-                await self._queue.finish(
-                    job.delivery_id,
-                    "skipped",
-                    f"already applied by delivery {earlier}",
-                    now=self._clock(),
-                )
-                log.info("delivery.skipped", reason=f"already applied by delivery {earlier}")
+                reason = f"already applied by delivery {earlier}"
+                await self._queue.finish(job.delivery_id, "skipped", reason, now=self._clock())
+                log.info("delivery.skipped", reason=reason)
                 return
-        if progress in ("new", "update_sent") or plan is None:
-            payment = await self._confirm(job, store)  # stage: ask Cryptum
-        order = await client.get_order(job.woo_order_id)  # stage: read
 
-        if progress == "update_sent" and plan is not None and is_applied(plan, order):
-            progress = "updated"  # the PUT landed though its answer was lost
-        if progress in ("new", "update_sent") or plan is None:
-            assert payment is not None
-            plan = plan_delivery(  # stage: decide
-                payment,
-                order,
-                gateway=store.config.payment_method,
-                rules=store.config.rules.as_status_rules(),
-                marker=note_marker(job.delivery_id, job.generation),
+        payment = await self._confirm(job, store)  # stage: ask Cryptum
+        if order is None:
+            order = await client.get_order(job.woo_order_id)  # stage: read
+        plan = plan_delivery(  # stage: decide
+            payment,
+            order,
+            gateway=store.config.payment_method,
+            rules=store.config.rules.as_status_rules(),
+            marker=note_marker(job.delivery_id, job.generation),
+        )
+        if plan.changes is not None or plan.note is not None:
+            # Saved before the first side effect: a retry resumes this plan.
+            await self._queue.save_progress(
+                job.delivery_id, "acting", plan.to_json(), now=self._clock()
             )
-            if plan.changes is not None:
-                await self._save(job, "update_sent", plan)
-                await client.update_order(job.woo_order_id, plan.changes)  # stage: update
-            progress = "updated"
-            if plan.note is not None:
-                # From here a retry may find the note already posted, and looks first.
-                await self._save(job, "updated", plan)
-        elif progress == "updated" and plan.note is not None:
-            marker = note_marker(job.delivery_id, job.generation)
-            notes = await client.list_notes(job.woo_order_id)
-            if any(marker in note.note for note in notes):
-                progress = "noted"  # the note's answer was lost, not the note
-
-        if plan.note is not None and progress == "updated":
+        if plan.changes is not None:
+            await client.update_order(job.woo_order_id, plan.changes)  # stage: update
+        if plan.note is not None:
             await client.add_note(job.woo_order_id, plan.note)  # stage: note once
-
         await self._finish(job, plan, order)
+
+    async def _note_posted(self, job: Job, client: WooCommerceClient) -> bool:
+        """Whether this run's note is among the order's notes already."""
+        marker = note_marker(job.delivery_id, job.generation)
+        return any(marker in note.note for note in await client.list_notes(job.woo_order_id))
 
     async def _confirm(self, job: Job, store: _Store) -> PaymentFacts:
         """The payment as Cryptum's API tells it, for a store with an API key.
@@ -321,11 +319,6 @@ class DeliveryWorker:
             )
         else:
             log.info("delivery.skipped", reason=plan.reason, order_status=order.status)
-
-    async def _save(self, job: Job, progress: str, plan: Plan) -> None:
-        await self._queue.save_progress(
-            job.delivery_id, progress, plan.to_json(), now=self._clock()
-        )
 
     async def _handle_failure(self, job: Job, store: _Store, failure: UpstreamFailure) -> None:
         if failure.kind in (FailureKind.ORDER_NOT_FOUND, FailureKind.REJECTED):

@@ -35,10 +35,11 @@ MIGRATIONS: tuple[str, ...] = (
         woo_order_id    TEXT    NOT NULL,
         state           TEXT    NOT NULL DEFAULT 'pending'
                         CHECK (state IN ('pending', 'done', 'skipped', 'dead')),
-        -- How far the current run got, so a retry neither repeats nor skips a step.
+        -- 'acting' once a plan is fixed and its effects may have happened,
+        -- so that a retry finishes that plan instead of deciding again.
         progress        TEXT    NOT NULL DEFAULT 'new'
-                        CHECK (progress IN ('new', 'update_sent', 'updated', 'noted')),
-        -- The plan decided for the order (JSON), kept while the update is uncertain.
+                        CHECK (progress IN ('new', 'acting')),
+        -- The plan (JSON): the PUT body, the note and what they are for.
         decision        TEXT,
         -- Bumped when an admin retries or replays, so the new run notes anew.
         generation      INTEGER NOT NULL DEFAULT 1,
@@ -55,6 +56,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
     CREATE INDEX deliveries_pending_by_order ON deliveries (store, woo_order_id, id)
         WHERE state = 'pending';
+    -- Claims walk a store's pending deliveries oldest first and stop at the limit.
+    CREATE INDEX deliveries_pending ON deliveries (store, id) WHERE state = 'pending';
 
     -- Every event owes exactly one delivery, created by the statement that
     -- stores the event, so no code path can store one without the other.

@@ -208,7 +208,7 @@ async def test_kill_9_during_a_delivery_completes_after_restart_with_one_note(
     shop.latency_by_method = {"PUT": 1.0}
     bridge = Bridge(tmp_path, shop, key=KEY, secret=SECRET).start()
     answer = await bridge.send(order_id="k-11", woo_order_id="11", status="confirmed")
-    await wait_until(lambda: bridge.delivery_of(answer["event_id"])["progress"] == "update_sent")
+    await wait_until(lambda: bridge.delivery_of(answer["event_id"])["progress"] == "acting")
     assert bridge.daemon is not None
     bridge.daemon.signal(signal.SIGKILL)
     assert bridge.daemon.finish() == -signal.SIGKILL

@@ -120,10 +120,10 @@ async def test_progress_and_decision_survive_a_claim(
 ) -> None:
     await record(database, event("a", "1"))
     (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
-    await queue.save_progress(job.delivery_id, "update_sent", {"kind": "pay"}, now=NOW + 11)
+    await queue.save_progress(job.delivery_id, "acting", {"kind": "pay"}, now=NOW + 11)
     await queue.release_leases()
     (again,) = await queue.claim("main", 1, now=NOW + 12, lease_seconds=60)
-    assert (again.progress, again.decision) == ("update_sent", {"kind": "pay"})
+    assert (again.progress, again.decision) == ("acting", {"kind": "pay"})
 
 
 async def test_requeue_dead_starts_a_new_generation(
