@@ -5,7 +5,9 @@
 Each round runs the same load (unique signed callbacks over loopback, at a
 fixed concurrency) against: a bare aiohttp handler, the bridge with group
 commit, and the bridge committing every callback on its own
-(`storage.commit_batch_max = 1`). Prints accepted/s and p50/p99 latency per
+(`storage.commit_batch_max = 1`). The bridge delivers in the background as
+it would in production, to a simulated shop (bench/shop_server.py) that
+takes 100 ms per request. Prints accepted/s and p50/p99 latency per
 run, then medians and ratios. The machine is shared and noisy: compare the
 medians and ratios, not single runs.
 """
@@ -53,7 +55,17 @@ def wait_ready(url: str, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def bridge_config(directory: Path, port: int, batch_max: int) -> Path:
+def wait_listening(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def bridge_config(directory: Path, port: int, batch_max: int, shop_url: str) -> Path:
     config = directory / f"bench-{batch_max}.toml"
     config.write_text(
         f"""
@@ -69,7 +81,7 @@ level = "info"
 name = "bench"
 cryptum_store_id = "{STORE_ID}"
 webhook_secret = "{SECRET}"
-woocommerce.url = "http://127.0.0.1:9"
+woocommerce.url = "{shop_url}"
 woocommerce.consumer_key = "ck_bench"
 woocommerce.consumer_secret = "cs_bench"
 """
@@ -85,7 +97,7 @@ def make_requests(count: int) -> list[tuple[bytes, str]]:
                 "message": "Payment was successful",
                 "status": "confirmed",
                 "orderId": str(uuid.uuid4()),
-                "ecommerceOrderId": str(1000 + number),
+                "ecommerceOrderId": str(1000 + number % 1000),
                 "storeId": STORE_ID,
                 "transactions": [{"protocol": "POLYGON", "hash": "0x" + uuid.uuid4().hex * 2}],
                 "updatedProducts": None,
@@ -160,6 +172,13 @@ def main() -> None:
     print(f"Python {platform.python_version()}")
     print(f"load: {arguments.requests} unique signed callbacks,", end=" ")
     print(f"concurrency {arguments.concurrency}", flush=True)
+    shop_port = free_port()
+    shop = subprocess.Popen(
+        [sys.executable, str(here / "shop_server.py"), str(shop_port), "1000"],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_listening(shop_port)
+    shop_url = f"http://127.0.0.1:{shop_port}"
     with tempfile.TemporaryDirectory() as directory:
         for round_number in range(1, arguments.rounds + 1):
             for name in results:
@@ -168,7 +187,7 @@ def main() -> None:
                     command = [sys.executable, str(here / "bare_server.py"), str(port)]
                 else:
                     batch_max = 256 if name == "bridge" else 1
-                    config = bridge_config(Path(directory), port, batch_max)
+                    config = bridge_config(Path(directory), port, batch_max, shop_url)
                     command = [sys.executable, "-m", "bridge", "serve", "--config", str(config)]
                 process = start(command, port)
                 try:
@@ -186,6 +205,9 @@ def main() -> None:
                     f"  p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms"
                     f"  non-200: {figures['failures']:.0f}"
                 )
+
+    shop.terminate()
+    shop.wait(timeout=30)
 
     def median(name: str, key: str) -> float:
         return statistics.median(run[key] for run in results[name])

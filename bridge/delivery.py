@@ -147,7 +147,12 @@ class DeliveryWorker:
             self._wakeup.clear()
             try:
                 await self._claim_and_start()
-                timeout = await self._idle_timeout()
+                if self._has_free_slot():
+                    timeout = await self._idle_timeout()
+                else:
+                    # A finishing delivery wakes the loop; asking the queue when
+                    # work is due would only add queries beside the ingest path.
+                    timeout = _IDLE_POLL_SECONDS
             except Exception:  # the database is unavailable: try again after a pause
                 log.exception("delivery.queue_error")
                 timeout = _IDLE_POLL_SECONDS
@@ -166,6 +171,9 @@ class DeliveryWorker:
                 task = asyncio.create_task(self._deliver(job, store))
                 store.tasks.add(task)
                 task.add_done_callback(store.tasks.discard)
+
+    def _has_free_slot(self) -> bool:
+        return any(s.in_flight < self._settings.concurrency for s in self._stores.values())
 
     async def _idle_timeout(self) -> float:
         due = await self._queue.next_due()
