@@ -66,72 +66,49 @@ def run_check_config(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _found(found: bool, what: str) -> int:
+    if not found:
+        print(f"no {what}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def run_events(arguments: argparse.Namespace) -> int:
     database = _database_path(arguments)
     if arguments.action == "list":
-        asyncio.run(
-            list_events(
-                database,
-                sys.stdout,
-                limit=arguments.limit,
-                store=arguments.store,
-                as_json=arguments.json,
-            )
-        )
+        options = {"limit": arguments.limit, "store": arguments.store, "as_json": arguments.json}
+        asyncio.run(list_events(database, sys.stdout, **options))
         return EXIT_OK
-    found = asyncio.run(
-        show_event(database, sys.stdout, arguments.event_id, as_json=arguments.json)
-    )
-    if not found:
-        print(f"no event {arguments.event_id}", file=sys.stderr)
-        return EXIT_FAILURE
+    event_id = arguments.event_id
+    shown = asyncio.run(show_event(database, sys.stdout, event_id, as_json=arguments.json))
+    return _found(shown, f"event {event_id}")
+
+
+def _list_deliveries(arguments: argparse.Namespace, *, state: str | None) -> int:
+    options = {"store": arguments.store, "limit": arguments.limit, "as_json": arguments.json}
+    asyncio.run(list_deliveries(_database_path(arguments), sys.stdout, state=state, **options))
     return EXIT_OK
 
 
 def run_deliveries(arguments: argparse.Namespace) -> int:
-    database = _database_path(arguments)
     if arguments.action == "list":
-        asyncio.run(
-            list_deliveries(
-                database,
-                sys.stdout,
-                state=arguments.state,
-                store=arguments.store,
-                limit=arguments.limit,
-                as_json=arguments.json,
-            )
-        )
-        return EXIT_OK
-    found = asyncio.run(
-        show_delivery(database, sys.stdout, arguments.delivery_id, as_json=arguments.json)
+        return _list_deliveries(arguments, state=arguments.state)
+    delivery_id = arguments.delivery_id
+    shown = asyncio.run(
+        show_delivery(_database_path(arguments), sys.stdout, delivery_id, as_json=arguments.json)
     )
-    if not found:
-        print(f"no delivery {arguments.delivery_id}", file=sys.stderr)
-        return EXIT_FAILURE
-    return EXIT_OK
+    return _found(shown, f"delivery {delivery_id}")
 
 
 def run_dead_letter(arguments: argparse.Namespace) -> int:
-    database = _database_path(arguments)
     if arguments.action == "list":
-        asyncio.run(
-            list_deliveries(
-                database,
-                sys.stdout,
-                state="dead",
-                store=arguments.store,
-                limit=arguments.limit,
-                as_json=arguments.json,
-            )
-        )
-        return EXIT_OK
+        return _list_deliveries(arguments, state="dead")
     if arguments.all == (arguments.delivery_id is not None):
         print("dead-letter retry: give one DELIVERY_ID or --all", file=sys.stderr)
         return EXIT_USAGE
-    count = asyncio.run(retry_dead(database, delivery_id=arguments.delivery_id))
+    count = asyncio.run(retry_dead(_database_path(arguments), delivery_id=arguments.delivery_id))
     if arguments.delivery_id is not None and count == 0:
-        print(f"no dead delivery {arguments.delivery_id}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _found(False, f"dead delivery {arguments.delivery_id}")
     print(f"{count} deliveries queued again")
     return EXIT_OK
 

@@ -12,12 +12,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .payload import Transaction
-from .upstream import FailureKind, UpstreamFailure, connection_failure
+from .upstream import FailureKind, UpstreamFailure, connection_failure, parse_answer
 
 __all__ = ["CryptumClient", "CryptumOrder", "OrderPage", "classify"]
+
+
+_SERVICE = "the Cryptum API"
 
 
 class StoreRef(BaseModel):
@@ -118,7 +121,7 @@ class CryptumClient:
 
     async def get_order(self, order_id: str) -> CryptumOrder:
         answer = await self._get(f"/orders/{order_id}", {})
-        return _parse(CryptumOrder, answer)
+        return parse_answer(CryptumOrder, answer, service=_SERVICE)
 
     async def list_orders(
         self,
@@ -137,7 +140,8 @@ class CryptumClient:
             "offset": str(offset),
             "withCount": "true",
         }
-        return _parse(OrderPage, await self._get("/orders/", query))
+        answer = await self._get("/orders/", query)
+        return parse_answer(OrderPage, answer, service=_SERVICE)
 
     async def _get(self, path: str, query: dict[str, str]) -> Any:
         try:
@@ -158,11 +162,3 @@ class CryptumClient:
             raise connection_failure("no answer from the Cryptum API") from None
         except aiohttp.ClientError as error:
             raise connection_failure(f"Cryptum API unreachable: {type(error).__name__}") from None
-
-
-def _parse(model: type[Any], answer: Any) -> Any:
-    try:
-        return model.model_validate(answer)
-    except ValidationError:
-        reason = f"the Cryptum API sent an unexpected {model.__name__} shape"
-        raise UpstreamFailure(FailureKind.TRANSIENT, reason) from None

@@ -7,8 +7,13 @@ retry with backoff, give up at once, or report a configuration problem.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any, TypeVar
 
-__all__ = ["FailureKind", "UpstreamFailure", "connection_failure"]
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["FailureKind", "UpstreamFailure", "connection_failure", "parse_answer"]
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class FailureKind(StrEnum):
@@ -38,3 +43,12 @@ class UpstreamFailure(Exception):
 def connection_failure(description: str) -> UpstreamFailure:
     """A request that got no answer (refused, reset, timed out): always worth a retry."""
     return UpstreamFailure(FailureKind.TRANSIENT, description)
+
+
+def parse_answer(model: type[Model], answer: Any, *, service: str) -> Model:
+    """Validate a decoded answer; an unexpected shape is worth a retry, not a crash."""
+    try:
+        return model.model_validate(answer)
+    except ValidationError:
+        reason = f"{service} sent an unexpected {model.__name__} shape"
+        raise UpstreamFailure(FailureKind.TRANSIENT, reason) from None

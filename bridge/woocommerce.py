@@ -15,11 +15,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from .config import WooCommerceConfig
 from .oauth1 import oauth_query
-from .upstream import FailureKind, UpstreamFailure, connection_failure
+from .upstream import FailureKind, UpstreamFailure, connection_failure, parse_answer
 from .woocommerce_errors import classify
 
 __all__ = ["MetaEntry", "WooCommerceClient", "WooNote", "WooOrder", "tls_context"]
@@ -95,10 +95,12 @@ class WooCommerceClient:
             self.auth_method = config.auth
 
     async def get_order(self, order_id: str) -> WooOrder:
-        return _parse(WooOrder, await self._request("GET", f"/orders/{order_id}"))
+        answer = await self._request("GET", f"/orders/{order_id}")
+        return parse_answer(WooOrder, answer, service="WooCommerce")
 
     async def update_order(self, order_id: str, changes: dict[str, Any]) -> WooOrder:
-        return _parse(WooOrder, await self._request("PUT", f"/orders/{order_id}", body=changes))
+        answer = await self._request("PUT", f"/orders/{order_id}", body=changes)
+        return parse_answer(WooOrder, answer, service="WooCommerce")
 
     async def list_notes(self, order_id: str) -> list[WooNote]:
         answer = await self._request("GET", f"/orders/{order_id}/notes")
@@ -106,11 +108,12 @@ class WooCommerceClient:
             raise UpstreamFailure(
                 FailureKind.TRANSIENT, "WooCommerce sent notes that are not a list"
             )
-        return [_parse(WooNote, note) for note in answer]
+        return [parse_answer(WooNote, note, service="WooCommerce") for note in answer]
 
     async def add_note(self, order_id: str, text: str) -> WooNote:
         body = {"note": text, "customer_note": False}
-        return _parse(WooNote, await self._request("POST", f"/orders/{order_id}/notes", body=body))
+        answer = await self._request("POST", f"/orders/{order_id}/notes", body=body)
+        return parse_answer(WooNote, answer, service="WooCommerce")
 
     def _authenticate(self, method: str, path: str) -> tuple[dict[str, str], dict[str, str]]:
         """Headers and query parameters that authenticate one request (a fresh nonce each time)."""
@@ -169,12 +172,3 @@ class WooCommerceClient:
             raise UpstreamFailure(FailureKind.CONFIG, reason) from None
         except aiohttp.ClientError as error:
             raise connection_failure(f"WooCommerce unreachable: {type(error).__name__}") from None
-
-
-def _parse(model: type[Any], answer: Any) -> Any:
-    try:
-        return model.model_validate(answer)
-    except ValidationError:
-        raise UpstreamFailure(
-            FailureKind.TRANSIENT, f"WooCommerce sent an unexpected {model.__name__} shape"
-        ) from None
