@@ -1,0 +1,181 @@
+"""The WordPress plugin shim: its PHPUnit suite, and its relay in front of a real bridge.
+
+`php -S` serves plugin-php/tests/integration/router.php, a stand-in for
+WordPress that loads the plugin over small stubs; the bridge is a real
+`cryptum-bridge serve` process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from daemon import Daemon
+from support import (
+    CUSTOMER_EMAIL,
+    SESSION_LOGS,
+    callback_body,
+    signed_headers,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow
+
+PLUGIN = Path(__file__).resolve().parent.parent / "plugin-php"
+WC_API_PATH = "/?wc-api=cryptumcheckout_payment_gateway"
+REST_PATH = "/wp-json/cryptum-bridge/v1/callback"
+
+
+@pytest.fixture(autouse=True)
+def php_tools() -> None:
+    if shutil.which("php") is None or shutil.which("phpunit") is None:
+        pytest.skip("php not on PATH: install php-cli and phpunit")
+
+
+class Shim:
+    """`php -S` on a free loopback port, serving the router with the given bridge URL."""
+
+    def __init__(self, bridge_url: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            ["php", "-S", f"127.0.0.1:{port}", str(PLUGIN / "tests/integration/router.php")],
+            cwd=PLUGIN,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "CRYPTUM_BRIDGE_URL": bridge_url},
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("php -S did not start:\n" + self.stop()) from None
+                time.sleep(0.02)
+
+    def post(
+        self, path: str, body: bytes, headers: dict[str, str], method: str = "POST"
+    ) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def stop(self) -> str:
+        """Stop the server and return what it logged."""
+        self.process.terminate()
+        output, _ = self.process.communicate(timeout=10)
+        return output
+
+
+@pytest.fixture
+def bridge(tmp_path: Path) -> Iterator[Daemon]:
+    daemon = Daemon(write_config(tmp_path))
+    yield daemon
+    assert daemon.stop() == 0
+
+
+@contextmanager
+def serve_shim(bridge_url: str) -> Iterator[Shim]:
+    shim = Shim(bridge_url)
+    try:
+        yield shim
+    finally:
+        log = shim.stop()
+        SESSION_LOGS.add(log)
+        assert CUSTOMER_EMAIL not in log
+
+
+@pytest.fixture
+def shim(bridge: Daemon) -> Iterator[Shim]:
+    with serve_shim(bridge.url) as served:
+        yield served
+
+
+def stored_payload(tmp_path: Path, event_id: int) -> bytes:
+    with sqlite3.connect(tmp_path / "state" / "bridge.sqlite3") as connection:
+        (payload,) = connection.execute(
+            "SELECT payload FROM events WHERE id = ?", (event_id,)
+        ).fetchone()
+    return bytes(payload)
+
+
+def test_phpunit_suite_passes() -> None:
+    result = subprocess.run(
+        ["phpunit", "-c", str(PLUGIN / "phpunit.xml.dist")],
+        cwd=PLUGIN,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_php_file_lints() -> None:
+    files = sorted(PLUGIN.rglob("*.php"))
+    assert files
+    for path in files:
+        result = subprocess.run(["php", "-l", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", [WC_API_PATH, REST_PATH])
+def test_relay_hands_the_exact_bytes_to_the_bridge_and_returns_its_answer(
+    tmp_path: Path, shim: Shim, path: str
+) -> None:
+    # Pretty-printed, so any re-encoding on the way would change the bytes.
+    body = callback_body(pretty=True, message='Pago con "éxito" \\o/')
+
+    status, answer = shim.post(path, body, signed_headers(body))
+    assert status == 200, answer
+    accepted = json.loads(answer)
+    assert accepted["status"] == "accepted"
+    assert stored_payload(tmp_path, accepted["event_id"]) == body
+
+    status, answer = shim.post(path, body, signed_headers(body))
+    assert status == 200
+    assert json.loads(answer) == {"status": "duplicate", "event_id": accepted["event_id"]}
+
+
+@pytest.mark.parametrize("path", [WC_API_PATH, REST_PATH])
+def test_a_forged_callback_gets_the_bridges_401(shim: Shim, path: str) -> None:
+    body = callback_body()
+    status, answer = shim.post(path, body, signed_headers(body, secret="not-the-secret"))
+    assert status == 401
+    assert json.loads(answer) == {"error": "invalid_signature"}
+
+
+def test_options_is_answered_200_like_the_reference_plugin(shim: Shim) -> None:
+    status, answer = shim.post(WC_API_PATH, b"", {}, method="OPTIONS")
+    assert (status, answer) == (200, b"")
+
+
+@pytest.mark.parametrize("path", [WC_API_PATH, REST_PATH])
+def test_with_the_bridge_stopped_the_answer_is_503(tmp_path: Path, path: str) -> None:
+    daemon = Daemon(write_config(tmp_path))
+    bridge_url = daemon.url
+    assert daemon.stop() == 0
+    with serve_shim(bridge_url) as shim:
+        body = callback_body()
+        status, answer = shim.post(path, body, signed_headers(body))
+        assert status == 503
+        assert json.loads(answer) == {"error": "bridge_unreachable"}
