@@ -16,11 +16,13 @@ from .callbacks import receive_callback
 from .config import Config
 from .cryptum import CryptumClient
 from .delivery import DeliveryWorker
+from .delivery_queue import DeliveryQueue
 from .instance_lock import InstanceLock
+from .metrics import CONTENT_TYPE, Metrics
 from .middlewares import request_context
 from .readiness import Readiness
 from .reconcile import Reconciler
-from .state import CONFIG, DATABASE, READINESS, RECONCILER, WORKER
+from .state import CONFIG, DATABASE, METRICS, READINESS, RECONCILER, WORKER
 from .storage import Database
 from .woocommerce import WooCommerceClient
 
@@ -38,11 +40,25 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; the queue figures are read from the database now."""
+    registry = request.app[METRICS]
+    queue = DeliveryQueue(request.app[DATABASE])
+    counts = await queue.counts()
+    registry.set_queue(
+        pending=counts.get("pending", 0),
+        oldest_pending=await queue.oldest_pending(),
+        dead=counts.get("dead", 0),
+    )
+    return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_post("/callbacks/cryptum", receive_callback)
     app.router.add_post("/callbacks/cryptum/{store}", receive_callback)
     app.router.add_get("/healthz", healthz, allow_head=True)
     app.router.add_get("/readyz", readyz, allow_head=True)
+    app.router.add_get("/metrics", metrics)
 
 
 def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -78,7 +94,9 @@ def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None
                         for store in config.stores
                         if store.cryptum_api_key is not None
                     }
-                    worker = DeliveryWorker(config, database, clients, cryptum_clients)
+                    worker = DeliveryWorker(
+                        config, database, clients, cryptum_clients, metrics=app[METRICS]
+                    )
                     await worker.start()
                     reconciler = Reconciler(
                         config, database, cryptum_clients, on_enqueued=worker.wake
@@ -108,6 +126,7 @@ def create_app(config: Config) -> web.Application:
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config
+    app[METRICS] = Metrics([store.name for store in config.stores])
     app.cleanup_ctx.append(_resources(config))
     setup_routes(app)
     return app

@@ -23,7 +23,7 @@ from .errors import (
 )
 from .payload import CallbackPayload, InvalidPayload, parse_callback
 from .signature import InvalidSignature, json_canonical, verify
-from .state import CONFIG, DATABASE, REQUEST_ID, WORKER
+from .state import CONFIG, DATABASE, METRICS, REQUEST_ID, WORKER
 from .storage import NewEvent, StorageUnavailable
 
 __all__ = ["receive_callback"]
@@ -91,7 +91,9 @@ def _check_signature(
 
 async def receive_callback(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
+    metrics = request.app[METRICS]
     path_store = request.match_info.get("store")
+    store: StoreConfig | None = None
     try:
         if path_store is not None and config.store_named(path_store) is None:
             raise UnknownStoreError("unknown_store_name")
@@ -110,7 +112,10 @@ async def receive_callback(request: web.Request) -> web.Response:
     except HTTPError as error:
         # `details` hold field names and reasons only, never values from the body.
         log.warning("callback.rejected", status=error.status, reason=error.reason, **error.details)
+        label = metrics.store_label(store.name if store is not None else path_store)
+        metrics.callbacks.labels(label, error.code).inc()
         raise
+    assert store is not None  # resolved, or the handler raised above
 
     event = NewEvent(
         store=store.name,
@@ -127,11 +132,13 @@ async def receive_callback(request: web.Request) -> web.Response:
         recorded = await request.app[DATABASE].record_event(event)
     except StorageUnavailable as error:
         log.error("callback.unavailable", reason=error.reason)
+        metrics.callbacks.labels(store.name, "unavailable").inc()
         raise UnavailableError(error.reason) from None
 
     if not recorded.duplicate:
         request.app[WORKER].wake()
     outcome = "duplicate" if recorded.duplicate else "accepted"
+    metrics.callbacks.labels(store.name, outcome).inc()
     log.info(
         f"callback.{outcome}",
         event_id=recorded.event_id,

@@ -145,6 +145,13 @@ class CryptumClient:
 
     async def _get(self, path: str, query: dict[str, str]) -> Any:
         try:
+            return await self._send(path, query)
+        except UpstreamFailure as failure:
+            failure.service = "cryptum"
+            raise
+
+    async def _send(self, path: str, query: dict[str, str]) -> Any:
+        try:
             async with self._session.get(
                 self._base_url + path,
                 params=query,

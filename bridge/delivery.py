@@ -36,6 +36,7 @@ from .delivery_plan import (
     plan_delivery,
 )
 from .delivery_queue import DeliveryQueue, Job
+from .metrics import Metrics
 from .payload import InvalidPayload, parse_callback
 from .storage import Database
 from .upstream import FailureKind, UpstreamFailure
@@ -90,10 +91,12 @@ class DeliveryWorker:
         clients: dict[str, WooCommerceClient],
         cryptum_clients: dict[str, CryptumClient] | None = None,
         *,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._settings = config.delivery
+        self._metrics = metrics or Metrics([store.name for store in config.stores])
         self._queue = DeliveryQueue(database)
         cryptum_clients = cryptum_clients or {}
         self._stores = {
@@ -193,10 +196,12 @@ class DeliveryWorker:
             woo_order_id=job.woo_order_id,
             cryptum_order_id=job.cryptum_order_id,
         )
+        started = time.perf_counter()
         try:
             await self._run_stages(job, store)
             store.config_problem = None
         except UpstreamFailure as failure:
+            self._metrics.upstream_errors.labels(failure.service, failure.kind.value).inc()
             await self._handle_failure(job, store, failure)
         except Untrusted as problem:
             # A forged or misrouted callback that passed the signature check,
@@ -210,6 +215,7 @@ class DeliveryWorker:
                 job, store, UpstreamFailure(FailureKind.TRANSIENT, "internal error, see logs")
             )
         finally:
+            self._metrics.attempt_seconds.labels(job.store).observe(time.perf_counter() - started)
             store.in_flight -= 1
             self.wake()
 
@@ -233,6 +239,7 @@ class DeliveryWorker:
             if earlier is not None:
                 reason = f"already applied by delivery {earlier}"
                 await self._queue.finish(job.delivery_id, "skipped", reason, now=self._clock())
+                self._metrics.deliveries.labels(job.store, "skipped").inc()
                 log.info("delivery.skipped", reason=reason)
                 return
 
@@ -314,9 +321,9 @@ class DeliveryWorker:
             return
         changed = plan.changes is not None or plan.note is not None
         outcome = f"{plan.kind}: {plan.reason}"
-        await self._queue.finish(
-            job.delivery_id, "done" if changed else "skipped", outcome, now=self._clock()
-        )
+        state = "done" if changed else "skipped"
+        await self._queue.finish(job.delivery_id, state, outcome, now=self._clock())
+        self._metrics.deliveries.labels(job.store, state).inc()
         if changed:
             log.info(
                 "delivery.applied",
@@ -353,6 +360,8 @@ class DeliveryWorker:
         await self._queue.retry_later(
             job.delivery_id, at=now + delay, error=failure.reason, now=now
         )
+        outcome = "config_error" if failure.kind is FailureKind.CONFIG else "retry"
+        self._metrics.deliveries.labels(job.store, outcome).inc()
         log.warning(
             "delivery.retry",
             reason=failure.reason,
@@ -363,4 +372,5 @@ class DeliveryWorker:
 
     async def _dead(self, job: Job, reason: str) -> None:
         await self._queue.finish(job.delivery_id, "dead", reason, now=self._clock())
+        self._metrics.deliveries.labels(job.store, "dead").inc()
         log.error("delivery.dead", reason=reason, attempts=job.attempts)

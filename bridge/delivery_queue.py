@@ -224,6 +224,13 @@ class DeliveryQueue:
         )
         return DeliveryRow(*rows[0]) if rows else None
 
+    async def oldest_pending(self) -> float | None:
+        """When the oldest waiting delivery was created."""
+        rows = await self._connection.execute_fetchall(
+            "SELECT min(created_at) FROM deliveries WHERE state = 'pending'"
+        )
+        return next(iter(rows))[0]
+
     async def counts(self) -> dict[str, int]:
         rows = await self._connection.execute_fetchall(
             "SELECT state, count(*) FROM deliveries GROUP BY state"

@@ -38,6 +38,8 @@ class UpstreamFailure(Exception):
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
+        # "woocommerce" or "cryptum", set by the client that raised it (metrics label).
+        self.service = "unknown"
 
 
 def connection_failure(description: str) -> UpstreamFailure:

@@ -132,6 +132,13 @@ class WooCommerceClient:
         return {}, query
 
     async def _request(self, method: str, path: str, *, body: dict[str, Any] | None = None) -> Any:
+        try:
+            return await self._send(method, path, body=body)
+        except UpstreamFailure as failure:
+            failure.service = "woocommerce"
+            raise
+
+    async def _send(self, method: str, path: str, *, body: dict[str, Any] | None) -> Any:
         full_path = API_PREFIX + path
         headers, query = self._authenticate(method, full_path)
         try:
