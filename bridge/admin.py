@@ -21,6 +21,7 @@ __all__ = [
     "retry_dead",
     "show_delivery",
     "show_event",
+    "show_stats",
 ]
 
 
@@ -196,3 +197,30 @@ async def replay_event(database_path: Path, event_id: int) -> int:
     """Run an event's finished delivery again; returns 1, or 0 if it is still pending."""
     async with _opened(database_path) as database:
         return await DeliveryQueue(database).requeue_event(event_id, now=time.time())
+
+
+async def show_stats(database_path: Path, out: TextIO, *, as_json: bool) -> None:
+    """Deliveries by state and the age of the oldest waiting one."""
+    async with _opened(database_path) as database:
+        queue = DeliveryQueue(database)
+        counts = await queue.counts()
+        oldest = await queue.oldest_pending()
+        events = next(
+            iter(await database.connection.execute_fetchall("SELECT count(*) FROM events"))
+        )[0]
+    age = None if oldest is None else max(0.0, time.time() - oldest)
+    figures: dict[str, Any] = {
+        "events": events,
+        "deliveries": {
+            state: counts.get(state, 0) for state in ("pending", "done", "skipped", "dead")
+        },
+        "oldest_pending_age_seconds": None if age is None else round(age, 1),
+    }
+    if as_json:
+        _dump(figures, out)
+        return
+    out.write(f"events stored:        {events}\n")
+    for state, count in figures["deliveries"].items():
+        out.write(f"deliveries {state + ':':<10}{count}\n")
+    waiting = "-" if age is None else f"{age:.0f} s"
+    out.write(f"oldest pending:       {waiting}\n")

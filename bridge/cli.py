@@ -21,6 +21,7 @@ from .admin import (
     retry_dead,
     show_delivery,
     show_event,
+    show_stats,
 )
 from .config import Config, ConfigError, default_config_path, load_config
 from .log_setup import configure_logging
@@ -110,6 +111,11 @@ def run_dead_letter(arguments: argparse.Namespace) -> int:
     if arguments.delivery_id is not None and count == 0:
         return _found(False, f"dead delivery {arguments.delivery_id}")
     print(f"{count} deliveries queued again")
+    return EXIT_OK
+
+
+def run_stats(arguments: argparse.Namespace) -> int:
+    asyncio.run(show_stats(_database_path(arguments), sys.stdout, as_json=arguments.json))
     return EXIT_OK
 
 
@@ -243,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("delivery_id", type=int, nargs="?", metavar="DELIVERY_ID")
     retry.add_argument("--all", action="store_true", help="every dead delivery")
     dead.set_defaults(run=run_dead_letter)
+
+    stats = command("stats", "Counts of deliveries by state, and the oldest one waiting.")
+    stats.add_argument("--database", metavar="PATH", help="database file (default: from config)")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.set_defaults(run=run_stats)
 
     replay = command(
         "replay", "Deliver a stored callback again (a new note if it changes anything)."

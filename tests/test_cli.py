@@ -212,3 +212,18 @@ def test_dead_letter_list_retry_and_replay(
     assert code == 0 and "state:" in out and "pending" in out
     code, _, err = run(capsys, "deliveries", *db, "show", "424242")
     assert code == 1 and "no delivery 424242" in err
+
+
+def test_stats_counts_deliveries_by_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "bridge.sqlite3"
+    asyncio.run(_dead_deliveries(database, 2))
+    code, out, _ = run(capsys, "stats", "--database", str(database), "--json")
+    assert code == 0
+    figures = json.loads(out)
+    assert figures["events"] == 2
+    assert figures["deliveries"] == {"pending": 0, "done": 0, "skipped": 0, "dead": 2}
+    assert figures["oldest_pending_age_seconds"] is None
+    code, out, _ = run(capsys, "stats", "--database", str(database))
+    assert "deliveries dead:" in out and "oldest pending:       -" in out
