@@ -22,6 +22,7 @@ from .metrics import CONTENT_TYPE, Metrics
 from .middlewares import request_context
 from .readiness import Readiness
 from .reconcile import Reconciler
+from .retention import RetentionJob
 from .state import CONFIG, DATABASE, METRICS, READINESS, RECONCILER, WORKER
 from .storage import Database
 from .woocommerce import WooCommerceClient
@@ -102,11 +103,14 @@ def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None
                         config, database, cryptum_clients, on_enqueued=worker.wake
                     )
                     reconciler.start()
+                    retention = RetentionJob(database, retention_days=config.storage.retention_days)
+                    retention.start()
                     app[DATABASE] = database
                     app[WORKER] = worker
                     app[RECONCILER] = reconciler
                     app[READINESS] = Readiness(database, worker)
                     yield
+                    await retention.stop()
                     await reconciler.stop()
                     await worker.stop(timeout=config.server.shutdown_timeout_seconds)
             finally:

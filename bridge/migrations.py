@@ -23,10 +23,13 @@ MIGRATIONS: tuple[str, ...] = (
         woo_order_id     TEXT    NOT NULL,
         status           TEXT    NOT NULL,
         payload          BLOB    NOT NULL,
+        -- When the payload was cut down to its non-personal fields (retention).
+        redacted_at      REAL,
         UNIQUE (store, body_sha256)
     );
     CREATE INDEX events_by_order ON events (store, woo_order_id, id);
     CREATE INDEX events_by_payment ON events (store, cryptum_order_id, status);
+    CREATE INDEX events_unredacted ON events (received_at) WHERE redacted_at IS NULL;
 
     CREATE TABLE deliveries (
         id              INTEGER PRIMARY KEY,

@@ -1,0 +1,109 @@
+"""Retention: stored callbacks keep customers' personal data only for `retention_days`.
+
+After that, each payload is cut down to the fields the bridge and an admin
+still need (ids, status, transactions) and everything else, known or unknown,
+is dropped: Cryptum may add fields, and a field the bridge does not know could
+hold a name or an address. Hashes, statuses and decisions live in their own
+columns and stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+
+import structlog
+
+from .storage import Database, StorageUnavailable
+
+__all__ = ["KEPT_FIELDS", "RetentionJob", "redact_payload"]
+
+log = structlog.get_logger("bridge.retention")
+
+# Fields of a callback that carry no personal data. `message` is free text, so it goes.
+KEPT_FIELDS = ("status", "orderId", "ecommerceOrderId", "storeId", "transactions")
+_BATCH = 500
+_RUN_EVERY_SECONDS = 6 * 3600
+
+
+def redact_payload(payload: bytes) -> bytes:
+    """The payload with only `KEPT_FIELDS`; a payload that is not a JSON object becomes `{}`."""
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        return b"{}"
+    if not isinstance(document, dict):
+        return b"{}"
+    kept = {key: document[key] for key in KEPT_FIELDS if key in document}
+    if isinstance(kept.get("transactions"), list):
+        kept["transactions"] = [
+            {"protocol": t.get("protocol"), "hash": t.get("hash")}
+            for t in kept["transactions"]
+            if isinstance(t, dict)
+        ]
+    return json.dumps(kept, separators=(",", ":")).encode()
+
+
+async def purge_personal_data(database: Database, *, older_than: float, now: float) -> int:
+    """Redact every stored payload received before `older_than`; returns how many."""
+    connection = database.connection
+    redacted = 0
+    while True:
+        rows = list(
+            await connection.execute_fetchall(
+                "SELECT id, payload FROM events WHERE redacted_at IS NULL AND received_at < ?"
+                " ORDER BY received_at LIMIT ?",
+                (older_than, _BATCH),
+            )
+        )
+        if not rows:
+            return redacted
+        await connection.executemany(
+            "UPDATE events SET payload = ?, redacted_at = ? WHERE id = ?",
+            [(redact_payload(payload), now, event_id) for event_id, payload in rows],
+        )
+        redacted += len(rows)
+
+
+class RetentionJob:
+    """Purges at start and every few hours, until stopped."""
+
+    def __init__(
+        self, database: Database, *, retention_days: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._database = database
+        self._retention_seconds = retention_days * 86400
+        self._clock = clock
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="retention")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def run_once(self) -> int:
+        now = self._clock()
+        count = await purge_personal_data(
+            self._database, older_than=now - self._retention_seconds, now=now
+        )
+        if count:
+            log.info("retention.redacted", count=count)
+        return count
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.run_once()
+            except StorageUnavailable as error:
+                log.warning("retention.failed", reason=error.reason)
+            except Exception:  # the next run tries again; the daemon goes on
+                log.exception("retention.failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), _RUN_EVERY_SECONDS)

@@ -1,0 +1,87 @@
+"""Retention: what is gone after retention_days, and what stays."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from bridge.payload import parse_callback
+from bridge.retention import RetentionJob, redact_payload
+from bridge.storage import Database, NewEvent
+
+from support import CUSTOMER_EMAIL, CUSTOMER_NAME, callback_body
+
+DAY = 86400.0
+
+
+def event(body: bytes) -> NewEvent:
+    callback = parse_callback(body)
+    return NewEvent(
+        store="main",
+        body_sha256=hashlib.sha256(body).digest(),
+        source="callback",
+        signature_form="json",
+        request_id=None,
+        cryptum_order_id=callback.order_id,
+        woo_order_id=callback.ecommerce_order_id,
+        status=callback.status,
+        payload=body,
+    )
+
+
+def test_redaction_keeps_ids_status_and_transactions_only() -> None:
+    body = callback_body(order_id="o-1", woo_order_id="7", note="call me", customer={"phone": "1"})
+    kept = json.loads(redact_payload(body))
+    assert set(kept) == {"status", "orderId", "ecommerceOrderId", "storeId", "transactions"}
+    assert (kept["orderId"], kept["ecommerceOrderId"], kept["status"]) == ("o-1", "7", "confirmed")
+    assert kept["transactions"] == [
+        {"protocol": t["protocol"], "hash": t["hash"]} for t in json.loads(body)["transactions"]
+    ]
+    assert CUSTOMER_EMAIL.encode() not in redact_payload(body)
+    # A redacted payload is still a callback the worker can deliver or replay.
+    assert parse_callback(redact_payload(body)).order_id == "o-1"
+
+
+@pytest.mark.parametrize("payload", [b"not json", b"[1, 2]", b"\xff"])
+def test_anything_else_is_emptied(payload: bytes) -> None:
+    assert redact_payload(payload) == b"{}"
+
+
+async def test_old_payloads_lose_personal_data_and_recent_ones_keep_it(tmp_path: Path) -> None:
+    database = await Database.open(tmp_path / "bridge.sqlite3")
+    try:
+        old_body = callback_body(order_id="old")
+        old = await database.record_event(event(old_body))
+        new = await database.record_event(event(callback_body(order_id="new")))
+        now = 2_000_000_000.0
+        await database.connection.execute(
+            "UPDATE events SET received_at = ? WHERE id = ?", (now - 91 * DAY, old.event_id)
+        )
+        await database.connection.execute(
+            "UPDATE events SET received_at = ? WHERE id = ?", (now - 89 * DAY, new.event_id)
+        )
+        before = await database.get_event(old.event_id)
+        job = RetentionJob(database, retention_days=90, clock=lambda: now)
+        assert await job.run_once() == 1
+        assert await job.run_once() == 0  # nothing left to do
+
+        old_row = await database.get_event(old.event_id)
+        new_row = await database.get_event(new.event_id)
+        assert old_row is not None and new_row is not None and before is not None
+        for personal in (CUSTOMER_EMAIL, CUSTOMER_NAME, "Payment was successful"):
+            assert personal.encode() not in (old_row.payload or b"")
+            assert personal.encode() in (new_row.payload or b"")
+        # What stays: ids, status, the delivery and its state, the dedupe hash.
+        assert old_row.summary() == before.summary()
+        rows = await database.connection.execute_fetchall(
+            "SELECT redacted_at FROM events WHERE id = ?", (old.event_id,)
+        )
+        assert list(rows) == [(now,)]
+        # The dedupe hash stays: the same callback again is still a duplicate.
+        again = await database.record_event(event(old_body))
+        assert (again.duplicate, again.event_id) == (True, old.event_id)
+    finally:
+        await database.close()
