@@ -1,4 +1,8 @@
-"""`cryptum-bridge serve`: run the app until SIGTERM or SIGINT, then drain and exit."""
+"""`cryptum-bridge serve`: run the app until SIGTERM or SIGINT, then drain and exit.
+
+Under systemd (`Type=notify`) it says READY=1 once it listens with the database
+open, pings the watchdog from the event loop, and says STOPPING=1 when it drains.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from aiohttp import web
 from .app import create_app
 from .config import Config
 from .storage import StorageError
+from .systemd_notify import notify, watchdog_interval
 
 __all__ = ["serve"]
 
@@ -40,6 +45,21 @@ async def _start_site(runner: web.AppRunner, config: Config) -> web.BaseSite:
     return site
 
 
+def _tell_systemd(*lines: str) -> None:
+    """sd_notify; a failure is logged, never fatal (systemd then times out on its own)."""
+    try:
+        notify(*lines)
+    except OSError as error:
+        log.warning("systemd.notify_failed", reason=error.strerror)
+
+
+async def _ping_watchdog(interval: float) -> None:
+    """WATCHDOG=1 from the event loop itself, so a stuck loop stops the pings."""
+    while True:
+        _tell_systemd("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
 async def serve(config: Config) -> int:
     """Serve until told to stop; returns the process exit code."""
     app = create_app(config)
@@ -62,17 +82,30 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    listen = [_describe(address) for address in runner.addresses]
     log.info(
         "server.started",
-        listen=[_describe(address) for address in runner.addresses],
+        listen=listen,
         database=str(config.storage.database_path),
         stores=[store.name for store in config.stores],
         pid=os.getpid(),
     )
+    # Only now: the listener is bound and the database open (runner.setup()).
+    stores = f"{len(config.stores)} store{'s' if len(config.stores) != 1 else ''}"
+    _tell_systemd("READY=1", f"STATUS=listening on {', '.join(listen)}, {stores}")
+    interval = watchdog_interval()
+    watchdog = asyncio.create_task(_ping_watchdog(interval)) if interval else None
+
     await stop.wait()
     log.info("server.stopping")
+    _tell_systemd("STOPPING=1", "STATUS=draining in-flight requests")
     # Stops accepting, lets in-flight requests finish (up to the shutdown
     # timeout), then runs the cleanup contexts, which close the database.
+    # The watchdog keeps pinging meanwhile: the loop is still alive.
     await runner.cleanup()
+    if watchdog is not None:
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
     log.info("server.stopped")
     return 0

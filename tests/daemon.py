@@ -34,7 +34,8 @@ MARKER = "[cryptum-bridge delivery"
 class Daemon:
     """A `cryptum-bridge serve` subprocess; its output joins the session's logs."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
+        """`env` adds variables to the process's environment."""
         self.config_path = config_path
         self.lines: list[str] = []
         self.process = subprocess.Popen(
@@ -42,7 +43,7 @@ class Daemon:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

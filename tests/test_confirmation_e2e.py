@@ -234,9 +234,13 @@ async def test_a_callback_then_reconciliation_is_one_effect(
         order_id = order_for(cryptum, bridge, "13", "30.00")
         sent = await cryptum.change_status(order_id, "confirmed", transactions=TX)
         await bridge.settled(sent.final_answer["event_id"])
-        await asyncio.sleep(2.5)  # reconciliation sees the payment, already known
-        assert len(bridge.deliveries()) == 1
+        await asyncio.sleep(2.5)  # reconciliation sees the payment
+        # Reconciliation may list the payment before the callback's event is
+        # stored, and enqueue it too: then that delivery finds it applied.
+        states = sorted(d["state"] for d in bridge.deliveries())
+        assert states in (["done"], ["done", "skipped"])
         assert len(bridge_notes(shop, 13)) == 1
+        assert shop.products[10].stock == 97
     finally:
         assert bridge.stop() == 0
 
