@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .delivery_queue import DeliveryQueue, DeliveryRow
+from .encryption import PayloadCipher
 from .storage import Database, EventRow
 
 __all__ = [
@@ -26,8 +27,10 @@ __all__ = [
 
 
 @asynccontextmanager
-async def _opened(database_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(database_path, create=False)
+async def _opened(
+    database_path: Path, cipher: PayloadCipher | None = None
+) -> AsyncIterator[Database]:
+    database = await Database.open(database_path, create=False, cipher=cipher)
     try:
         yield database
     finally:
@@ -91,9 +94,16 @@ async def list_events(
     out.write(render_table(headers, table) + "\n")
 
 
-async def show_event(database_path: Path, out: TextIO, event_id: int, *, as_json: bool) -> bool:
+async def show_event(
+    database_path: Path,
+    out: TextIO,
+    event_id: int,
+    *,
+    as_json: bool,
+    cipher: PayloadCipher | None = None,
+) -> bool:
     """Print one event with its payload; False if there is no such event."""
-    async with _opened(database_path) as database:
+    async with _opened(database_path, cipher) as database:
         row = await database.get_event(event_id)
     if row is None:
         return False

@@ -74,6 +74,7 @@ def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None
                 storage.database_path,
                 busy_timeout_ms=storage.busy_timeout_ms,
                 commit_batch_max=storage.commit_batch_max,
+                cipher=storage.cipher(),
             )
             try:
                 async with aiohttp.ClientSession() as session:

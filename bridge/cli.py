@@ -24,6 +24,7 @@ from .admin import (
     show_stats,
 )
 from .config import Config, ConfigError, default_config_path, load_config
+from .encryption import PayloadCipher, PayloadKeyError
 from .log_setup import configure_logging
 from .signature import sign
 from .storage import StorageError
@@ -41,6 +42,13 @@ def _database_path(arguments: argparse.Namespace) -> Path:
     if arguments.database is not None:
         return Path(arguments.database)
     return _load(arguments).storage.database_path
+
+
+def _cipher(arguments: argparse.Namespace) -> PayloadCipher | None:
+    """The payload key from the config; with only --database, payloads must be plain."""
+    if arguments.database is not None and arguments.config is None:
+        return None
+    return _load(arguments).storage.cipher()
 
 
 def run_serve(arguments: argparse.Namespace) -> int:
@@ -81,7 +89,11 @@ def run_events(arguments: argparse.Namespace) -> int:
         asyncio.run(list_events(database, sys.stdout, **options))
         return EXIT_OK
     event_id = arguments.event_id
-    shown = asyncio.run(show_event(database, sys.stdout, event_id, as_json=arguments.json))
+    shown = asyncio.run(
+        show_event(
+            database, sys.stdout, event_id, as_json=arguments.json, cipher=_cipher(arguments)
+        )
+    )
     return _found(shown, f"event {event_id}")
 
 
@@ -298,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
+    except PayloadKeyError as error:
+        print(f"storage: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except StorageError as error:
         # Before logging is configured, so plain stderr.
         print(f"storage: {error}", file=sys.stderr)

@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretBytes,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from .encryption import PayloadCipher, PayloadKeyError, load_key
 from .status_rules import StatusRules
 
 __all__ = [
@@ -71,11 +73,7 @@ def _secret_from_file(value: Any, info: ValidationInfo) -> Any:
         return None
     if not isinstance(value, str):
         raise ValueError("must be a file path")
-    path = Path(value)
-    if not path.is_absolute():
-        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-        base = Path(credentials) if credentials else (info.context or {}).get("base_dir", Path())
-        path = base / path
+    path = _credential_path(value, info)
     try:
         secret = path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as error:
@@ -87,7 +85,32 @@ def _secret_from_file(value: Any, info: ValidationInfo) -> Any:
     return secret
 
 
+def _credential_path(value: str, info: ValidationInfo) -> Path:
+    path = Path(value)
+    if not path.is_absolute():
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        base = Path(credentials) if credentials else (info.context or {}).get("base_dir", Path())
+        path = base / path
+    return path
+
+
+def _key_from_file(value: Any, info: ValidationInfo) -> Any:
+    """Read a 32-byte encryption key file (base64 or hex); the path resolves like secrets."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a file path")
+    path = _credential_path(value, info)
+    try:
+        return load_key(path)
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    except (PayloadKeyError, UnicodeDecodeError):
+        raise ValueError(f"{path} does not hold a 32-byte key in base64 or hex") from None
+
+
 InlineSecret = Annotated[SecretStr | None, BeforeValidator(_secret_from_env)]
+KeyFile = Annotated[SecretBytes | None, BeforeValidator(_key_from_file)]
 SecretFile = Annotated[SecretStr | None, BeforeValidator(_secret_from_file)]
 
 
@@ -176,6 +199,14 @@ class StorageConfig(_Section):
         le=60000,
         description="How long a write waits for a lock held by another process before 503.",
     )
+    encryption_key_file: KeyFile = Field(
+        default=None,
+        description="Encrypt stored payloads (AES-256-GCM) with the key in this file.",
+    )
+    previous_key_files: list[KeyFile] = Field(
+        default=[],
+        description="Earlier keys, to read payloads sealed before a key rotation.",
+    )
     commit_batch_max: int = Field(
         default=256,
         ge=1,
@@ -183,6 +214,13 @@ class StorageConfig(_Section):
         le=1000,
         description="Most callbacks committed together in one transaction; 1 turns grouping off.",
     )
+
+    def cipher(self) -> PayloadCipher | None:
+        """The payload cipher, when a key is configured."""
+        if self.encryption_key_file is None:
+            return None
+        previous = [key.get_secret_value() for key in self.previous_key_files if key is not None]
+        return PayloadCipher(self.encryption_key_file.get_secret_value(), previous)
 
     @property
     def database_path(self) -> Path:

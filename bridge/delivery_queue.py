@@ -77,6 +77,7 @@ class DeliveryQueue:
     """Queue operations over the database's single connection; each is one statement."""
 
     def __init__(self, database: Database) -> None:
+        self._database = database
         self._connection = database.connection
 
     async def release_leases(self) -> int:
@@ -121,7 +122,16 @@ class DeliveryQueue:
             """,
             ids,
         )
-        return [Job(*row[:9], json.loads(row[9]) if row[9] else None, *row[10:]) for row in rows]
+        return [
+            Job(
+                *row[:6],
+                self._database.open_payload(row[6]),
+                *row[7:9],
+                json.loads(row[9]) if row[9] else None,
+                *row[10:],
+            )
+            for row in rows
+        ]
 
     async def delivered_before(self, job: Job) -> int | None:
         """The id of another delivery that already applied this payment status, if any.

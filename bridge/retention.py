@@ -63,7 +63,14 @@ async def purge_personal_data(database: Database, *, older_than: float, now: flo
             return redacted
         await connection.executemany(
             "UPDATE events SET payload = ?, redacted_at = ? WHERE id = ?",
-            [(redact_payload(payload), now, event_id) for event_id, payload in rows],
+            [
+                (
+                    database.seal_payload(redact_payload(database.open_payload(stored))),
+                    now,
+                    event_id,
+                )
+                for event_id, stored in rows
+            ],
         )
         redacted += len(rows)
 

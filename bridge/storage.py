@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from .encryption import PayloadCipher, open_plain
 from .group_commit import GroupCommitter, WriterClosed
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 
@@ -143,9 +144,17 @@ def _create_private_file(path: Path) -> None:
 class Database:
     """One open database and its single writer."""
 
-    def __init__(self, connection: aiosqlite.Connection, path: Path, *, commit_batch_max: int):
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        path: Path,
+        *,
+        commit_batch_max: int,
+        cipher: PayloadCipher | None = None,
+    ):
         self._connection = connection
         self.path = path
+        self._cipher = cipher
         self._writer: GroupCommitter[NewEvent | _Probe, Recorded | None] = GroupCommitter(
             self._commit_batch, max_batch=commit_batch_max
         )
@@ -159,6 +168,7 @@ class Database:
         busy_timeout_ms: int = 5000,
         commit_batch_max: int = 256,
         create: bool = True,
+        cipher: PayloadCipher | None = None,
     ) -> Database:
         """Open (creating and migrating if needed) the database at `path`."""
         if create:
@@ -177,7 +187,7 @@ class Database:
         except BaseException:
             await connection.close()
             raise
-        database = cls(connection, path, commit_batch_max=commit_batch_max)
+        database = cls(connection, path, commit_batch_max=commit_batch_max, cipher=cipher)
         database._writer.start()
         return database
 
@@ -196,8 +206,18 @@ class Database:
         """(batches, items) committed so far: how well commits are being shared."""
         return self._writer.batches, self._writer.items
 
+    def seal_payload(self, payload: bytes) -> bytes:
+        """The payload as stored: encrypted when a key is configured."""
+        return self._cipher.seal(payload) if self._cipher is not None else payload
+
+    def open_payload(self, stored: bytes) -> bytes:
+        """A stored payload in the clear; raises `PayloadKeyError` if it cannot be opened."""
+        return self._cipher.open(stored) if self._cipher is not None else open_plain(stored)
+
     async def record_event(self, event: NewEvent) -> Recorded:
         """Store `event` and its delivery durably, or find the identical one stored before."""
+        if self._cipher is not None:
+            event = replace(event, payload=self._cipher.seal(event.payload))
         result = await self._submit(event)
         assert result is not None
         return result
@@ -261,7 +281,10 @@ class Database:
                 (event_id,),
             )
         )
-        return EventRow(*rows[0]) if rows else None
+        if not rows:
+            return None
+        row = EventRow(*rows[0])
+        return replace(row, payload=self.open_payload(row.payload or b""))
 
 
 _EVENT_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
