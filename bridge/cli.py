@@ -126,6 +126,17 @@ def run_dead_letter(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_doctor_command(arguments: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    code, findings = run_doctor(arguments.config or default_config_path())
+    for finding in findings:
+        print(finding.render())
+    problems = sum(not finding.ok for finding in findings)
+    print(f"\n{problems} problem(s) found." if problems else "\nNo problems found.")
+    return code
+
+
 def run_stats(arguments: argparse.Namespace) -> int:
     asyncio.run(show_stats(_database_path(arguments), sys.stdout, as_json=arguments.json))
     return EXIT_OK
@@ -261,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("delivery_id", type=int, nargs="?", metavar="DELIVERY_ID")
     retry.add_argument("--all", action="store_true", help="every dead delivery")
     dead.set_defaults(run=run_dead_letter)
+
+    doctor = command(
+        "doctor", "Check the config, the database, each shop and Cryptum; say how to fix problems."
+    )
+    doctor.set_defaults(run=run_doctor_command)
 
     stats = command("stats", "Counts of deliveries by state, and the oldest one waiting.")
     stats.add_argument("--database", metavar="PATH", help="database file (default: from config)")

@@ -102,6 +102,15 @@ class WooCommerceClient:
         answer = await self._request("PUT", f"/orders/{order_id}", body=changes)
         return parse_answer(WooOrder, answer, service="WooCommerce")
 
+    async def list_orders(self, *, per_page: int = 1) -> list[WooOrder]:
+        """The newest orders; reading a list needs read permission even when it is empty."""
+        answer = await self._request("GET", "/orders", query={"per_page": str(per_page)})
+        if not isinstance(answer, list):
+            raise UpstreamFailure(
+                FailureKind.TRANSIENT, "WooCommerce sent orders that are not a list"
+            )
+        return [parse_answer(WooOrder, order, service="WooCommerce") for order in answer]
+
     async def list_notes(self, order_id: str) -> list[WooNote]:
         answer = await self._request("GET", f"/orders/{order_id}/notes")
         if not isinstance(answer, list):
@@ -115,32 +124,44 @@ class WooCommerceClient:
         answer = await self._request("POST", f"/orders/{order_id}/notes", body=body)
         return parse_answer(WooNote, answer, service="WooCommerce")
 
-    def _authenticate(self, method: str, path: str) -> tuple[dict[str, str], dict[str, str]]:
-        """Headers and query parameters that authenticate one request (a fresh nonce each time)."""
+    def _authenticate(
+        self, method: str, path: str, query: dict[str, str]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Headers and the full query of one request (a fresh nonce each time)."""
         key = self._config.consumer_key
         secret = self._config.consumer_secret
         assert key is not None and secret is not None
         if self.auth_method == "basic":
             pair = f"{key.get_secret_value()}:{secret.get_secret_value()}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}, {}
-        query = oauth_query(
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}, query
+        signed = oauth_query(
             method,
             self._config.url + path,
             consumer_key=key.get_secret_value(),
             consumer_secret=secret.get_secret_value(),
+            query=query,
         )
-        return {}, query
+        return {}, signed
 
-    async def _request(self, method: str, path: str, *, body: dict[str, Any] | None = None) -> Any:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> Any:
         try:
-            return await self._send(method, path, body=body)
+            return await self._send(method, path, body=body, query=query or {})
         except UpstreamFailure as failure:
             failure.service = "woocommerce"
             raise
 
-    async def _send(self, method: str, path: str, *, body: dict[str, Any] | None) -> Any:
+    async def _send(
+        self, method: str, path: str, *, body: dict[str, Any] | None, query: dict[str, str]
+    ) -> Any:
         full_path = API_PREFIX + path
-        headers, query = self._authenticate(method, full_path)
+        headers, query = self._authenticate(method, full_path, query)
         try:
             async with self._session.request(
                 method,
