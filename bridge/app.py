@@ -23,11 +23,20 @@ from .middlewares import request_context
 from .readiness import Readiness
 from .reconcile import Reconciler
 from .retention import RetentionJob
-from .state import CONFIG, DATABASE, METRICS, READINESS, RECONCILER, WORKER
+from .state import (
+    CONFIG,
+    DATABASE,
+    HTTP_SESSION,
+    METRICS,
+    READINESS,
+    RECONCILER,
+    WORKER,
+    LiveConfig,
+)
 from .storage import Database
 from .woocommerce import WooCommerceClient
 
-__all__ = ["create_app"]
+__all__ = ["build_clients", "create_app"]
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -62,6 +71,28 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
 
 
+def build_clients(
+    config: Config, session: aiohttp.ClientSession
+) -> tuple[dict[str, WooCommerceClient], dict[str, CryptumClient]]:
+    """A WooCommerce client per store, and a Cryptum client per store with an API key."""
+    timeout = config.delivery.timeout_seconds
+    clients = {
+        store.name: WooCommerceClient(store.woocommerce, session=session, timeout_seconds=timeout)
+        for store in config.stores
+    }
+    cryptum_clients = {
+        store.name: CryptumClient(
+            base_url=store.api_base_url,
+            api_key=store.cryptum_api_key.get_secret_value(),
+            session=session,
+            timeout_seconds=timeout,
+        )
+        for store in config.stores
+        if store.cryptum_api_key is not None
+    }
+    return clients, cryptum_clients
+
+
 def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
     """Open, in order, what the app needs, and close it in reverse order."""
 
@@ -78,24 +109,8 @@ def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None
             )
             try:
                 async with aiohttp.ClientSession() as session:
-                    clients = {
-                        store.name: WooCommerceClient(
-                            store.woocommerce,
-                            session=session,
-                            timeout_seconds=config.delivery.timeout_seconds,
-                        )
-                        for store in config.stores
-                    }
-                    cryptum_clients = {
-                        store.name: CryptumClient(
-                            base_url=store.api_base_url,
-                            api_key=store.cryptum_api_key.get_secret_value(),
-                            session=session,
-                            timeout_seconds=config.delivery.timeout_seconds,
-                        )
-                        for store in config.stores
-                        if store.cryptum_api_key is not None
-                    }
+                    app[HTTP_SESSION] = session
+                    clients, cryptum_clients = build_clients(config, session)
                     worker = DeliveryWorker(
                         config, database, clients, cryptum_clients, metrics=app[METRICS]
                     )
@@ -130,7 +145,7 @@ def create_app(config: Config) -> web.Application:
         middlewares=[request_context],
         client_max_size=config.server.max_body_bytes,
     )
-    app[CONFIG] = config
+    app[CONFIG] = LiveConfig(config)
     app[METRICS] = Metrics([store.name for store in config.stores])
     app.cleanup_ctx.append(_resources(config))
     setup_routes(app)

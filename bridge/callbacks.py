@@ -90,7 +90,7 @@ def _check_signature(
 
 
 async def receive_callback(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
+    config = request.app[CONFIG].current
     metrics = request.app[METRICS]
     path_store = request.match_info.get("store")
     store: StoreConfig | None = None

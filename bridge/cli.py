@@ -54,9 +54,10 @@ def _cipher(arguments: argparse.Namespace) -> PayloadCipher | None:
 def run_serve(arguments: argparse.Namespace) -> int:
     from .serve import serve  # imports aiohttp's server only for the daemon
 
-    config = _load(arguments)
+    path = arguments.config or default_config_path()
+    config = load_config(path)
     configure_logging(config.logging)
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, path))
 
 
 def run_demo_command(arguments: argparse.Namespace) -> int:

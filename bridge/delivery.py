@@ -111,6 +111,31 @@ class DeliveryWorker:
         # A job holds at most four requests, each bounded by the timeout.
         self._lease_seconds = 4 * self._settings.timeout_seconds + 30
 
+    def reconfigure(
+        self,
+        config: Config,
+        clients: dict[str, WooCommerceClient],
+        cryptum_clients: dict[str, CryptumClient],
+    ) -> None:
+        """Take new stores, credentials and delivery settings; running deliveries finish as begun.
+
+        A store that stays keeps its object, so its count of running
+        deliveries, and with it the concurrency limit, stays right.
+        """
+        self._settings = config.delivery
+        stores = {}
+        for store_config in config.stores:
+            store = self._stores.get(store_config.name)
+            if store is None:
+                store = _Store(store_config, clients[store_config.name], None)
+            store.config = store_config
+            store.client = clients[store_config.name]
+            store.cryptum = cryptum_clients.get(store_config.name)
+            store.config_problem = None
+            stores[store_config.name] = store
+        self._stores = stores
+        self.wake()
+
     async def start(self) -> None:
         released = await self._queue.release_leases()
         if released:

@@ -14,7 +14,34 @@ import structlog
 
 from .config import LoggingConfig
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "set_level"]
+
+# The level in force; a processor reads it on every call, so a reload can
+# change it even for loggers that were bound (and cached) before.
+_threshold = logging.INFO
+
+
+def set_level(level: str) -> None:
+    global _threshold
+    _threshold = logging.getLevelNamesMapping()[level.upper()]
+
+
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+def _drop_below_threshold(logger: Any, method_name: str, event_dict: Any) -> Any:
+    if _METHOD_LEVELS.get(method_name, logging.INFO) < _threshold:
+        raise structlog.DropEvent
+    return event_dict
 
 
 def _renderer(use_json: bool) -> Any:
@@ -27,6 +54,7 @@ def configure_logging(settings: LoggingConfig, *, stream: TextIO | None = None) 
     """Send all logs to `stream` (stdout by default) in the configured format."""
     output = stream or sys.stdout
     use_json = settings.format == "json" or (settings.format == "auto" and not output.isatty())
+    set_level(settings.level)
     level = logging.getLevelNamesMapping()[settings.level.upper()]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -35,11 +63,13 @@ def configure_logging(settings: LoggingConfig, *, stream: TextIO | None = None) 
     ]
     structlog.configure(
         processors=[
+            _drop_below_threshold,
             *shared,
             structlog.processors.format_exc_info,
             _renderer(use_json),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        # Filtering happens in _drop_below_threshold, so the level can change live.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.WriteLoggerFactory(file=output),
         # Loggers are bound on first use, so configure before logging.
         cache_logger_on_first_use=True,

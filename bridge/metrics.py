@@ -83,6 +83,9 @@ class Metrics:
             {"version": __version__}
         )
 
+    def set_stores(self, store_names: list[str]) -> None:
+        self._store_names = frozenset(store_names)
+
     def store_label(self, name: str | None) -> str:
         return name if name in self._store_names else UNKNOWN_STORE
 

@@ -76,6 +76,14 @@ class Reconciler:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    def reconfigure(self, config: Config, clients: dict[str, CryptumClient]) -> None:
+        """Take new stores and API keys; the next pass uses them."""
+        self._settings = config.reconcile
+        self._stores = [store for store in config.stores if store.name in clients]
+        self._clients = clients
+        if self._stores and self._task is None:
+            self.start()
+
     def start(self) -> None:
         if self._stores:
             self._task = asyncio.create_task(self._run(), name="reconcile")

@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import os
 import signal
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 
 from .app import create_app
 from .config import Config
+from .reload import reload_config
 from .storage import StorageError
 from .systemd_notify import notify, watchdog_interval
 
@@ -60,8 +62,17 @@ async def _ping_watchdog(interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def serve(config: Config) -> int:
-    """Serve until told to stop; returns the process exit code."""
+def _reload(app: web.Application, config_path: Path) -> None:
+    _tell_systemd("RELOADING=1", "STATUS=reloading the config")
+    reload_config(app, config_path)
+    _tell_systemd("READY=1", "STATUS=config reloaded")
+
+
+async def serve(config: Config, config_path: Path | None = None) -> int:
+    """Serve until told to stop; returns the process exit code.
+
+    With `config_path`, SIGHUP re-reads it (see `reload.py`).
+    """
     app = create_app(config)
     runner = web.AppRunner(
         app, access_log=None, shutdown_timeout=config.server.shutdown_timeout_seconds
@@ -82,6 +93,8 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if config_path is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reload, app, config_path)
     listen = [_describe(address) for address in runner.addresses]
     log.info(
         "server.started",

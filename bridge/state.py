@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from .config import Config
@@ -11,12 +12,31 @@ from .readiness import Readiness
 from .reconcile import Reconciler
 from .storage import Database
 
-__all__ = ["CONFIG", "DATABASE", "METRICS", "READINESS", "RECONCILER", "REQUEST_ID", "WORKER"]
+__all__ = [
+    "CONFIG",
+    "DATABASE",
+    "HTTP_SESSION",
+    "METRICS",
+    "READINESS",
+    "RECONCILER",
+    "REQUEST_ID",
+    "WORKER",
+    "LiveConfig",
+]
 
-CONFIG = web.AppKey("config", Config)
+
+class LiveConfig:
+    """The config in force; SIGHUP replaces `current` (request handlers read it per request)."""
+
+    def __init__(self, config: Config) -> None:
+        self.current = config
+
+
+CONFIG = web.AppKey("config", LiveConfig)
 DATABASE = web.AppKey("database", Database)
 METRICS = web.AppKey("metrics", Metrics)
 READINESS = web.AppKey("readiness", Readiness)
 WORKER = web.AppKey("worker", DeliveryWorker)
 RECONCILER = web.AppKey("reconciler", Reconciler)
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 REQUEST_ID = web.RequestKey("request_id", str)
