@@ -47,6 +47,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except HTTPError as error:
         response = web.json_response(error.body(), status=error.status)
+    except web.HTTPNotFound:
+        # A path no route serves: JSON like every other answer of the bridge.
+        response = web.json_response({"error": "not_found"}, status=404)
     except web.HTTPException as exception:
         exception.headers["X-Request-Id"] = request_id
         raise

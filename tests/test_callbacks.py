@@ -444,3 +444,10 @@ async def test_unsigned_callbacks_only_where_the_store_allows_them(
     assert forged.status == 401
     to_main = callback_body()
     assert (await unsigned_client.post("/callbacks/cryptum", data=to_main)).status == 401
+
+
+async def test_a_path_no_route_serves_is_a_json_404(client: Any) -> None:
+    response = await client.get("/no/such/path")
+    assert response.status == 404
+    assert await response.json() == {"error": "not_found"}
+    assert response.headers["X-Request-Id"]
