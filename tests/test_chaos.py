@@ -147,3 +147,87 @@ async def test_nothing_acknowledged_is_lost_and_nothing_is_applied_twice(
         notes = [note.note for note in shop.notes(order_id) if MARKER in note.note]
         assert len(notes) == 1, (order_id, notes)
     assert shop.products[10].stock == 10_000 - ORDERS
+
+
+async def test_a_faulty_shop_gets_everything_once_when_it_recovers(
+    tmp_path: Path, shop: WooCommerceSimulator
+) -> None:
+    rng = random.Random(int(os.environ.get("CHAOS_SEED", "7")))
+    bridge = Bridge(
+        tmp_path,
+        shop,
+        key=KEY,
+        secret=SECRET,
+        delivery={
+            "timeout_seconds": 0.5,
+            "backoff_initial_seconds": 0.05,
+            "backoff_max_seconds": 0.5,
+        },
+    )
+    await asyncio.to_thread(bridge.start)
+    faults = 0
+    stop_faults = asyncio.Event()
+
+    async def inject() -> None:
+        # Roughly every other request meets a fault while this runs.
+        nonlocal faults
+        while not stop_faults.is_set():
+            choice = rng.randrange(6)
+            if choice == 0:
+                shop.fail_next(1, status=500)
+            elif choice == 1:
+                shop.fail_next(1, status=503)
+            elif choice == 2:
+                shop.fail_next(1, status=429, retry_after=1)
+            elif choice == 3:
+                shop.time_out_next(1, seconds=1.0)
+            elif choice == 4:
+                shop.reset_next(1)
+            else:
+                shop.drop_response_next(1, method=rng.choice(["PUT", "POST"]))
+            faults += 1
+            await asyncio.sleep(0.02)
+
+    injector = asyncio.create_task(inject())
+    try:
+        async with aiohttp.ClientSession() as session:
+            for order_id in range(FIRST_ORDER, FIRST_ORDER + ORDERS):
+                for status in ("confirmed", "cancelled"):
+                    body = callback_body(
+                        order_id=f"f-{order_id}", woo_order_id=str(order_id), status=status
+                    )
+                    async with session.post(
+                        f"{bridge.url}/callbacks/cryptum", data=body, headers=signed_headers(body)
+                    ) as response:
+                        assert response.status == 200
+        await asyncio.sleep(3)  # deliveries struggle through the faults for a while
+        stop_faults.set()
+        await injector
+
+        def pending() -> int:
+            with sqlite3.connect(bridge.database) as connection:
+                return int(
+                    connection.execute(
+                        "SELECT count(*) FROM deliveries WHERE state = 'pending'"
+                    ).fetchone()[0]
+                )
+
+        for _ in range(1200):
+            if pending() == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert pending() == 0
+    finally:
+        stop_faults.set()
+        assert bridge.stop() == 0
+
+    assert faults > 50
+    with sqlite3.connect(bridge.database) as connection:
+        assert connection.execute(
+            "SELECT count(*) FROM deliveries WHERE state = 'dead'"
+        ).fetchone() == (0,)
+    for order_id in range(FIRST_ORDER, FIRST_ORDER + ORDERS):
+        assert shop.orders[order_id].status == "processing", order_id
+        notes = [note.note for note in shop.notes(order_id) if MARKER in note.note]
+        assert len(notes) == 1, (order_id, notes)
+    assert shop.products[10].stock == 10_000 - ORDERS
