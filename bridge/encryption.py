@@ -14,9 +14,10 @@ import binascii
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = ["PayloadCipher", "PayloadKeyError", "load_key", "open_plain"]
 
@@ -52,9 +53,15 @@ class PayloadCipher:
     """Seals with the current key; opens with any configured key."""
 
     def __init__(self, current: bytes, previous: list[bytes] | None = None) -> None:
+        # Imported here: a daemon without encryption never loads OpenSSL's AEAD code
+        # (several MiB of memory).
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._current_id = _key_id(current)
         self._current = AESGCM(current)
-        self._keys = {_key_id(key): AESGCM(key) for key in [*(previous or []), current]}
+        self._keys: dict[bytes, AESGCM] = {
+            _key_id(key): AESGCM(key) for key in [*(previous or []), current]
+        }
 
     def seal(self, payload: bytes) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
@@ -73,6 +80,8 @@ class PayloadCipher:
                 f"a stored payload was sealed with key {key_id.hex()}, which is not configured: "
                 "keep earlier keys in storage.previous_key_files"
             )
+        from cryptography.exceptions import InvalidTag
+
         try:
             return aead.decrypt(nonce, stored[nonce_at + _NONCE_BYTES :], _ASSOCIATED_DATA)
         except InvalidTag:
