@@ -7,6 +7,7 @@ it is committed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import structlog
@@ -18,6 +19,7 @@ from .errors import (
     InvalidPayloadError,
     InvalidSignatureError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     UnavailableError,
     UnknownStoreError,
 )
@@ -97,7 +99,12 @@ async def receive_callback(request: web.Request) -> web.Response:
     try:
         if path_store is not None and config.store_named(path_store) is None:
             raise UnknownStoreError("unknown_store_name")
-        body = await read_body(request, config.server.max_body_bytes)
+        try:
+            async with asyncio.timeout(config.server.body_timeout_seconds):
+                body = await read_body(request, config.server.max_body_bytes)
+        except TimeoutError:
+            # A body trickling in ties up a connection: give up on it.
+            raise RequestTimeoutError("body_too_slow") from None
         try:
             payload = parse_callback(body)
         except InvalidPayload as error:

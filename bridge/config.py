@@ -164,6 +164,12 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(
         default=65536, ge=1024, le=10 * 1024 * 1024, description="Larger callbacks get 413."
     )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A callback body must arrive within this; a slower one gets 408.",
+    )
     shutdown_timeout_seconds: float = Field(
         default=10.0,
         gt=0,

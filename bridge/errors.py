@@ -9,6 +9,7 @@ __all__ = [
     "InvalidPayloadError",
     "InvalidSignatureError",
     "PayloadTooLargeError",
+    "RequestTimeoutError",
     "UnavailableError",
     "UnknownStoreError",
 ]
@@ -43,6 +44,11 @@ class InvalidSignatureError(HTTPError):
 class UnknownStoreError(HTTPError):
     status = 404
     code = "unknown_store"
+
+
+class RequestTimeoutError(HTTPError):
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLargeError(HTTPError):

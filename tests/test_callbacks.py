@@ -451,3 +451,25 @@ async def test_a_path_no_route_serves_is_a_json_404(client: Any) -> None:
     assert response.status == 404
     assert await response.json() == {"error": "not_found"}
     assert response.headers["X-Request-Id"]
+
+
+async def test_a_slow_body_is_dropped_while_others_are_served(
+    aiohttp_client: Any, tmp_path: Path, database_path: Path
+) -> None:
+    document = config_document(database_path)
+    document["server"]["body_timeout_seconds"] = 0.5
+    slow_client = await aiohttp_client(create_app(parse_config(document, base_dir=tmp_path)))
+
+    async def trickle():  # type: ignore[no-untyped-def]
+        for _ in range(20):
+            yield b" "
+            await asyncio.sleep(0.2)
+
+    slow = asyncio.create_task(slow_client.post("/callbacks/cryptum", data=trickle()))
+    await asyncio.sleep(0.1)
+    body = callback_body()
+    fast = await slow_client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert fast.status == 200  # served while the slow one trickles
+    response = await slow
+    assert response.status == 408
+    assert await response.json() == {"error": "request_timeout"}
