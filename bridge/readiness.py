@@ -39,4 +39,9 @@ class Readiness:
             await self._database.check_writable()
         except StorageUnavailable as error:
             problems.append(f"storage: {error.reason}")
+        else:
+            if self._database.last_write_error is not None:
+                # The probe fits, but the last callback did not (e.g. a nearly full disk).
+                failed = self._database.last_write_error
+                problems.append(f"storage: the last callback could not be stored ({failed})")
         return problems + self._worker.problems()

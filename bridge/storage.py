@@ -246,7 +246,10 @@ class Database:
         except sqlite3.Error as error:
             self.last_write_error = _describe_sqlite_error(error)
             raise StorageUnavailable(self.last_write_error) from None
-        self.last_write_error = None
+        if events:
+            # Only stored callbacks clear it: a tiny probe row can still fit on
+            # a disk too full for a callback.
+            self.last_write_error = None
         return [next(recorded) if isinstance(item, NewEvent) else None for item in items]
 
     async def list_events(self, *, limit: int = 50, store: str | None = None) -> list[EventRow]:
