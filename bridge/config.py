@@ -164,6 +164,13 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(
         default=65536, ge=1024, le=10 * 1024 * 1024, description="Larger callbacks get 413."
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="A connection must deliver a whole request head within this of opening, "
+        "or of its previous answer, or it is closed (slowloris clients, idle keep-alive).",
+    )
     body_timeout_seconds: float = Field(
         default=10.0,
         gt=0,

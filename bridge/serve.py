@@ -25,6 +25,12 @@ __all__ = ["serve"]
 
 log = structlog.get_logger("bridge.server")
 
+# After answering a request whose body it did not read (413, 408), aiohttp
+# keeps reading and discarding for this long before closing, so the client
+# is not reset before it reads the answer. aiohttp's 10 s default would let
+# a trickling client hold the connection that much longer.
+LINGER_SECONDS = 2.0
+
 
 def _describe(address: object) -> str:
     if isinstance(address, tuple):
@@ -75,7 +81,15 @@ async def serve(config: Config, config_path: Path | None = None) -> int:
     """
     app = create_app(config)
     runner = web.AppRunner(
-        app, access_log=None, shutdown_timeout=config.server.shutdown_timeout_seconds
+        app,
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_timeout_seconds,
+        # aiohttp arms this timer when a connection opens and again after each
+        # answer, and closes the connection if no whole request head has
+        # arrived by then: the only bound it has on a client that trickles
+        # its headers, and on idle keep-alive connections.
+        keepalive_timeout=config.server.header_timeout_seconds,
+        lingering_time=LINGER_SECONDS,
     )
     try:
         await runner.setup()
