@@ -1,10 +1,5 @@
 """cryptum-bridge: verifies, stores and delivers Cryptum payment callbacks to WooCommerce."""
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("cryptum-bridge")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+# The one place the version is written; pyproject.toml reads it from here.
+# (importlib.metadata would cost the daemon about 1 MiB of memory to look it up.)
+__version__ = "0.1.0"
