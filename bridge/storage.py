@@ -311,7 +311,7 @@ async def _insert_events(
         INSERT INTO events (store, body_sha256, received_at, source, signature_form,
                             request_id, cryptum_order_id, woo_order_id, status, payload)
         VALUES {", ".join([_EVENT_INSERT_ROW] * len(events))}
-        ON CONFLICT (store, body_sha256) DO NOTHING
+        ON CONFLICT (store, cryptum_order_id, status, body_sha256) DO NOTHING
         RETURNING store, body_sha256, id
         """,
         [
@@ -335,17 +335,19 @@ async def _insert_events(
     stored_before = {}
     missing = list(
         dict.fromkeys(
-            (event.store, event.body_sha256)
+            (event.store, event.cryptum_order_id, event.status, event.body_sha256)
             for event in events
             if (event.store, event.body_sha256) not in inserted
         )
     )
     if missing:
-        # CROSS JOIN keeps the keys as the outer loop: one index lookup each.
-        placeholders = ", ".join(["(?, ?)"] * len(missing))
+        # CROSS JOIN keeps the keys as the outer loop: one lookup each in the
+        # unique index, which needs all four of its columns.
+        placeholders = ", ".join(["(?, ?, ?, ?)"] * len(missing))
         found = await connection.execute_fetchall(
             f"SELECT e.store, e.body_sha256, e.id FROM (VALUES {placeholders}) AS k"
-            f" CROSS JOIN events AS e ON e.store = k.column1 AND e.body_sha256 = k.column2",
+            " CROSS JOIN events AS e ON e.store = k.column1 AND e.cryptum_order_id = k.column2"
+            " AND e.status = k.column3 AND e.body_sha256 = k.column4",
             [value for key in missing for value in key],
         )
         stored_before = {(store, digest): event_id for store, digest, event_id in found}
@@ -371,7 +373,6 @@ async def _prepare(connection: aiosqlite.Connection, *, busy_timeout_ms: int) ->
             raise StorageError("the database does not support WAL mode")
         await connection.execute("PRAGMA synchronous = FULL")
         await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        await connection.execute("PRAGMA foreign_keys = ON")
         version = next(iter(await connection.execute_fetchall("PRAGMA user_version")))[0]
         if version > SCHEMA_VERSION:
             raise StorageError(
@@ -390,5 +391,7 @@ async def _prepare(connection: aiosqlite.Connection, *, busy_timeout_ms: int) ->
                 if connection.in_transaction:
                     await connection.execute("ROLLBACK")
                 raise
+        # Only now: a migration may rebuild a table that others refer to.
+        await connection.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as error:
         raise StorageError(f"cannot prepare the database: {error}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -44,11 +45,9 @@ async def slowloris(url: str) -> tuple[float, bytes]:
             await asyncio.sleep(0.05)
 
     sender = asyncio.create_task(trickle())
-    try:
-        # The server answers nothing and closes: read() returns b"" at EOF.
+    # The server answers nothing and closes: read() returns b"" at EOF.
+    with contextlib.suppress(ConnectionResetError):
         received = await asyncio.wait_for(reader.read(), timeout=HEADER_TIMEOUT + 10)
-    except ConnectionResetError:
-        pass
     closed_after = time.monotonic() - opened
     sender.cancel()
     await asyncio.gather(sender, return_exceptions=True)
@@ -142,10 +141,12 @@ async def test_slow_heads_and_bodies_are_dropped_while_others_are_served(
         assert answer == {"error": "request_timeout"}
         assert await in_time == 200
 
-        # The server is still healthy, and the dropped clients left nothing behind.
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{daemon.url}/readyz") as response:
-                assert response.status == 200
+        # The server is still healthy after dropping them.
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{daemon.url}/readyz") as response,
+        ):
+            assert response.status == 200
     finally:
         assert daemon.stop() == 0
     reasons = [

@@ -7,11 +7,12 @@ import hashlib
 import os
 import sqlite3
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bridge.migrations import SCHEMA_VERSION
+from bridge.migrations import MIGRATIONS, SCHEMA_VERSION
 from bridge.storage import Database, NewEvent, StorageError, StorageUnavailable
 
 
@@ -90,6 +91,46 @@ async def test_reopening_keeps_events_and_does_not_migrate_again(tmp_path: Path)
         assert row.delivery_state == "pending"
     finally:
         await second.close()
+
+
+async def test_a_version_1_database_is_upgraded_with_its_events_and_deliveries(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bridge.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
+        connection.execute(
+            "INSERT INTO events (store, body_sha256, received_at, source, cryptum_order_id,"
+            " woo_order_id, status, payload) VALUES (?, ?, 1.0, 'callback', 'c-old', '7',"
+            " 'confirmed', x'7b7d')",
+            ("main", hashlib.sha256(b"old").digest()),
+        )
+        connection.execute("UPDATE deliveries SET state = 'done', outcome = 'paid'")
+
+    upgraded = await Database.open(path)
+    try:
+        old = await upgraded.get_event(1)
+        assert old is not None and old.cryptum_order_id == "c-old"
+        assert old.delivery_state == "done"
+        # Dedupe, the delivery trigger and the payment lookup work on the new table.
+        again = await upgraded.record_event(
+            replace(event("old"), cryptum_order_id="c-old", woo_order_id="7")
+        )
+        assert again.duplicate and again.event_id == 1
+        new = await upgraded.record_event(event("new"))
+        assert not new.duplicate
+        assert (await upgraded.get_event(new.event_id)).delivery_state == "pending"  # type: ignore[union-attr]
+        assert await upgraded.has_event("main", "c-old", "confirmed")
+    finally:
+        await upgraded.close()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        (references,) = {
+            row[2] for row in connection.execute("PRAGMA foreign_key_list(deliveries)")
+        }
+        assert references == "events"
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
