@@ -37,17 +37,24 @@ log = structlog.get_logger("bridge.callbacks")
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """Read at most `limit` bytes, refusing larger bodies before reading them whole."""
-    declared = request.content_length
-    if declared is not None:
-        if declared > limit:
-            raise PayloadTooLargeError("content_length_over_limit")
-        return await request.read()
-    received = bytearray()  # chunked: count as it arrives
-    async for chunk in request.content.iter_any():
-        received += chunk
-        if len(received) > limit:
-            raise PayloadTooLargeError("body_over_limit")
-    return bytes(received)
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        raise InvalidPayloadError("content_encoded", detail="compressed bodies are not accepted")
+    try:
+        declared = request.content_length
+        if declared is not None:
+            if declared > limit:
+                raise PayloadTooLargeError("content_length_over_limit")
+            return await request.read()
+        received = bytearray()  # chunked: count as it arrives
+        async for chunk in request.content.iter_any():
+            received += chunk
+            if len(received) > limit:
+                raise PayloadTooLargeError("body_over_limit")
+        return bytes(received)
+    except ConnectionError:
+        # The client went away mid-body: nobody will read the answer, but the
+        # log should say what happened rather than report an internal error.
+        raise InvalidPayloadError("body_incomplete", detail="the body ended early") from None
 
 
 def _resolve_store(config: Config, path_store: str | None, payload: CallbackPayload) -> StoreConfig:

@@ -11,6 +11,7 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .config import LoggingConfig
 
@@ -42,6 +43,30 @@ def _drop_below_threshold(logger: Any, method_name: str, event_dict: Any) -> Any
     if _METHOD_LEVELS.get(method_name, logging.INFO) < _threshold:
         raise structlog.DropEvent
     return event_dict
+
+
+class _ScrubServerErrors(logging.Filter):
+    """Keep what went wrong in aiohttp's server, not the bytes it went wrong on.
+
+    aiohttp logs a request it cannot parse with the offending bytes in the
+    exception's message, and those may be a customer's name or e-mail from a
+    callback body. A request's fault is a warning; anything else stays an error.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None:
+            return True
+        client_fault = isinstance(error, HttpProcessingError)
+        record.msg = "http.malformed_request" if client_fault else "http.server_error"
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        record.error = type(error).__name__
+        if client_fault:
+            record.status = error.code
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def _renderer(use_json: bool) -> Any:
@@ -87,5 +112,8 @@ def configure_logging(settings: LoggingConfig, *, stream: TextIO | None = None) 
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ScrubServerErrors) for f in server_log.filters):
+        server_log.addFilter(_ScrubServerErrors())
     # Library chatter below warning is not for admins.
     root.setLevel(max(level, logging.WARNING))

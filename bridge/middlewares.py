@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from http import HTTPStatus
 
 import structlog
 from aiohttp import web
@@ -24,6 +25,20 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # and far cheaper than a uuid4 per request.
 _ID_PREFIX = os.urandom(6).hex()
 _id_counter = itertools.count(1)
+
+
+# The bridge's own names where they differ from the HTTP reason phrase.
+_ERROR_CODES = {413: "payload_too_large"}
+
+
+def _error_code(status: int) -> str:
+    """`not_found` for 404, `method_not_allowed` for 405, and so on."""
+    if status in _ERROR_CODES:
+        return _ERROR_CODES[status]
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_")
+    except ValueError:  # a status no standard names
+        return f"http_{status}"
 
 
 def new_request_id() -> str:
@@ -47,12 +62,17 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except HTTPError as error:
         response = web.json_response(error.body(), status=error.status)
-    except web.HTTPNotFound:
-        # A path no route serves: JSON like every other answer of the bridge.
-        response = web.json_response({"error": "not_found"}, status=404)
     except web.HTTPException as exception:
-        exception.headers["X-Request-Id"] = request_id
-        raise
+        if exception.status < 400:
+            exception.headers["X-Request-Id"] = request_id
+            raise
+        # aiohttp's own refusals (no route, wrong method, a body over its
+        # size limit, an unknown Expect): JSON like every other answer.
+        response = web.json_response(
+            {"error": _error_code(exception.status)}, status=exception.status
+        )
+        if "Allow" in exception.headers:
+            response.headers["Allow"] = exception.headers["Allow"]
     except Exception:
         log.exception("http.unhandled_error", path=request.path, method=request.method)
         response = web.json_response({"error": "internal"}, status=500)

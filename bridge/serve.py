@@ -90,6 +90,10 @@ async def serve(config: Config, config_path: Path | None = None) -> int:
         # its headers, and on idle keep-alive connections.
         keepalive_timeout=config.server.header_timeout_seconds,
         lingering_time=LINGER_SECONDS,
+        # aiohttp would inflate a compressed body before the bridge sees it:
+        # a 64 KiB gzip bomb costs megabytes and CPU whatever max_body_bytes
+        # says. Callbacks are never compressed; they are refused with 400.
+        auto_decompress=False,
     )
     try:
         await runner.setup()

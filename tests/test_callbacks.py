@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,46 @@ async def test_store_id_not_matching_the_path_is_400(client: Any) -> None:
 async def test_wrong_method_is_405(client: Any, method: str) -> None:
     response = await client.request(method, "/callbacks/cryptum")
     assert response.status == 405
+    assert await response.json() == {"error": "method_not_allowed"}
+    assert response.headers["Allow"] == "POST"
+
+
+async def test_a_compressed_body_is_400_and_never_inflated(
+    client: Any, database_path: Path, logs: Any
+) -> None:
+    body = callback_body()
+    response = await client.post(
+        "/callbacks/cryptum",
+        data=gzip.compress(body),
+        headers={**signed_headers(body), "Content-Encoding": "gzip"},
+    )
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "invalid_payload",
+        "detail": "compressed bodies are not accepted",
+    }
+    assert stored_events(database_path) == []
+    (rejected,) = [line for line in logs() if line["event"] == "callback.rejected"]
+    assert rejected["reason"] == "content_encoded"
+
+
+async def test_aiohttps_parse_errors_are_logged_without_the_bytes(client: Any, logs: Any) -> None:
+    """A malformed request is a warning naming the error, never echoing the request."""
+    host, port = client.server.host, client.server.port
+    reader, writer = await asyncio.open_connection(host, port)
+    body = callback_body()  # carries a customer's name and e-mail
+    writer.write(
+        b"POST /callbacks/cryptum HTTP/1.1\r\nHost: bridge\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nnot-a-chunk-size " + body + b"\r\n\r\n"
+    )
+    answer = await reader.read()
+    writer.close()
+    assert answer.split(b" ", 2)[1] == b"400"
+    (line,) = [line for line in logs() if line["event"] == "http.malformed_request"]
+    assert line["level"] == "warning"
+    assert line["status"] == 400
+    assert line["error"]
+    assert "exception" not in line
 
 
 async def test_body_over_the_limit_is_413_from_content_length(
