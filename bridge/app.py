@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
+import structlog
 from aiohttp import web
 
 from .callbacks import receive_callback
@@ -34,6 +35,7 @@ from .state import (
     LiveConfig,
 )
 from .storage import Database
+from .systemd_notify import notify
 from .woocommerce import WooCommerceClient
 
 __all__ = ["build_clients", "create_app"]
@@ -94,6 +96,23 @@ def build_clients(
     return clients, cryptum_clients
 
 
+log = structlog.get_logger("bridge.storage")
+
+# How long systemd should wait for a start that migrates the database: a
+# rebuild of the events table takes about a minute per few million events.
+MIGRATION_START_TIMEOUT_USEC = 30 * 60 * 1_000_000
+
+
+def _announce_migration(from_version: int, to_version: int) -> None:
+    log.info("storage.migrating", from_version=from_version, to_version=to_version)
+    # Killed by systemd's start timeout, the migration would roll back and
+    # start over at the next try, for ever: ask for the time it needs.
+    notify(
+        f"EXTEND_TIMEOUT_USEC={MIGRATION_START_TIMEOUT_USEC}",
+        f"STATUS=migrating the database to schema {to_version}",
+    )
+
+
 def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
     """Open, in order, what the app needs, and close it in reverse order."""
 
@@ -107,6 +126,8 @@ def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None
                 busy_timeout_ms=storage.busy_timeout_ms,
                 commit_batch_max=storage.commit_batch_max,
                 cipher=storage.cipher(),
+                background_checkpoints=True,
+                before_migrating=_announce_migration,
             )
             try:
                 async with aiohttp.ClientSession() as session:

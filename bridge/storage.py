@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from .checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
 from .encryption import PayloadCipher, open_plain
 from .group_commit import GroupCommitter, WriterClosed
 from .migrations import MIGRATIONS, SCHEMA_VERSION
@@ -159,6 +161,7 @@ class Database:
             self._commit_batch, max_batch=commit_batch_max
         )
         self.last_write_error: str | None = None
+        self._checkpointer: WalCheckpointer | None = None
 
     @classmethod
     async def open(
@@ -169,8 +172,16 @@ class Database:
         commit_batch_max: int = 256,
         create: bool = True,
         cipher: PayloadCipher | None = None,
+        background_checkpoints: bool = False,
+        before_migrating: Callable[[int, int], None] | None = None,
     ) -> Database:
-        """Open (creating and migrating if needed) the database at `path`."""
+        """Open (creating and migrating if needed) the database at `path`.
+
+        `background_checkpoints` is for the long-running daemon: WAL checkpoints
+        then run in a thread of their own instead of after a commit.
+        `before_migrating(from_version, to_version)` is told before an existing
+        database is migrated, which may take a while when it is large.
+        """
         if create:
             try:
                 _create_private_file(path)
@@ -183,16 +194,31 @@ class Database:
         except sqlite3.Error as error:
             raise StorageError(f"cannot open {path}: {error}") from None
         try:
-            await _prepare(connection, busy_timeout_ms=busy_timeout_ms)
+            await _prepare(
+                connection,
+                busy_timeout_ms=busy_timeout_ms,
+                migrate=create,
+                before_migrating=before_migrating,
+            )
         except BaseException:
             await connection.close()
             raise
         database = cls(connection, path, commit_batch_max=commit_batch_max, cipher=cipher)
+        if background_checkpoints:
+            try:
+                database._checkpointer = await WalCheckpointer.open(
+                    path, busy_timeout_ms=busy_timeout_ms
+                )
+            except sqlite3.Error as error:
+                await connection.close()
+                raise StorageError(f"cannot open {path}: {error}") from None
         database._writer.start()
         return database
 
     async def close(self) -> None:
-        """Commit what is queued, then close the connection."""
+        """Commit what is queued, then close the connections (the last one checkpoints)."""
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
         await self._writer.close()
         await self._connection.close()
 
@@ -365,13 +391,25 @@ async def _insert_events(
     return recorded
 
 
-async def _prepare(connection: aiosqlite.Connection, *, busy_timeout_ms: int) -> None:
-    """Set the durability pragmas and bring the schema up to date."""
+async def _prepare(
+    connection: aiosqlite.Connection,
+    *,
+    busy_timeout_ms: int,
+    migrate: bool,
+    before_migrating: Callable[[int, int], None] | None = None,
+) -> None:
+    """Set the durability pragmas and bring the schema up to date.
+
+    Admin commands open an existing database and do not migrate: one run by
+    a newly installed version must not change the schema under the old
+    daemon, which runs until it is restarted.
+    """
     try:
         journal = await connection.execute_fetchall("PRAGMA journal_mode = WAL")
         if next(iter(journal))[0].lower() != "wal":
             raise StorageError("the database does not support WAL mode")
         await connection.execute("PRAGMA synchronous = FULL")
+        await connection.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
         await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         version = next(iter(await connection.execute_fetchall("PRAGMA user_version")))[0]
         if version > SCHEMA_VERSION:
@@ -379,6 +417,15 @@ async def _prepare(connection: aiosqlite.Connection, *, busy_timeout_ms: int) ->
                 f"the database has schema version {version}, newer than this program's "
                 f"{SCHEMA_VERSION}; upgrade cryptum-bridge"
             )
+        if version < SCHEMA_VERSION and not migrate:
+            raise StorageError(
+                f"the database has schema version {version}, older than this program's "
+                f"{SCHEMA_VERSION}; restart the daemon (systemctl restart cryptum-bridge) "
+                "to upgrade it"
+            )
+        # A new file's schema is made in no time; an existing one may be large.
+        if 0 < version < SCHEMA_VERSION and before_migrating is not None:
+            before_migrating(version, SCHEMA_VERSION)
         for number in range(version + 1, SCHEMA_VERSION + 1):
             # One script, so the migration and its version number commit together.
             script = (

@@ -133,6 +133,16 @@ async def test_a_version_1_database_is_upgraded_with_its_events_and_deliveries(
         assert references == "events"
 
 
+async def test_admin_opens_do_not_migrate_under_a_running_daemon(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
+    with pytest.raises(StorageError, match="older than this program's"):
+        await Database.open(path, create=False)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (1,)
+
+
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bridge.sqlite3"
     with sqlite3.connect(path) as connection:
@@ -176,3 +186,29 @@ async def test_listing_is_newest_first_and_filters_by_store(database: Database) 
     assert [row.cryptum_order_id for row in await database.list_events()] == ["c-c", "c-b", "c-a"]
     assert [row.store for row in await database.list_events(store="second")] == ["second"]
     assert len(await database.list_events(limit=2)) == 2
+
+
+async def test_background_checkpoints_copy_commits_into_the_database_file(
+    tmp_path: Path,
+) -> None:
+    """The writer leaves checkpoints to its own thread: the main file grows, the WAL is copied."""
+
+    async def main_file_size_after_commits(background: bool, wait: float) -> int:
+        path = tmp_path / f"background-{background}.sqlite3"
+        opened = await Database.open(path, background_checkpoints=background)
+        before = path.stat().st_size
+        try:
+            for number in range(100):
+                await opened.record_event(replace(event(f"e{number}"), payload=b"x" * 4000))
+            deadline = asyncio.get_running_loop().time() + wait
+            while path.stat().st_size <= before + 300_000:
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            return path.stat().st_size - before
+        finally:
+            await opened.close()
+
+    # Without it nothing reaches the main file until the WAL holds 10 000 pages.
+    assert await main_file_size_after_commits(background=False, wait=0.5) == 0
+    assert await main_file_size_after_commits(background=True, wait=5) > 300_000

@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.migrations import MIGRATIONS, SCHEMA_VERSION
 from bridge.systemd_notify import notify, watchdog_interval
 
 from daemon import Daemon
@@ -131,6 +133,26 @@ def test_serve_notifies_ready_watchdog_and_stopping(
     assert {message[0] for message in messages[:-1]} <= {"WATCHDOG=1"}
     assert messages[-1] == ["STOPPING=1", "STATUS=draining in-flight requests"]
     assert code == 0
+
+
+@pytest.mark.slow
+def test_serve_asks_systemd_for_time_to_migrate_an_old_database(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    database = tmp_path / "state" / "bridge.sqlite3"
+    database.parent.mkdir()
+    with sqlite3.connect(database) as connection:
+        connection.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
+    daemon = Daemon(write_config(tmp_path), env={"NOTIFY_SOCKET": notify_socket.getsockname()})
+    try:
+        extend, status = receive(notify_socket)
+        assert extend == "EXTEND_TIMEOUT_USEC=1800000000"
+        assert status == f"STATUS=migrating the database to schema {SCHEMA_VERSION}"
+        assert receive(notify_socket)[0] == "READY=1"
+    finally:
+        assert daemon.stop() == 0
+    (migrating,) = [e for e in daemon.events() if e["event"] == "storage.migrating"]
+    assert (migrating["from_version"], migrating["to_version"]) == (1, SCHEMA_VERSION)
 
 
 # The unit
