@@ -1,6 +1,7 @@
 """Ingest throughput of a running bridge against a bare aiohttp server, in the same run.
 
     python bench/ingest.py [--requests 4000] [--concurrency 32] [--rounds 3]
+    python bench/ingest.py --prefill 1000000 [--requests 4000] [--concurrency 32] [--rounds 3]
 
 Each round runs the same load (unique signed callbacks over loopback, at a
 fixed concurrency) against: a bare aiohttp handler, the bridge with group
@@ -10,6 +11,11 @@ it would in production, to a simulated shop (bench/shop_server.py) that
 takes 100 ms per request. Prints accepted/s and p50/p99 latency per
 run, then medians and ratios. The machine is shared and noisy: compare the
 medians and ratios, not single runs.
+
+With `--prefill N`, each round instead runs the bridge (group commit) twice
+with the same load: on an empty database, and on a copy of one already
+holding N past events with their deliveries finished (bench/prefill.py,
+built once per benchmark run), and prints the ratio prefilled / empty.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -28,14 +35,19 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from prefill import Shop, prefill
 
 from bridge.signature import sign
 
 SECRET = "whsec_bench_0123456789"
+STORE_NAME = "bench"
 STORE_ID = "bench-store-0001"
+# Opening a big database can take longer than an empty one (a cold page cache).
+PREFILLED_READY_TIMEOUT = 300.0
 
 
 def free_port() -> int:
@@ -65,20 +77,25 @@ def wait_listening(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-def bridge_config(directory: Path, port: int, batch_max: int, shop_url: str) -> Path:
+def bridge_config(
+    directory: Path, port: int, batch_max: int, shop_url: str, database: Path | None = None
+) -> Path:
+    """A config for `serve`; without `database`, a new empty one in `directory`."""
     config = directory / f"bench-{batch_max}.toml"
+    if database is None:
+        database = directory / f"bench-{batch_max}-{uuid.uuid4().hex[:6]}.sqlite3"
     config.write_text(
         f"""
 [server]
 listen = "127.0.0.1:{port}"
 [storage]
-path = "{directory}/bench-{batch_max}-{uuid.uuid4().hex[:6]}.sqlite3"
+path = "{database}"
 commit_batch_max = {batch_max}
 [logging]
 format = "json"
 level = "info"
 [[stores]]
-name = "bench"
+name = "{STORE_NAME}"
 cryptum_store_id = "{STORE_ID}"
 webhook_secret = "{SECRET}"
 woocommerce.url = "{shop_url}"
@@ -153,10 +170,145 @@ def run_load(url: str, count: int, concurrency: int) -> dict[str, float]:
     return result
 
 
-def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
+def start(command: list[str], port: int, ready_timeout: float = 20.0) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_ready(f"http://127.0.0.1:{port}/healthz")
+    wait_ready(f"http://127.0.0.1:{port}/healthz", timeout=ready_timeout)
     return process
+
+
+def measure_bridge(
+    directory: Path, shop_url: str, requests: int, concurrency: int, database: Path | None = None
+) -> dict[str, float]:
+    """One load against `serve` with group commit, timing its start too."""
+    port = free_port()
+    config = bridge_config(directory, port, 256, shop_url, database)
+    command = [sys.executable, "-m", "bridge", "serve", "--config", str(config)]
+    started = time.perf_counter()
+    process = start(command, port, ready_timeout=PREFILLED_READY_TIMEOUT)
+    ready_seconds = time.perf_counter() - started
+    try:
+        figures = run_load(f"http://127.0.0.1:{port}/callbacks/cryptum", requests, concurrency)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return {**figures, "ready_s": ready_seconds}
+
+
+def prefilled_database(directory: Path, events: int) -> Path:
+    """The database with `events` past events, built once for the whole run."""
+    path = directory / f"prefilled-{events}.sqlite3"
+    if not path.exists():
+        print(f"prefilling a database with {events} events ...", end=" ", flush=True)
+        result = prefill(path, events, shop=Shop(STORE_NAME, STORE_ID))
+        print(f"{result.seconds:.0f} s, {result.size_bytes / 2**20:,.0f} MiB", flush=True)
+    return path
+
+
+def round_copy(source: Path, directory: Path) -> Path:
+    """A copy of `source` for one round, so every round starts from the same state."""
+    copy = directory / "round.sqlite3"
+    shutil.copyfile(source, copy)
+    # Write the copied gigabyte out now: left to the kernel, its writeback
+    # would compete with the bridge's fsyncs during the measurement.
+    os.sync()
+    return copy
+
+
+def remove_database(path: Path) -> None:
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        file.unlink(missing_ok=True)
+
+
+def print_medians(results: dict[str, list[dict[str, float]]]) -> Callable[[str, str], float]:
+    """Print each run kind's medians; returns the median of one figure of one kind."""
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(run[key] for run in results[name])
+
+    print("\nmedians")
+    for name, runs in results.items():
+        ready = f"  ready in {median(name, 'ready_s'):.2f} s" if "ready_s" in runs[0] else ""
+        print(
+            f"  {name:9} {median(name, 'per_second'):8.0f}/s  p50 {median(name, 'p50_ms'):6.1f} ms"
+            f"  p99 {median(name, 'p99_ms'):6.1f} ms{ready}"
+        )
+    return median
+
+
+def compare_with_bare(
+    here: Path, directory: Path, shop_url: str, arguments: argparse.Namespace
+) -> None:
+    """Per round: a bare aiohttp server, the bridge, the bridge without group commit."""
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "bridge": [], "no_group": []}
+    for round_number in range(1, arguments.rounds + 1):
+        for name in results:
+            port = free_port()
+            if name == "bare":
+                command = [sys.executable, str(here / "bare_server.py"), str(port)]
+            else:
+                batch_max = 256 if name == "bridge" else 1
+                config = bridge_config(directory, port, batch_max, shop_url)
+                command = [sys.executable, "-m", "bridge", "serve", "--config", str(config)]
+            process = start(command, port)
+            try:
+                figures = run_load(
+                    f"http://127.0.0.1:{port}/callbacks/cryptum",
+                    arguments.requests,
+                    arguments.concurrency,
+                )
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+            results[name].append(figures)
+            print(
+                f"round {round_number} {name:9} {figures['per_second']:8.0f}/s"
+                f"  p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms"
+                f"  non-200: {figures['failures']:.0f}"
+            )
+
+    median = print_medians(results)
+    bridge = median("bridge", "per_second")
+    print(f"bridge / bare aiohttp:             {bridge / median('bare', 'per_second'):.2f}x")
+    print(f"group commit / commit per request: {bridge / median('no_group', 'per_second'):.2f}x")
+
+
+def compare_prefilled(directory: Path, shop_url: str, arguments: argparse.Namespace) -> None:
+    """Per round: the bridge on an empty database and on a prefilled one, then medians."""
+    source = prefilled_database(directory, arguments.prefill)
+    results: dict[str, list[dict[str, float]]] = {"empty": [], "prefilled": []}
+    for round_number in range(1, arguments.rounds + 1):
+        copy = round_copy(source, directory)
+        # Alternate which goes first, so that neither always meets the machine
+        # in the same state (page cache, other load on the machine, the shop's orders).
+        names = ["empty", "prefilled"] if round_number % 2 else ["prefilled", "empty"]
+        for name in names:
+            figures = measure_bridge(
+                directory,
+                shop_url,
+                arguments.requests,
+                arguments.concurrency,
+                database=copy if name == "prefilled" else None,
+            )
+            results[name].append(figures)
+            print(
+                f"round {round_number} {name:9} {figures['per_second']:8.0f}/s"
+                f"  p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms"
+                f"  non-200: {figures['failures']:.0f}  ready in {figures['ready_s']:.2f} s",
+                flush=True,
+            )
+        remove_database(copy)
+
+    median = print_medians(results)
+    # Ratios within a round are the fair ones: both runs met the same machine.
+    ratios = [
+        prefilled["per_second"] / empty["per_second"]
+        for empty, prefilled in zip(results["empty"], results["prefilled"], strict=True)
+    ]
+    print(
+        f"prefilled ({arguments.prefill} events) / empty: {statistics.median(ratios):.2f}x"
+        f" median of rounds ({', '.join(f'{ratio:.2f}' for ratio in ratios)});"
+        f" of medians {median('prefilled', 'per_second') / median('empty', 'per_second'):.2f}x"
+    )
 
 
 def main() -> None:
@@ -164,10 +316,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        metavar="N",
+        help="compare the bridge on an empty database with one holding N past events",
+    )
     arguments = parser.parse_args()
 
     here = Path(__file__).resolve().parent
-    results: dict[str, list[dict[str, float]]] = {"bare": [], "bridge": [], "no_group": []}
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus,", end=" ")
     print(f"Python {platform.python_version()}")
     print(f"load: {arguments.requests} unique signed callbacks,", end=" ")
@@ -177,50 +335,17 @@ def main() -> None:
         [sys.executable, str(here / "shop_server.py"), str(shop_port), "1000"],
         stdout=subprocess.DEVNULL,
     )
-    wait_listening(shop_port)
-    shop_url = f"http://127.0.0.1:{shop_port}"
-    with tempfile.TemporaryDirectory() as directory:
-        for round_number in range(1, arguments.rounds + 1):
-            for name in results:
-                port = free_port()
-                if name == "bare":
-                    command = [sys.executable, str(here / "bare_server.py"), str(port)]
-                else:
-                    batch_max = 256 if name == "bridge" else 1
-                    config = bridge_config(Path(directory), port, batch_max, shop_url)
-                    command = [sys.executable, "-m", "bridge", "serve", "--config", str(config)]
-                process = start(command, port)
-                try:
-                    figures = run_load(
-                        f"http://127.0.0.1:{port}/callbacks/cryptum",
-                        arguments.requests,
-                        arguments.concurrency,
-                    )
-                finally:
-                    process.terminate()
-                    process.wait(timeout=30)
-                results[name].append(figures)
-                print(
-                    f"round {round_number} {name:9} {figures['per_second']:8.0f}/s"
-                    f"  p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms"
-                    f"  non-200: {figures['failures']:.0f}"
-                )
-
-    shop.terminate()
-    shop.wait(timeout=30)
-
-    def median(name: str, key: str) -> float:
-        return statistics.median(run[key] for run in results[name])
-
-    print("\nmedians")
-    for name in results:
-        print(
-            f"  {name:9} {median(name, 'per_second'):8.0f}/s  p50 {median(name, 'p50_ms'):6.1f} ms"
-            f"  p99 {median(name, 'p99_ms'):6.1f} ms"
-        )
-    bridge = median("bridge", "per_second")
-    print(f"bridge / bare aiohttp:             {bridge / median('bare', 'per_second'):.2f}x")
-    print(f"group commit / commit per request: {bridge / median('no_group', 'per_second'):.2f}x")
+    try:
+        wait_listening(shop_port)
+        shop_url = f"http://127.0.0.1:{shop_port}"
+        with tempfile.TemporaryDirectory() as directory:
+            if arguments.prefill:
+                compare_prefilled(Path(directory), shop_url, arguments)
+            else:
+                compare_with_bare(here, Path(directory), shop_url, arguments)
+    finally:
+        shop.terminate()
+        shop.wait(timeout=30)
 
 
 if __name__ == "__main__":
