@@ -40,6 +40,8 @@ from .woocommerce import WooCommerceClient
 
 __all__ = ["build_clients", "create_app"]
 
+log = structlog.get_logger("bridge.storage")
+
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
@@ -95,8 +97,6 @@ def build_clients(
     }
     return clients, cryptum_clients
 
-
-log = structlog.get_logger("bridge.storage")
 
 # How long systemd should wait for a start that migrates the database: a
 # rebuild of the events table took 14 s per million events on the benchmark

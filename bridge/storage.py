@@ -209,6 +209,7 @@ class Database:
                 database._checkpointer = await WalCheckpointer.open(
                     path, busy_timeout_ms=busy_timeout_ms
                 )
+                await connection.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
             except sqlite3.Error as error:
                 await connection.close()
                 raise StorageError(f"cannot open {path}: {error}") from None
@@ -409,7 +410,6 @@ async def _prepare(
         if next(iter(journal))[0].lower() != "wal":
             raise StorageError("the database does not support WAL mode")
         await connection.execute("PRAGMA synchronous = FULL")
-        await connection.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
         await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         version = next(iter(await connection.execute_fetchall("PRAGMA user_version")))[0]
         if version > SCHEMA_VERSION:
