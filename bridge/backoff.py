@@ -22,7 +22,7 @@ def retry_delay(
     `Retry-After` is a floor: retrying earlier would only be refused again.
     """
     ceiling = min(maximum, initial * 2 ** min(attempt - 1, 62))
-    delay = random() * ceiling
+    delay: float = random() * ceiling
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay

@@ -77,10 +77,10 @@ class OrderPage(BaseModel):
 def _error_message(answer: Any) -> str:
     if isinstance(answer, dict):
         error = answer.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"][:200]
-        if isinstance(answer.get("message"), str):
-            return answer["message"][:200]
+        for holder in (error, answer):
+            message = holder.get("message") if isinstance(holder, dict) else None
+            if isinstance(message, str):
+                return message[:200]
     return "no message"
 
 

@@ -128,13 +128,33 @@ class DeliveryQueue:
         )
         return [
             Job(
-                *row[:6],
-                self._database.open_payload(row[6]),
-                *row[7:9],
-                json.loads(row[9]) if row[9] else None,
-                *row[10:],
+                delivery_id=delivery_id,
+                event_id=event_id,
+                store=store,
+                woo_order_id=woo_order_id,
+                cryptum_order_id=cryptum_order_id,
+                status=status,
+                payload=self._database.open_payload(payload),
+                attempts=attempts,
+                progress=progress,
+                decision=json.loads(decision) if decision else None,
+                generation=generation,
+                age_from=age_from,
             )
-            for row in rows
+            for (
+                delivery_id,
+                event_id,
+                store,
+                woo_order_id,
+                cryptum_order_id,
+                status,
+                payload,
+                attempts,
+                progress,
+                decision,
+                generation,
+                age_from,
+            ) in rows
         ]
 
     async def delivered_before(self, job: Job) -> int | None:
@@ -188,7 +208,8 @@ class DeliveryQueue:
         rows = await self._connection.execute_fetchall(
             "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'"
         )
-        return next(iter(rows))[0]
+        due: float | None = next(iter(rows))[0]
+        return due
 
     async def requeue(self, *, state: str, delivery_id: int | None = None, now: float) -> int:
         """Run finished deliveries again (all in `state`, or just one) as a new generation."""
@@ -243,7 +264,8 @@ class DeliveryQueue:
         rows = await self._connection.execute_fetchall(
             "SELECT min(created_at) FROM deliveries WHERE state = 'pending'"
         )
-        return next(iter(rows))[0]
+        oldest: float | None = next(iter(rows))[0]
+        return oldest
 
     async def counts(self, states: Sequence[str] | None = None) -> dict[str, int]:
         """Deliveries per state; naming `states` spares counting every finished one."""

@@ -57,13 +57,13 @@ class _ScrubServerErrors(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if error is None:
             return True
-        client_fault = isinstance(error, HttpProcessingError)
-        record.msg = "http.malformed_request" if client_fault else "http.server_error"
+        record.msg = "http.server_error"
         record.args = ()
         record.exc_info = None
         record.exc_text = None
         record.error = type(error).__name__
-        if client_fault:
+        if isinstance(error, HttpProcessingError):  # the request's fault
+            record.msg = "http.malformed_request"
             record.status = error.code
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True

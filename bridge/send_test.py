@@ -24,7 +24,7 @@ def build_test_callback(
     store: StoreConfig, *, woo_order_id: str, status: str, cryptum_order_id: str | None = None
 ) -> bytes:
     """The body of a test callback; a fresh Cryptum order id unless one is given."""
-    body = {
+    body: dict[str, Any] = {
         "message": "Test callback sent by cryptum-bridge send-test",
         "status": status,
         "orderId": cryptum_order_id or f"send-test-{uuid.uuid4()}",
