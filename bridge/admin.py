@@ -1,4 +1,10 @@
-"""Admin commands over the database: tables for people, JSON for programs."""
+"""Admin commands over the database: tables for people, JSON for programs.
+
+Values in tables and text come from callbacks and shops, so control
+characters in them are shown escaped (`text.escape_controls`): one row stays
+one line and nothing reaches the terminal as an escape sequence. JSON output
+is left exact.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from typing import Any, TextIO
 from .delivery_queue import DeliveryQueue, DeliveryRow
 from .encryption import PayloadCipher
 from .storage import Database, EventRow
+from .text import escape_controls
 
 __all__ = [
     "list_deliveries",
@@ -42,7 +49,9 @@ def _when(timestamp: float) -> str:
 
 
 def render_table(headers: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned columns separated by two spaces."""
+    """Left-aligned columns separated by two spaces, one line per row."""
+    headers = [escape_controls(header) for header in headers]
+    rows = [[escape_controls(cell) for cell in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in rows:
         widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
@@ -51,6 +60,12 @@ def render_table(headers: list[str], rows: list[list[str]]) -> str:
         for line in [headers, *rows]
     ]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _field(name: str, value: Any) -> str:
+    """One `name: value` line of a record shown as text."""
+    shown = "-" if value is None else escape_controls(str(value))
+    return f"{name + ':':<18}{shown}\n"
 
 
 def _delivery(row: EventRow) -> str:
@@ -120,13 +135,15 @@ async def show_event(
     delivery = details.pop("delivery")
     details["received_at"] = _when(row.received_at) + " UTC"
     for key, value in details.items():
-        out.write(f"{key + ':':<18}{value if value is not None else '-'}\n")
+        out.write(_field(key, value))
     if delivery is not None:
-        out.write(
-            f"{'delivery:':<18}#{delivery['id']} {delivery['state']}, "
-            f"{delivery['attempts']} attempts, last error: {delivery['last_error'] or '-'}\n"
+        summary = (
+            f"#{delivery['id']} {delivery['state']}, {delivery['attempts']} attempts, "
+            f"last error: {delivery['last_error'] or '-'}"
         )
-    out.write(f"payload:\n{payload_text}\n")
+        out.write(_field("delivery", summary))
+    # A pretty-printed body keeps its lines; anything else is escaped.
+    out.write(f"payload:\n{escape_controls(payload_text, multiline=True)}\n")
     return True
 
 
@@ -191,7 +208,7 @@ async def show_delivery(
     for key in ("next_attempt_at", "created_at", "updated_at"):
         details[key] = _when(details[key]) + " UTC"
     for key, value in details.items():
-        out.write(f"{key + ':':<18}{value if value is not None else '-'}\n")
+        out.write(_field(key, value))
     return True
 
 

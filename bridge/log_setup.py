@@ -1,7 +1,9 @@
 """structlog set-up: JSON lines for journald and files, colours for a terminal.
 
 Library logs (aiohttp, asyncio) go through the same renderer, so every line
-of output is one JSON object when the format is json.
+of output is one JSON object when the format is json. The console format
+escapes control characters in every value, as JSON does, so a value taken
+from a request cannot start a line of its own or send terminal escapes.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import structlog
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .config import LoggingConfig
+from .text import escape_controls
 
-__all__ = ["configure_logging", "set_level"]
+__all__ = ["EscapedConsoleRenderer", "configure_logging", "set_level"]
 
 # The level in force; a processor reads it on every call, so a reload can
 # change it even for loggers that were bound (and cached) before.
@@ -69,10 +72,55 @@ class _ScrubServerErrors(logging.Filter):
         return True
 
 
+# Several lines by nature; their newlines stay, everything else is escaped.
+_MULTILINE_KEYS = frozenset({"exception", "stack"})
+# structlog shows a text value with these characters as a Python repr, quoted,
+# so that `key=value` pairs stay apart; this renderer keeps that look.
+_QUOTED = frozenset(" \t=\r\n\"'")
+
+
+class _Shown:
+    """A value rendered already: structlog shows its repr, and this is it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _console_value(key: str, value: Any) -> Any:
+    if key in _MULTILINE_KEYS and isinstance(value, str):
+        return escape_controls(value, multiline=True)
+    if key == "event":  # shown with str(), never quoted
+        return escape_controls(str(value))
+    if isinstance(value, str) and not _QUOTED & set(value):
+        return escape_controls(value)  # stays a str: the level's colour is looked up by it
+    # repr escapes control characters the same way; escaping again is a safety net.
+    return _Shown(escape_controls(repr(value)))
+
+
+class EscapedConsoleRenderer:
+    """structlog's `ConsoleRenderer`, with control characters in keys and values escaped."""
+
+    def __init__(self, **options: Any) -> None:
+        self._render = structlog.dev.ConsoleRenderer(**options)
+
+    def __call__(self, logger: Any, method_name: str, event_dict: Any) -> str:
+        escaped = {
+            # exc_info is turned into "exception" before this; left as it is.
+            escape_controls(key): value if key == "exc_info" else _console_value(key, value)
+            for key, value in event_dict.items()
+        }
+        return self._render(logger, method_name, escaped)
+
+
 def _renderer(use_json: bool) -> Any:
     if use_json:
         return structlog.processors.JSONRenderer()
-    return structlog.dev.ConsoleRenderer()
+    return EscapedConsoleRenderer()
 
 
 def configure_logging(settings: LoggingConfig, *, stream: TextIO | None = None) -> None:

@@ -6,13 +6,45 @@ is kept as it came, because unknown fields must be tolerated and stored.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic_core import PydanticCustomError
 
-__all__ = ["CallbackPayload", "InvalidPayload", "Transaction", "parse_callback"]
+__all__ = [
+    "CallbackPayload",
+    "InvalidPayload",
+    "Transaction",
+    "is_woo_order_id",
+    "parse_callback",
+]
 
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+# WooCommerce order ids are positive integers (a MySQL BIGINT UNSIGNED post id).
+# Exactly the decimal digits, no sign, no leading zero: one spelling per order,
+# and nothing a URL, a log line or a WooCommerce route could read otherwise.
+_WOO_ORDER_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def is_woo_order_id(value: str) -> bool:
+    """True if `value` is a WooCommerce order id: a positive decimal integer, 1 to 19 digits."""
+    # fullmatch, not `$`, which would also accept a trailing newline.
+    return _WOO_ORDER_ID.fullmatch(value) is not None
+
+
+def _check_woo_order_id(value: str) -> str:
+    if not is_woo_order_id(value):
+        # A fixed message: the detail never echoes what was sent.
+        raise PydanticCustomError(
+            "woo_order_id",
+            "must be a positive decimal integer of at most 19 digits (a WooCommerce order id)",
+        )
+    return value
+
+
+WooOrderId = Annotated[StrictStr, AfterValidator(_check_woo_order_id)]
 
 
 class InvalidPayload(Exception):
@@ -38,7 +70,7 @@ class CallbackPayload(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     order_id: NonEmptyStr = Field(alias="orderId")
-    ecommerce_order_id: NonEmptyStr = Field(alias="ecommerceOrderId")
+    ecommerce_order_id: WooOrderId = Field(alias="ecommerceOrderId")
     store_id: NonEmptyStr = Field(alias="storeId")
     status: NonEmptyStr
     message: StrictStr | None = None

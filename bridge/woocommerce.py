@@ -4,6 +4,11 @@ Authentication follows WooCommerce: HTTP Basic over HTTPS, OAuth 1.0a
 one-legged over plain HTTP, signed against `woocommerce.url` (the site's
 home URL) with a fresh nonce and timestamp on every request, retries
 included. Every failure is raised as a classified `UpstreamFailure`.
+
+Ids are percent-encoded into the path (`url_path.path_segment`) and the URL
+is handed to aiohttp already encoded, so yarl sends it byte for byte: it
+neither decodes `%2E%2E` into a `..` segment and drops it nor re-quotes
+what was signed.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from typing import Any
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict
+from yarl import URL
 
 from .config import WooCommerceConfig
 from .oauth1 import oauth_query
 from .upstream import FailureKind, UpstreamFailure, connection_failure, parse_answer
+from .url_path import path_segment
 from .woocommerce_errors import classify
 
 __all__ = ["MetaEntry", "WooCommerceClient", "WooNote", "WooOrder", "tls_context"]
@@ -89,22 +96,23 @@ class WooCommerceClient:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._ssl = tls_context(config) if config.url.startswith("https://") else None
+        self._home = URL(config.url)
         if config.auth == "auto":
             self.auth_method = "basic" if config.url.startswith("https://") else "oauth1"
         else:
             self.auth_method = config.auth
 
     async def get_order(self, order_id: str) -> WooOrder:
-        answer = await self._request("GET", f"/orders/{order_id}")
+        answer = await self._request("GET", ("orders", order_id))
         return parse_answer(WooOrder, answer, service="WooCommerce")
 
     async def update_order(self, order_id: str, changes: dict[str, Any]) -> WooOrder:
-        answer = await self._request("PUT", f"/orders/{order_id}", body=changes)
+        answer = await self._request("PUT", ("orders", order_id), body=changes)
         return parse_answer(WooOrder, answer, service="WooCommerce")
 
     async def list_orders(self, *, per_page: int = 1) -> list[WooOrder]:
         """The newest orders; reading a list needs read permission even when it is empty."""
-        answer = await self._request("GET", "/orders", query={"per_page": str(per_page)})
+        answer = await self._request("GET", ("orders",), query={"per_page": str(per_page)})
         if not isinstance(answer, list):
             raise UpstreamFailure(
                 FailureKind.TRANSIENT, "WooCommerce sent orders that are not a list"
@@ -112,7 +120,7 @@ class WooCommerceClient:
         return [parse_answer(WooOrder, order, service="WooCommerce") for order in answer]
 
     async def list_notes(self, order_id: str) -> list[WooNote]:
-        answer = await self._request("GET", f"/orders/{order_id}/notes")
+        answer = await self._request("GET", ("orders", order_id, "notes"))
         if not isinstance(answer, list):
             raise UpstreamFailure(
                 FailureKind.TRANSIENT, "WooCommerce sent notes that are not a list"
@@ -121,13 +129,18 @@ class WooCommerceClient:
 
     async def add_note(self, order_id: str, text: str) -> WooNote:
         body = {"note": text, "customer_note": False}
-        answer = await self._request("POST", f"/orders/{order_id}/notes", body=body)
+        answer = await self._request("POST", ("orders", order_id, "notes"), body=body)
         return parse_answer(WooNote, answer, service="WooCommerce")
 
     def _authenticate(
         self, method: str, path: str, query: dict[str, str]
     ) -> tuple[dict[str, str], dict[str, str]]:
-        """Headers and the full query of one request (a fresh nonce each time)."""
+        """Headers and the full query of one request (a fresh nonce each time).
+
+        `path` is the request path after the home URL exactly as it goes on
+        the wire, percent-encoding included: WooCommerce signs the home URL
+        joined with the raw request path.
+        """
         key = self._config.consumer_key
         secret = self._config.consumer_secret
         assert key is not None and secret is not None
@@ -146,26 +159,43 @@ class WooCommerceClient:
     async def _request(
         self,
         method: str,
-        path: str,
+        segments: tuple[str, ...],
         *,
         body: dict[str, Any] | None = None,
         query: dict[str, str] | None = None,
     ) -> Any:
         try:
-            return await self._send(method, path, body=body, query=query or {})
+            return await self._send(method, segments, body=body, query=query or {})
         except UpstreamFailure as failure:
             failure.service = "woocommerce"
             raise
 
+    def _url(self, segments: tuple[str, ...]) -> tuple[str, URL]:
+        """The API path under the home URL, and the full URL to send as it is."""
+        try:
+            path = API_PREFIX + "".join("/" + path_segment(segment) for segment in segments)
+        except ValueError:
+            # An empty id would name the collection (`/orders/`), not an item in it.
+            raise UpstreamFailure(
+                FailureKind.REJECTED, "an empty id names no WooCommerce resource"
+            ) from None
+        home_path = self._home.raw_path.rstrip("/")
+        return path, self._home.with_path(home_path + path, encoded=True)
+
     async def _send(
-        self, method: str, path: str, *, body: dict[str, Any] | None, query: dict[str, str]
+        self,
+        method: str,
+        segments: tuple[str, ...],
+        *,
+        body: dict[str, Any] | None,
+        query: dict[str, str],
     ) -> Any:
-        full_path = API_PREFIX + path
-        headers, query = self._authenticate(method, full_path, query)
+        path, url = self._url(segments)
+        headers, query = self._authenticate(method, path, query)
         try:
             async with self._session.request(
                 method,
-                self._config.url + full_path,
+                url,
                 json=body,
                 timeout=self._timeout,
                 ssl=self._ssl if self._ssl is not None else True,

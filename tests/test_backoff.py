@@ -22,3 +22,16 @@ def test_full_jitter_scales_the_window() -> None:
 def test_retry_after_is_a_floor() -> None:
     assert retry_delay(1, initial=5, maximum=1000, retry_after=120, random=lambda: 0.5) == 120
     assert retry_delay(9, initial=5, maximum=1000, retry_after=1, random=lambda: 0.5) == 500
+
+
+@pytest.mark.parametrize("attempt", [1, 3, 40])
+@pytest.mark.parametrize("draw", [0.0, 0.5, 1.0])
+def test_a_retry_after_beyond_the_maximum_is_capped_to_it(attempt: int, draw: float) -> None:
+    ten_days = 10 * 24 * 3600
+    delay = retry_delay(attempt, initial=5, maximum=3600, retry_after=ten_days, random=lambda: draw)
+    assert delay == 3600
+
+
+def test_a_retry_after_below_the_maximum_is_still_a_floor() -> None:
+    assert retry_delay(1, initial=5, maximum=3600, retry_after=3599, random=lambda: 0.0) == 3599
+    assert retry_delay(20, initial=5, maximum=3600, retry_after=600, random=lambda: 0.1) == 600

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from bridge.config import WooCommerceConfig
+from bridge.oauth1 import signature, signature_base_string
 from bridge.simulators.tls import write_self_signed_certificate
 from bridge.simulators.woocommerce import WooCommerceSimulator
 from bridge.upstream import FailureKind, UpstreamFailure
@@ -145,3 +148,111 @@ async def test_basic_auth_over_verified_tls(session: aiohttp.ClientSession, tmp_
         failure = await failure_of(untrusted.get_order("12"))
         assert failure.kind is FailureKind.CONFIG
         assert "TLS" in failure.reason
+
+
+@dataclass
+class Received:
+    method: str
+    raw_path: str  # the path exactly as it came on the wire, without the query
+    signed_over_raw_path: bool
+
+
+async def recording_shop(
+    aiohttp_server: Any, received: list[Received], *, home_path: str = ""
+) -> str:
+    """A server that records every request's raw path; returns the home URL to configure.
+
+    It checks the OAuth signature as WooCommerce does, over the home URL
+    joined with the raw request path, and answers with an order or a list.
+    """
+
+    async def handle(request: web.Request) -> web.Response:
+        raw_path = request.raw_path.partition("?")[0]
+        parameters = [(k, v) for k, v in request.query.items() if k != "oauth_signature"]
+        base = signature_base_string(request.method, home + raw_path[len(home_path) :], parameters)
+        valid = signature(base, SECRET) == request.query.get("oauth_signature")
+        received.append(Received(request.method, raw_path, valid))
+        if raw_path.endswith(("/notes", "/orders")) and request.method == "GET":
+            return web.json_response([])
+        if raw_path.endswith("/notes"):
+            return web.json_response({"id": 1, "note": "n"})
+        return web.json_response({"id": 1, "status": "pending"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    home = str(server.make_url(home_path))
+    return home
+
+
+# The order ids an attacker would try, and the one segment each must become.
+HOSTILE_IDS = {
+    "../customers/1": "..%2Fcustomers%2F1",
+    "..": "%2E%2E",
+    ".": "%2E",
+    "../../../wp-json/wp/v2/users": "..%2F..%2F..%2Fwp-json%2Fwp%2Fv2%2Fusers",
+    "1?x=2": "1%3Fx%3D2",
+    "1#f": "1%23f",
+    "1/notes": "1%2Fnotes",
+    "%2E%2E": "%252E%252E",
+    "1 2": "1%202",
+}
+
+Call = Callable[[WooCommerceClient, str], Awaitable[object]]
+CALLS: dict[str, tuple[str, Call, str]] = {
+    "get_order": ("GET", lambda woo, order: woo.get_order(order), ""),
+    "update_order": ("PUT", lambda woo, order: woo.update_order(order, {"status": "x"}), ""),
+    "list_notes": ("GET", lambda woo, order: woo.list_notes(order), "/notes"),
+    "add_note": ("POST", lambda woo, order: woo.add_note(order, "text"), "/notes"),
+}
+
+
+@pytest.mark.parametrize("call", CALLS)
+@pytest.mark.parametrize(("order_id", "segment"), HOSTILE_IDS.items(), ids=list(HOSTILE_IDS))
+async def test_an_order_id_reaches_the_shop_as_one_encoded_segment(
+    aiohttp_server: Any,
+    session: aiohttp.ClientSession,
+    call: str,
+    order_id: str,
+    segment: str,
+) -> None:
+    received: list[Received] = []
+    home = await recording_shop(aiohttp_server, received)
+    method, send, suffix = CALLS[call]
+    await send(client(session, home), order_id)
+    assert received == [Received(method, f"/wp-json/wc/v3/orders/{segment}{suffix}", True)]
+
+
+async def test_encoded_paths_under_a_home_url_with_a_path_are_signed_as_sent(
+    aiohttp_server: Any, session: aiohttp.ClientSession
+) -> None:
+    received: list[Received] = []
+    home = await recording_shop(aiohttp_server, received, home_path="/shop")
+    woo = client(session, home)
+    await woo.get_order("../customers/1")
+    await woo.add_note("7", "text")
+    await woo.list_orders(per_page=3)
+    assert received == [
+        Received("GET", "/shop/wp-json/wc/v3/orders/..%2Fcustomers%2F1", True),
+        Received("POST", "/shop/wp-json/wc/v3/orders/7/notes", True),
+        Received("GET", "/shop/wp-json/wc/v3/orders", True),
+    ]
+
+
+async def test_an_empty_order_id_is_rejected_without_a_request(
+    aiohttp_server: Any, session: aiohttp.ClientSession
+) -> None:
+    received: list[Received] = []
+    home = await recording_shop(aiohttp_server, received)
+    failure = await failure_of(client(session, home).get_order(""))
+    assert (failure.kind, failure.service) == (FailureKind.REJECTED, "woocommerce")
+    assert received == []
+
+
+async def test_the_simulated_shop_routes_an_encoded_traversal_nowhere(
+    session: aiohttp.ClientSession, http_shop: WooCommerceSimulator
+) -> None:
+    woo = client(session, http_shop.base_url)
+    for order_id in ("../11", "..", "11?x=1"):
+        failure = await failure_of(woo.get_order(order_id))
+        assert (failure.kind, failure.status) == (FailureKind.REJECTED, 404)

@@ -1,0 +1,97 @@
+"""Log output: control characters from requests are escaped on the console, exact in JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from bridge.config import LoggingConfig
+from bridge.log_setup import EscapedConsoleRenderer, configure_logging
+
+from support import SESSION_LOGS
+
+HOSTILE = "a\nb\x1b[31m\r\x00\x85\u2028\u2029"
+SHOWN = "a\\nb\\x1b[31m\\r\\x00\\x85\\u2028\\u2029"
+
+
+def assert_no_control_characters(line: str) -> None:
+    # The renderer's own colours are escape sequences too; the injected one is not among them.
+    assert "b\x1b[31m" not in line
+    assert not any(character in line for character in "\n\r\x00\x85\u2028\u2029")
+
+
+STAMP = {"timestamp": "2026-01-01T00:00:00Z", "level": "info"}
+
+
+def render(**event: Any) -> str:
+    return EscapedConsoleRenderer(colors=False)(None, "info", {**STAMP, **event})
+
+
+def test_a_value_with_control_characters_stays_on_one_line() -> None:
+    line = render(event="callback.rejected", cryptum_order_id=HOSTILE, woo_order_id="a\nb\x1b[31m")
+    assert_no_control_characters(line)
+    assert f"cryptum_order_id='{SHOWN}'" in line
+    assert "woo_order_id='a\\nb\\x1b[31m'" in line
+
+
+@pytest.mark.parametrize("value", ["x\x1b[31m", "a\u2028b", "a\x85b", "\x00", "\x0bx", "\u202eab"])
+def test_a_value_structlog_would_show_unquoted_is_escaped(value: str) -> None:
+    line = render(event="callback.rejected", store=value)
+    assert_no_control_characters(line)
+    assert value not in line
+    assert f"store={value.encode('unicode_escape').decode()}" in line
+
+
+def test_the_message_keys_and_non_text_values_are_escaped_too() -> None:
+    line = render(**{"event": "x\ny", "key\x1b": "v", "detail": {"n": "\u2028"}, "tag": None})
+    assert_no_control_characters(line)
+    assert "x\\ny" in line and "key\\x1b=v" in line and "tag=None" in line
+    assert "detail={'n': '\\u2028'}" in line
+
+
+@pytest.mark.parametrize("colors", [False, True])
+def test_ordinary_values_look_as_structlog_shows_them(colors: bool) -> None:
+    event = {**STAMP, "event": "delivery.retry", "store": "main", "reason": "a b", "attempt": 3}
+    plain = structlog.dev.ConsoleRenderer(colors=colors)(None, "info", dict(event))
+    assert EscapedConsoleRenderer(colors=colors)(None, "info", dict(event)) == plain
+
+
+def test_a_traceback_keeps_its_lines_but_loses_its_escape_sequences() -> None:
+    text = render(event="boom", exception="Traceback:\n  File x\nValueError: \x1b[31m\r")
+    assert text.splitlines()[1:] == ["Traceback:", "  File x", "ValueError: \\x1b[31m\\r"]
+
+
+@pytest.fixture
+def console() -> Iterator[io.StringIO]:
+    """Logging configured as a console for the test, then back to the session's JSON sink."""
+    stream = io.StringIO()
+    configure_logging(LoggingConfig(format="console", level="info"), stream=stream)
+    try:
+        yield stream
+    finally:
+        configure_logging(LoggingConfig(format="json", level="debug"), stream=SESSION_LOGS)
+
+
+def test_the_console_format_escapes_structlog_and_library_logs(console: io.StringIO) -> None:
+    # A logger bound here, not a module's, so no cached logger keeps the console set-up.
+    structlog.get_logger("test").info("callback.rejected", cryptum_order_id=HOSTILE)
+    logging.getLogger("aiohttp.access").warning("request %s", HOSTILE)
+    lines = console.getvalue().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert_no_control_characters(line)
+        assert SHOWN in line
+
+
+def test_the_json_format_keeps_values_exact(logs: Callable[[], list[dict[str, Any]]]) -> None:
+    structlog.get_logger("test").info("callback.rejected", cryptum_order_id=HOSTILE)
+    (line,) = [line for line in logs() if line["event"] == "callback.rejected"]
+    assert line["cryptum_order_id"] == HOSTILE
+    text = SESSION_LOGS.getvalue()
+    assert json.dumps(HOSTILE)[1:-1] in text
