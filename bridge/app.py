@@ -21,6 +21,7 @@ from .delivery_queue import DeliveryQueue
 from .instance_lock import InstanceLock
 from .metrics import CONTENT_TYPE, Metrics
 from .middlewares import request_context
+from .rate_limit import StoreLimits
 from .readiness import Readiness
 from .reconcile import Reconciler
 from .retention import RetentionJob
@@ -31,6 +32,7 @@ from .state import (
     METRICS,
     READINESS,
     RECONCILER,
+    UNSIGNED_LIMITS,
     WORKER,
     LiveConfig,
 )
@@ -170,6 +172,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = LiveConfig(config)
     app[METRICS] = Metrics([store.name for store in config.stores])
+    app[UNSIGNED_LIMITS] = StoreLimits()
     app.cleanup_ctx.append(_resources(config))
     setup_routes(app)
     return app

@@ -1,8 +1,8 @@
 """`POST /callbacks/cryptum[/{store}]`: verify a callback, store it, answer.
 
 The order of checks is fixed: size, then the body's shape, then the store,
-then the signature, then the durable write. Nothing is acknowledged before
-it is committed.
+then the signature, then (unsigned callbacks only) the store's per-minute cap,
+then the durable write. Nothing is acknowledged before it is committed.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ from .errors import (
     InvalidPayloadError,
     InvalidSignatureError,
     PayloadTooLargeError,
+    RateLimitedError,
     RequestTimeoutError,
     UnavailableError,
     UnknownStoreError,
 )
 from .payload import CallbackPayload, InvalidPayload, parse_callback
+from .rate_limit import TokenBucket
 from .signature import InvalidSignature, json_canonical, verify
-from .state import CONFIG, DATABASE, METRICS, REQUEST_ID, WORKER
-from .storage import NewEvent, StorageUnavailable
+from .state import CONFIG, DATABASE, METRICS, REQUEST_ID, UNSIGNED_LIMITS, WORKER
+from .storage import NewEvent, Recorded, StorageUnavailable
 
 __all__ = ["receive_callback"]
 
@@ -98,11 +100,21 @@ def _check_signature(
     return form.value
 
 
+def _take_unsigned_place(request: web.Request, store: StoreConfig) -> TokenBucket:
+    """Hold one of the store's places for a new unsigned callback, or refuse with 429."""
+    bucket = request.app[UNSIGNED_LIMITS].bucket(store.name, store.unsigned_callbacks_per_minute)
+    wait = bucket.try_take()
+    if wait is not None:
+        raise RateLimitedError("rate_limited", retry_after_seconds=wait)
+    return bucket
+
+
 async def receive_callback(request: web.Request) -> web.Response:
     config = request.app[CONFIG].current
     metrics = request.app[METRICS]
     path_store = request.match_info.get("store")
     store: StoreConfig | None = None
+    bucket: TokenBucket | None = None
     try:
         if path_store is not None and config.store_named(path_store) is None:
             raise UnknownStoreError("unknown_store_name")
@@ -123,6 +135,8 @@ async def receive_callback(request: web.Request) -> web.Response:
         structlog.contextvars.bind_contextvars(store=store.name)
         canonical = json_canonical(body)
         signature_form = _check_signature(request, body, canonical, store)
+        # Signed callbacks are never limited: only a stranger needs no secret.
+        bucket = _take_unsigned_place(request, store) if signature_form == "unsigned" else None
     except HTTPError as error:
         # `details` hold field names and reasons only, never values from the body.
         log.warning("callback.rejected", status=error.status, reason=error.reason, **error.details)
@@ -142,12 +156,18 @@ async def receive_callback(request: web.Request) -> web.Response:
         status=payload.status,
         payload=body,
     )
+    recorded: Recorded | None = None
     try:
         recorded = await request.app[DATABASE].record_event(event)
     except StorageUnavailable as error:
         log.error("callback.unavailable", reason=error.reason)
         metrics.callbacks.labels(store.name, "unavailable").inc()
         raise UnavailableError(error.reason) from None
+    finally:
+        if bucket is not None and (recorded is None or recorded.duplicate):
+            # The place was taken before the write, so that concurrent callbacks
+            # cannot all pass on the last one; only a newly stored callback keeps it.
+            bucket.give_back()
 
     if not recorded.duplicate:
         request.app[WORKER].wake()

@@ -73,6 +73,10 @@ def run_check_config(arguments: argparse.Namespace) -> int:
     summary["storage"]["path"] = str(config.storage.database_path)
     print(f"{path}: OK (secrets masked)")
     print(json.dumps(summary, indent=2))
+    # On stderr, like the errors, so stdout stays the summary alone; the
+    # config is valid, so the exit code stays 0.
+    for warning in config.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -4,6 +4,10 @@ Every secret can be written inline, read from `<key>_file` (a relative path is
 looked up in systemd's `$CREDENTIALS_DIRECTORY` when set, else beside the
 config file), or taken from the environment with the inline form
 `"env:NAME"`. Errors name the key they concern, never the secret's value.
+An empty secret is never valid, whichever way it is given.
+
+What is valid but unwise (a short webhook secret) is not an error: `Config.warnings()`
+lists it, one line per key, for `check-config` and `doctor` to show.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretBytes,
     SecretStr,
     ValidationError,
@@ -32,6 +37,7 @@ from .status_rules import StatusRules
 
 __all__ = [
     "CRYPTUM_API_URLS",
+    "MIN_WEBHOOK_SECRET_LENGTH",
     "Config",
     "ConfigError",
     "ListenAddress",
@@ -46,6 +52,9 @@ CRYPTUM_API_URLS = {
     "test": "https://api-hml.cryptum.io/plugins",
 }
 DEFAULT_DATABASE_NAME = "bridge.sqlite3"
+# Shorter webhook secrets load with a warning: an HMAC key that short may be
+# guessed offline from one captured callback and its signature.
+MIN_WEBHOOK_SECRET_LENGTH = 16
 _STORE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -58,12 +67,20 @@ class ConfigError(Exception):
 
 
 def _secret_from_env(value: Any) -> Any:
-    """Resolve the inline form `"env:NAME"`; other values pass through."""
-    if isinstance(value, str) and value.startswith("env:"):
+    """Resolve the inline form `"env:NAME"`, refusing an empty secret; other values pass through."""
+    if not isinstance(value, str):
+        return value  # None, or a wrong type that the field's own check names
+    if value.startswith("env:"):
         name = value.removeprefix("env:")
         if name not in os.environ:
             raise ValueError(f"environment variable {name} is not set")
+        if not os.environ[name]:
+            raise ValueError(f"must not be empty (environment variable {name} is empty)")
         return os.environ[name]
+    if not value:
+        # Never meant: HMAC takes an empty key without complaint (anyone could
+        # sign callbacks), and an empty API key would only fail at its first use.
+        raise ValueError("must not be empty")
     return value
 
 
@@ -81,7 +98,7 @@ def _secret_from_file(value: Any, info: ValidationInfo) -> Any:
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not UTF-8 text") from None
     if not secret:
-        raise ValueError(f"{path} is empty")
+        raise ValueError(f"must not be empty ({path} is empty)")
     return secret
 
 
@@ -361,6 +378,12 @@ class StoreConfig(_Section):
         description="Accept callbacks without a signature; needs cryptum_api_key, since "
         "confirmation with the API is then the only check.",
     )
+    unsigned_callbacks_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="With allow_unsigned: most new unsigned callbacks stored per minute; "
+        "more get 429 with Retry-After. Signed callbacks and duplicates are not counted.",
+    )
     payment_method: str = Field(
         default="cryptumcheckout_gateway",
         min_length=1,
@@ -368,6 +391,9 @@ class StoreConfig(_Section):
     )
     rules: RulesConfig = RulesConfig()
     woocommerce: WooCommerceConfig
+
+    # Which key the webhook secret came from, so that a warning names the one to edit.
+    _webhook_secret_key: str = PrivateAttr(default="webhook_secret")
 
     @field_validator("name")
     @classmethod
@@ -378,6 +404,8 @@ class StoreConfig(_Section):
 
     @model_validator(mode="after")
     def _resolve_secrets(self) -> StoreConfig:
+        if self.webhook_secret_file is not None:
+            self._webhook_secret_key = "webhook_secret_file"
         self.webhook_secret = _one_secret(self, "webhook_secret", required=not self.allow_unsigned)
         self.cryptum_api_key = _one_secret(self, "cryptum_api_key", required=False)
         self.webhook_secret_file = self.cryptum_api_key_file = None
@@ -397,6 +425,17 @@ class StoreConfig(_Section):
         secrets = [self.webhook_secret, self.cryptum_api_key]
         secrets += [self.woocommerce.consumer_key, self.woocommerce.consumer_secret]
         return [secret.get_secret_value() for secret in secrets if secret is not None]
+
+    def warnings(self) -> list[str]:
+        """What is valid but unwise, one line per key (relative to this store); never a value."""
+        found = []
+        secret = self.webhook_secret
+        if secret is not None and len(secret.get_secret_value()) < MIN_WEBHOOK_SECRET_LENGTH:
+            found.append(
+                f"{self._webhook_secret_key}: shorter than {MIN_WEBHOOK_SECRET_LENGTH} "
+                "characters; use a long random secret"
+            )
+        return found
 
 
 class Config(_Section):
@@ -421,6 +460,14 @@ class Config(_Section):
                         f"stores[{index}] has the same {attribute} as stores[{earlier}]"
                     )
         return stores
+
+    def warnings(self) -> list[str]:
+        """What is valid but unwise, one line per key (`stores[0].webhook_secret: …`)."""
+        return [
+            f"stores[{index}].{warning}"
+            for index, store in enumerate(self.stores)
+            for warning in store.warnings()
+        ]
 
     def store_named(self, name: str) -> StoreConfig | None:
         return next((store for store in self.stores if store.name == name), None)

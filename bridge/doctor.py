@@ -1,6 +1,7 @@
 """`cryptum-bridge doctor`: check an install and say how to fix what is wrong.
 
-Every check yields `Finding`s: OK, or a problem with its fix. Nothing is
+Every check yields `Finding`s: OK, a warning (worth acting on, but nothing
+fails for it, so the exit code stays 0), or a problem with its fix. Nothing is
 changed anywhere: WooCommerce is only read (and probed for write permission
 with a PUT to order 0, which does not exist), Cryptum's API only listed.
 """
@@ -39,14 +40,21 @@ class Finding:
     subject: str
     message: str
     fix: str = ""
+    # A warning is ok (it fails nothing) but is shown for the operator to act on.
+    warning: bool = False
 
     def render(self) -> str:
-        line = f"{'OK     ' if self.ok else 'PROBLEM'}  {self.subject}: {self.message}"
+        label = "PROBLEM" if not self.ok else "WARNING" if self.warning else "OK     "
+        line = f"{label}  {self.subject}: {self.message}"
         return line + (f"\n         fix: {self.fix}" if self.fix else "")
 
 
 def _ok(subject: str, message: str) -> Finding:
     return Finding(True, subject, message)
+
+
+def _warning(subject: str, message: str) -> Finding:
+    return Finding(True, subject, message, warning=True)
 
 
 def _problem(subject: str, message: str, fix: str) -> Finding:
@@ -210,6 +218,8 @@ async def _check_listen(config: Config, session: aiohttp.ClientSession) -> list[
 
 async def _diagnose(config: Config) -> list[Finding]:
     findings = [_ok("config", f"valid, {len(config.stores)} store(s)")]
+    # Each line names its key and says what to do, so it needs no separate fix.
+    findings += [_warning("config", line) for line in config.warnings()]
     findings += await _check_database(config)
     async with aiohttp.ClientSession() as session:
         for store in config.stores:
@@ -220,7 +230,7 @@ async def _diagnose(config: Config) -> list[Finding]:
 
 
 def run_doctor(config_path: Path) -> tuple[int, list[Finding]]:
-    """All findings, and the exit code: 0 when nothing is wrong, 1 otherwise."""
+    """All findings, and the exit code: 0 when there is no problem (warnings aside), 1 otherwise."""
     try:
         config = load_config(config_path)
     except ConfigError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "InvalidPayloadError",
     "InvalidSignatureError",
     "PayloadTooLargeError",
+    "RateLimitedError",
     "RequestTimeoutError",
     "UnavailableError",
     "UnknownStoreError",
@@ -29,6 +31,10 @@ class HTTPError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": self.code, **self.details}
+
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the body; none unless a subclass says so."""
+        return {}
 
 
 class InvalidPayloadError(HTTPError):
@@ -54,6 +60,20 @@ class RequestTimeoutError(HTTPError):
 class PayloadTooLargeError(HTTPError):
     status = 413
     code = "payload_too_large"
+
+
+class RateLimitedError(HTTPError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, reason: str = "", *, retry_after_seconds: float) -> None:
+        super().__init__(reason)
+        # Whole seconds (the header allows nothing finer), rounded up and at
+        # least 1: a retry sent any sooner would only be refused again.
+        self.retry_after = max(1, math.ceil(retry_after_seconds))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class UnavailableError(HTTPError):

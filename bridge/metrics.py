@@ -39,7 +39,7 @@ class Metrics:
             "cryptum_bridge_callbacks",
             "Callbacks received, by store and outcome "
             "(accepted, duplicate, invalid_payload, invalid_signature, unknown_store, "
-            "payload_too_large, unavailable).",
+            "payload_too_large, request_timeout, rate_limited, unavailable).",
             ["store", "outcome"],
             registry=self.registry,
         )

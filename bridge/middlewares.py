@@ -61,7 +61,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     try:
         response = await handler(request)
     except HTTPError as error:
-        response = web.json_response(error.body(), status=error.status)
+        response = web.json_response(error.body(), status=error.status, headers=error.headers())
     except web.HTTPException as exception:
         if exception.status < 400:
             exception.headers["X-Request-Id"] = request_id

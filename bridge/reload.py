@@ -17,7 +17,7 @@ from aiohttp import web
 from .app import build_clients
 from .config import Config, ConfigError, load_config
 from .log_setup import set_level
-from .state import CONFIG, HTTP_SESSION, METRICS, RECONCILER, WORKER
+from .state import CONFIG, HTTP_SESSION, METRICS, RECONCILER, UNSIGNED_LIMITS, WORKER
 
 __all__ = ["RESTART_SECTIONS", "reload_config"]
 
@@ -39,6 +39,9 @@ def apply_config(app: web.Application, new: Config) -> list[str]:
     app[WORKER].reconfigure(effective, clients, cryptum_clients)
     app[RECONCILER].reconfigure(effective, cryptum_clients)
     app[METRICS].set_stores([store.name for store in effective.stores])
+    app[UNSIGNED_LIMITS].configure(
+        {store.name: store.unsigned_callbacks_per_minute for store in effective.stores}
+    )
     live.current = effective
     return needs_restart
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from .config import Config
 from .delivery import DeliveryWorker
 from .metrics import Metrics
+from .rate_limit import StoreLimits
 from .readiness import Readiness
 from .reconcile import Reconciler
 from .storage import Database
@@ -20,6 +21,7 @@ __all__ = [
     "READINESS",
     "RECONCILER",
     "REQUEST_ID",
+    "UNSIGNED_LIMITS",
     "WORKER",
     "LiveConfig",
 ]
@@ -39,4 +41,6 @@ READINESS = web.AppKey("readiness", Readiness)
 WORKER = web.AppKey("worker", DeliveryWorker)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+# Per-store caps on new unsigned callbacks; in memory, so a restart starts them afresh.
+UNSIGNED_LIMITS = web.AppKey("unsigned_limits", StoreLimits)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -12,8 +12,10 @@ import pytest
 
 from bridge.app import create_app
 from bridge.config import parse_config
+from bridge.rate_limit import StoreLimits
+from bridge.reload import apply_config
 from bridge.signature import sign
-from bridge.state import DATABASE
+from bridge.state import DATABASE, UNSIGNED_LIMITS
 
 from support import (
     CUSTOMER_EMAIL,
@@ -514,3 +516,175 @@ async def test_a_slow_body_is_dropped_while_others_are_served(
     response = await slow
     assert response.status == 408
     assert await response.json() == {"error": "request_timeout"}
+
+
+class FakeClock:
+    """The rate limiter's clock, moved by the test instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def unsigned_store_client(
+    aiohttp_client: Any, tmp_path: Path, database_path: Path, clock: FakeClock, *, cap: int = 3
+) -> Any:
+    """The second store accepts unsigned callbacks, `cap` new ones a minute; the first does not."""
+    document = config_document(database_path)
+    document["stores"][1].update(
+        allow_unsigned=True,
+        cryptum_api_key="api-key-second",
+        unsigned_callbacks_per_minute=cap,
+    )
+    app = create_app(parse_config(document, base_dir=tmp_path))
+    app[UNSIGNED_LIMITS] = StoreLimits(clock=clock)
+    return await aiohttp_client(app)
+
+
+async def post_unsigned(client: Any, body: bytes | None = None) -> Any:
+    body = body if body is not None else callback_body(store_id=SECOND_STORE_ID)
+    return await client.post("/callbacks/cryptum", data=body)
+
+
+def orders_stored(database_path: Path) -> list[str]:
+    return [row[2] for row in stored_events(database_path)]
+
+
+async def test_new_unsigned_callbacks_past_the_cap_are_429_with_retry_after(
+    aiohttp_client: Any, tmp_path: Path, database_path: Path, logs: Any
+) -> None:
+    clock = FakeClock()
+    client = await unsigned_store_client(aiohttp_client, tmp_path, database_path, clock)
+    for _ in range(3):
+        response = await post_unsigned(client)
+        assert response.status == 200
+        assert (await response.json())["status"] == "accepted"
+
+    refused = await post_unsigned(client, callback_body(store_id=SECOND_STORE_ID, order_id="over"))
+    assert refused.status == 429
+    assert await refused.json() == {"error": "rate_limited"}
+    assert refused.headers["Retry-After"] == "20"  # the next place frees in 60 / 3 s
+    assert refused.headers["X-Request-Id"]
+    assert len(stored_events(database_path)) == 3
+    assert "over" not in orders_stored(database_path)
+
+    clock.now += 14.5
+    again = await post_unsigned(client)
+    assert again.status == 429
+    assert again.headers["Retry-After"] == "6"  # 5.5 s left, in whole seconds rounded up
+
+    (rejected, _) = [line for line in logs() if line["event"] == "callback.rejected"]
+    assert (rejected["status"], rejected["reason"], rejected["store"]) == (
+        429,
+        "rate_limited",
+        "second",
+    )
+    metrics = await (await client.get("/metrics")).text()
+    assert 'cryptum_bridge_callbacks_total{outcome="rate_limited",store="second"} 2.0' in metrics
+    assert 'cryptum_bridge_callbacks_total{outcome="accepted",store="second"} 3.0' in metrics
+
+
+async def test_signed_callbacks_are_never_limited_on_an_unsigned_store(
+    aiohttp_client: Any, tmp_path: Path, database_path: Path
+) -> None:
+    client = await unsigned_store_client(aiohttp_client, tmp_path, database_path, FakeClock())
+    # Signed ones first: they must not use up the unsigned cap ...
+    for _ in range(5):
+        body = callback_body(store_id=SECOND_STORE_ID)
+        signed = await client.post(
+            "/callbacks/cryptum", data=body, headers=signed_headers(body, SECOND_SECRET)
+        )
+        assert signed.status == 200
+    assert [(await post_unsigned(client)).status for _ in range(4)] == [200, 200, 200, 429]
+    # ... and still pass once it is used up.
+    for _ in range(5):
+        body = callback_body(store_id=SECOND_STORE_ID)
+        signed = await client.post(
+            "/callbacks/cryptum", data=body, headers=signed_headers(body, SECOND_SECRET)
+        )
+        assert signed.status == 200
+        assert (await signed.json())["status"] == "accepted"
+    assert len(stored_events(database_path)) == 13
+    with sqlite3.connect(database_path) as connection:
+        forms = [row[0] for row in connection.execute("SELECT signature_form FROM events")]
+    assert forms.count("unsigned") == 3
+
+
+async def test_duplicates_of_an_unsigned_callback_do_not_use_up_the_cap(
+    aiohttp_client: Any, tmp_path: Path, database_path: Path
+) -> None:
+    client = await unsigned_store_client(
+        aiohttp_client, tmp_path, database_path, FakeClock(), cap=2
+    )
+    body = callback_body(store_id=SECOND_STORE_ID)
+    first = await (await post_unsigned(client, body)).json()
+    for _ in range(5):
+        again = await post_unsigned(client, body)
+        assert again.status == 200
+        assert await again.json() == {"status": "duplicate", "event_id": first["event_id"]}
+    assert (await post_unsigned(client)).status == 200  # the second place was still free
+    assert (await post_unsigned(client)).status == 429
+    assert len(stored_events(database_path)) == 2
+
+
+async def test_unsigned_callbacks_are_accepted_again_once_the_minute_has_passed(
+    aiohttp_client: Any, tmp_path: Path, database_path: Path
+) -> None:
+    clock = FakeClock()
+    client = await unsigned_store_client(aiohttp_client, tmp_path, database_path, clock)
+    assert [(await post_unsigned(client)).status for _ in range(4)] == [200, 200, 200, 429]
+    clock.now += 20  # one place frees
+    assert [(await post_unsigned(client)).status for _ in range(2)] == [200, 429]
+    clock.now += 60  # a whole minute: the whole cap, and no more
+    assert [(await post_unsigned(client)).status for _ in range(4)] == [200, 200, 200, 429]
+    assert len(stored_events(database_path)) == 7
+
+
+async def test_an_unsigned_callback_that_could_not_be_stored_keeps_its_place(
+    aiohttp_client: Any, tmp_path: Path, database_path: Path
+) -> None:
+    client = await unsigned_store_client(
+        aiohttp_client, tmp_path, database_path, FakeClock(), cap=1
+    )
+    connection = client.app[DATABASE]._connection
+    await connection.execute("PRAGMA query_only = ON")  # every write fails: 503
+    assert (await post_unsigned(client)).status == 503
+    await connection.execute("PRAGMA query_only = OFF")
+    assert (await post_unsigned(client)).status == 200
+    assert (await post_unsigned(client)).status == 429
+
+
+async def test_concurrent_unsigned_callbacks_never_pass_the_cap(
+    aiohttp_client: Any, tmp_path: Path, database_path: Path
+) -> None:
+    client = await unsigned_store_client(aiohttp_client, tmp_path, database_path, FakeClock())
+    responses = await asyncio.gather(*(post_unsigned(client) for _ in range(20)))
+    assert sorted(response.status for response in responses) == [200] * 3 + [429] * 17
+    assert len(stored_events(database_path)) == 3
+
+
+async def test_a_reload_applies_a_changed_unsigned_cap(
+    aiohttp_client: Any, tmp_path: Path, database_path: Path
+) -> None:
+    clock = FakeClock()
+    client = await unsigned_store_client(aiohttp_client, tmp_path, database_path, clock)
+    assert [(await post_unsigned(client)).status for _ in range(4)] == [200, 200, 200, 429]
+
+    document = config_document(database_path)
+    document["stores"][1].update(
+        allow_unsigned=True, cryptum_api_key="api-key-second", unsigned_callbacks_per_minute=5
+    )
+    apply_config(client.app, parse_config(document, base_dir=tmp_path))
+    # Three of five used: two more now, then one every 12 s.
+    assert [(await post_unsigned(client)).status for _ in range(3)] == [200, 200, 429]
+    response = await post_unsigned(client)
+    assert response.headers["Retry-After"] == "12"
+
+    document["stores"][1]["unsigned_callbacks_per_minute"] = 1
+    apply_config(client.app, parse_config(document, base_dir=tmp_path))
+    clock.now += 59
+    assert (await post_unsigned(client)).status == 429
+    clock.now += 1
+    assert (await post_unsigned(client)).status == 200

@@ -16,7 +16,14 @@ from bridge.app import create_app
 from bridge.cli import main
 from bridge.config import load_config
 
-from support import MAIN_SECRET, callback_body, signed_headers, write_config
+from support import (
+    MAIN_SECRET,
+    callback_body,
+    config_document,
+    signed_headers,
+    to_toml,
+    write_config,
+)
 
 VECTORS = json.loads(
     (Path(__file__).parent / "vectors" / "cryptum-signature-vectors.json").read_text()
@@ -58,6 +65,42 @@ def test_check_config_reports_every_problem_and_exits_2(
         'server.listen: must be "host:port" or "unix:/path/to/socket"',
         "stores[0].woocommerce.url: must be an http:// or https:// URL with no query or fragment",
     ]
+
+
+def test_check_config_warns_of_a_short_webhook_secret_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = config_document(tmp_path / "bridge.sqlite3")
+    document["stores"][1]["webhook_secret"] = "short-Qx9"
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml(document))
+    code, out, err = run(capsys, "check-config", "--config", str(config))
+    assert code == 0
+    assert "OK" in out.splitlines()[0]
+    json.loads(out.split("\n", 1)[1])  # stdout is still the summary alone
+    assert err.splitlines() == [
+        "warning: stores[1].webhook_secret: shorter than 16 characters; use a long random secret"
+    ]
+    assert "Qx9" not in out + err
+
+
+def test_check_config_warns_of_nothing_for_long_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "check-config", "--config", str(write_config(tmp_path)))
+    assert (code, err) == (0, "")
+
+
+def test_check_config_refuses_an_empty_secret_naming_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = config_document(tmp_path / "bridge.sqlite3")
+    document["stores"][0]["webhook_secret"] = ""
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml(document))
+    code, out, err = run(capsys, "check-config", "--config", str(config))
+    assert (code, out) == (2, "")
+    assert err.splitlines() == ["stores[0].webhook_secret: must not be empty"]
 
 
 def test_config_path_comes_from_the_environment(
@@ -227,3 +270,94 @@ def test_stats_counts_deliveries_by_state(
     assert figures["oldest_pending_age_seconds"] is None
     code, out, _ = run(capsys, "stats", "--database", str(database))
     assert "deliveries dead:" in out and "oldest pending:       -" in out
+
+
+# Control characters from callbacks and shops, shown escaped in tables and text.
+HOSTILE_ORDER = "evil\n1  2026-01-01 00:00:00  main  forged\r\x1b[31m\x00\x85\u2028\u202e"
+CONTROLS = ("\n", "\r", "\x1b", "\x00", "\x85", "\u2028", "\u202e")
+
+
+def assert_shown_escaped(text: str) -> None:
+    """No raw control character on any line; the hostile value is there, escaped."""
+    assert not any(character in line for line in text.splitlines() for character in CONTROLS)
+    assert "evil\\n1  2026-01-01 00:00:00  main  forged\\r\\x1b[31m\\x00\\x85\\u2028\\u202e" in text
+
+
+def test_render_table_keeps_one_row_per_line() -> None:
+    from bridge.admin import render_table
+
+    table = render_table(["ID", "ORDER"], [["1", "a\nb\x1b[31m"], ["2", "plain"]])
+    assert table.splitlines() == ["ID  ORDER", "1   a\\nb\\x1b[31m", "2   plain"]
+
+
+def test_events_list_and_show_escape_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = write_config(tmp_path)
+    body = callback_body(order_id=HOSTILE_ORDER, woo_order_id="556")
+    answer = asyncio.run(_post_through_the_app(config_path, body))
+    assert answer["status"] == "accepted"
+    config = ["--config", str(config_path)]
+
+    code, out, _ = run(capsys, "events", *config, "list")
+    assert code == 0
+    assert len(out.splitlines()) == 2  # the header and one row
+    assert_shown_escaped(out)
+
+    code, out, _ = run(capsys, "events", *config, "show", str(answer["event_id"]))
+    assert code == 0
+    assert_shown_escaped(out)
+
+    code, out, _ = run(capsys, "events", *config, "--json", "list")
+    (listed,) = json.loads(out)
+    assert listed["cryptum_order_id"] == HOSTILE_ORDER
+    code, out, _ = run(capsys, "events", *config, "--json", "show", str(answer["event_id"]))
+    assert json.loads(out)["cryptum_order_id"] == HOSTILE_ORDER
+
+
+async def _dead_delivery_with_hostile_text(database_path: Path) -> int:
+    from bridge.delivery_queue import DeliveryQueue
+    from bridge.storage import Database, NewEvent
+
+    database = await Database.open(database_path)
+    try:
+        await database.record_event(
+            NewEvent(
+                store="main",
+                body_sha256=b"\x01" * 32,
+                source="callback",
+                signature_form="json",
+                request_id=None,
+                cryptum_order_id=HOSTILE_ORDER,
+                woo_order_id="901",
+                status="confirmed",
+                payload=b"{}",
+            )
+        )
+        queue = DeliveryQueue(database)
+        (job,) = await queue.claim("main", 1, now=4e9, lease_seconds=60)
+        await queue.finish(job.delivery_id, "dead", f"shop said {HOSTILE_ORDER}", now=4e9)
+        return job.delivery_id
+    finally:
+        await database.close()
+
+
+def test_deliveries_and_dead_letter_escape_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "bridge.sqlite3"
+    delivery_id = asyncio.run(_dead_delivery_with_hostile_text(database))
+    db = ["--database", str(database)]
+
+    for command in (("dead-letter", *db, "list"), ("deliveries", *db, "list")):
+        code, out, _ = run(capsys, *command)
+        assert code == 0
+        assert len(out.splitlines()) == 2
+        assert_shown_escaped(out)
+
+    code, out, _ = run(capsys, "deliveries", *db, "show", str(delivery_id))
+    assert code == 0
+    assert_shown_escaped(out)
+
+    code, out, _ = run(capsys, "deliveries", *db, "--json", "show", str(delivery_id))
+    assert json.loads(out)["outcome"] == f"shop said {HOSTILE_ORDER}"

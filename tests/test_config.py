@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bridge.config import Config, ConfigError, load_config, parse_config
+from bridge.config import MIN_WEBHOOK_SECRET_LENGTH, Config, ConfigError, load_config, parse_config
 
 from support import config_document
 
@@ -119,6 +119,10 @@ def test_secret_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
             "delivery: backoff_initial_seconds must not exceed backoff_max_seconds",
         ),
         (lambda d: d.update(stores=[]), "stores: List should have at least 1 item"),
+        (
+            lambda d: d["stores"][0].update(unsigned_callbacks_per_minute=0),
+            "stores[0].unsigned_callbacks_per_minute: Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_each_problem_names_its_key(tmp_path: Path, change: Any, expected: str) -> None:
@@ -205,3 +209,122 @@ def test_allow_unsigned_needs_an_api_key(tmp_path: Path) -> None:
     del document["stores"][0]["webhook_secret"]
     store = parse(document, tmp_path).stores[0]
     assert store.allow_unsigned and store.webhook_secret is None
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: d["stores"][0].update(webhook_secret=""),
+            "stores[0].webhook_secret: must not be empty",
+        ),
+        (
+            lambda d: d["stores"][1].update(cryptum_api_key=""),
+            "stores[1].cryptum_api_key: must not be empty",
+        ),
+        (
+            lambda d: d["stores"][0]["woocommerce"].update(consumer_key=""),
+            "stores[0].woocommerce.consumer_key: must not be empty",
+        ),
+        (
+            lambda d: d["stores"][1]["woocommerce"].update(consumer_secret=""),
+            "stores[1].woocommerce.consumer_secret: must not be empty",
+        ),
+        (
+            # Even where a webhook secret is optional, an empty one is a mistake.
+            lambda d: d["stores"][0].update(
+                allow_unsigned=True, cryptum_api_key="key", webhook_secret=""
+            ),
+            "stores[0].webhook_secret: must not be empty",
+        ),
+    ],
+    ids=["webhook_secret", "cryptum_api_key", "consumer_key", "consumer_secret", "unsigned"],
+)
+def test_an_empty_inline_secret_is_an_error_naming_its_key(
+    tmp_path: Path, change: Any, expected: str
+) -> None:
+    document = config_document(tmp_path / "db")
+    change(document)
+    assert expected in problems_of(document, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        ((), "webhook_secret"),
+        ((), "cryptum_api_key"),
+        (("woocommerce",), "consumer_key"),
+        (("woocommerce",), "consumer_secret"),
+    ],
+)
+def test_an_empty_secret_from_the_environment_is_an_error_naming_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: tuple[str, ...], key: str
+) -> None:
+    monkeypatch.setenv("EMPTY_SECRET", "")
+    document = config_document(tmp_path / "db")
+    table = document["stores"][0]
+    for part in path:
+        table = table[part]
+    table[key] = "env:EMPTY_SECRET"
+    prefix = ".".join(("stores[0]", *path, key))
+    assert problems_of(document, tmp_path) == [
+        f"{prefix}: must not be empty (environment variable EMPTY_SECRET is empty)"
+    ]
+
+
+@pytest.mark.parametrize("content", ["", "\n", "\r\n"], ids=["empty", "newline", "crlf"])
+def test_an_empty_secret_file_is_an_error_naming_its_key(tmp_path: Path, content: str) -> None:
+    (tmp_path / "hook").write_text(content)
+    document = config_document(tmp_path / "db")
+    store = document["stores"][0]
+    del store["webhook_secret"]
+    store["webhook_secret_file"] = "hook"
+    assert problems_of(document, tmp_path) == [
+        f"stores[0].webhook_secret_file: must not be empty ({tmp_path / 'hook'} is empty)"
+    ]
+
+
+def test_a_short_webhook_secret_is_a_warning_naming_its_key(tmp_path: Path) -> None:
+    document = config_document(tmp_path / "db")
+    document["stores"][1]["webhook_secret"] = "x" * (MIN_WEBHOOK_SECRET_LENGTH - 1)
+    config = parse(document, tmp_path)  # valid: it loads
+    assert config.warnings() == [
+        "stores[1].webhook_secret: shorter than 16 characters; use a long random secret"
+    ]
+
+
+def test_a_short_webhook_secret_from_a_file_names_the_file_key(tmp_path: Path) -> None:
+    (tmp_path / "hook").write_text("short-secret\n")
+    document = config_document(tmp_path / "db")
+    store = document["stores"][0]
+    del store["webhook_secret"]
+    store["webhook_secret_file"] = "hook"
+    assert parse(document, tmp_path).warnings() == [
+        "stores[0].webhook_secret_file: shorter than 16 characters; use a long random secret"
+    ]
+
+
+def test_a_webhook_secret_of_16_characters_or_none_warns_of_nothing(tmp_path: Path) -> None:
+    document = config_document(tmp_path / "db")
+    document["stores"][0]["webhook_secret"] = "x" * MIN_WEBHOOK_SECRET_LENGTH
+    del document["stores"][1]["webhook_secret"]
+    document["stores"][1].update(allow_unsigned=True, cryptum_api_key="key")
+    assert parse(document, tmp_path).warnings() == []
+
+
+def test_warnings_never_show_the_secret(tmp_path: Path) -> None:
+    document = config_document(tmp_path / "db")
+    document["stores"][0]["webhook_secret"] = "Zq7-short"
+    warnings = parse(document, tmp_path).warnings()
+    assert warnings and "Zq7" not in "\n".join(warnings)
+
+
+def test_the_example_configs_placeholder_secret_is_warned_of() -> None:
+    assert load_config(REPO / "config.example.toml").warnings() == [
+        "stores[0].webhook_secret: shorter than 16 characters; use a long random secret"
+    ]
+
+
+def test_the_unsigned_callback_cap_defaults_to_60_a_minute(tmp_path: Path) -> None:
+    store = parse(config_document(tmp_path / "db"), tmp_path).stores[0]
+    assert store.unsigned_callbacks_per_minute == 60

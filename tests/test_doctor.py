@@ -33,9 +33,13 @@ async def cryptum() -> AsyncIterator[CryptumSimulator]:
         yield simulator
 
 
-def write(tmp_path: Path, shop: WooCommerceSimulator, **woocommerce: Any) -> Path:
+def write(
+    tmp_path: Path, shop: WooCommerceSimulator, *, webhook_secret: str = "", **woocommerce: Any
+) -> Path:
     document = config_document(tmp_path / "state" / "bridge.sqlite3")
     document["stores"] = [document["stores"][0]]
+    if webhook_secret:
+        document["stores"][0]["webhook_secret"] = webhook_secret
     document["stores"][0]["woocommerce"] = {
         "url": shop.base_url,
         "consumer_key": KEY,
@@ -61,6 +65,22 @@ async def test_a_good_install_has_no_problem(tmp_path: Path, shop: WooCommerceSi
     assert code == 0
     subjects = " ".join(f.subject for f in findings)
     assert "database" in subjects and "WooCommerce" in subjects and "listen" in subjects
+    assert not any(f.warning for f in findings)
+
+
+async def test_a_short_webhook_secret_is_a_warning_that_fails_nothing(
+    tmp_path: Path, shop: WooCommerceSimulator
+) -> None:
+    code, findings = await doctor(write(tmp_path, shop, webhook_secret="short-Qx9"))
+    assert problems(findings) == []
+    assert code == 0
+    (warning,) = [f for f in findings if f.warning]
+    assert warning.ok
+    assert warning.render() == (
+        "WARNING  config: stores[0].webhook_secret: shorter than 16 characters; "
+        "use a long random secret"
+    )
+    assert "Qx9" not in "\n".join(f.render() for f in findings)
 
 
 @pytest.mark.parametrize(
