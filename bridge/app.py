@@ -7,6 +7,8 @@ database closes last.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -32,6 +34,7 @@ from .state import (
     METRICS,
     READINESS,
     RECONCILER,
+    RETENTION,
     UNSIGNED_LIMITS,
     WORKER,
     LiveConfig,
@@ -116,7 +119,9 @@ def _announce_migration(from_version: int, to_version: int) -> None:
     )
 
 
-def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
+def _resources(
+    config: Config, clock: Callable[[], float], jitter: Callable[[], float], background: bool
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """Open, in order, what the app needs, and close it in reverse order."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
@@ -131,29 +136,40 @@ def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None
                 cipher=storage.cipher(),
                 background_checkpoints=True,
                 before_migrating=_announce_migration,
+                clock=clock,
             )
             try:
                 async with aiohttp.ClientSession() as session:
                     app[HTTP_SESSION] = session
                     clients, cryptum_clients = build_clients(config, session)
                     worker = DeliveryWorker(
-                        config, database, clients, cryptum_clients, metrics=app[METRICS]
+                        config,
+                        database,
+                        clients,
+                        cryptum_clients,
+                        metrics=app[METRICS],
+                        clock=clock,
+                        jitter=jitter,
                     )
-                    await worker.start()
+                    await worker.start(run_loop=background)
                     reconciler = Reconciler(
-                        config, database, cryptum_clients, on_enqueued=worker.wake
+                        config, database, cryptum_clients, on_enqueued=worker.wake, clock=clock
                     )
-                    reconciler.start()
-                    retention = RetentionJob(database, retention_days=config.storage.retention_days)
-                    retention.start()
+                    retention = RetentionJob(
+                        database, retention_days=config.storage.retention_days, clock=clock
+                    )
+                    if background:
+                        reconciler.start()
+                        retention.start()
                     app[DATABASE] = database
                     app[WORKER] = worker
                     app[RECONCILER] = reconciler
+                    app[RETENTION] = retention
                     app[READINESS] = Readiness(database, worker)
                     yield
-                    await retention.stop()
-                    await reconciler.stop()
-                    await worker.stop(timeout=config.server.shutdown_timeout_seconds)
+                    # Stopped already when shutdown began (`stop_background_work`);
+                    # again here for an app that failed before serving.
+                    await stop_background_work(app)
             finally:
                 await database.close()
         finally:
@@ -162,8 +178,40 @@ def _resources(config: Config) -> Callable[[web.Application], AsyncIterator[None
     return context
 
 
-def create_app(config: Config) -> web.Application:
-    """Build the bridge's application; the database opens when the app starts."""
+# On shutdown, running deliveries get this long to finish before they are
+# cancelled. A cancelled delivery loses nothing: its plan was saved before its
+# first side effect and the next start resumes it. Short, so that a stop stays
+# within 10 s even while a shop or Cryptum's API hangs.
+DELIVERY_GRACE_SECONDS = 5.0
+
+
+async def stop_background_work(app: web.Application) -> None:
+    """Stop retention, reconciliation and the delivery worker, in that order.
+
+    Runs as soon as shutdown begins, alongside the in-flight requests that
+    aiohttp lets finish, rather than after them.
+    """
+    if RETENTION not in app:
+        return  # the resources never opened
+    await app[RETENTION].stop()
+    await app[RECONCILER].stop()
+    grace = min(DELIVERY_GRACE_SECONDS, app[CONFIG].current.server.shutdown_timeout_seconds)
+    await app[WORKER].stop(timeout=grace)
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.time,
+    jitter: Callable[[], float] = random.random,
+    background: bool = True,
+) -> web.Application:
+    """Build the bridge's application; the database opens when the app starts.
+
+    `background=False` starts no delivery, reconciliation or retention loop:
+    a caller with its own `clock` then drives them (`DeliveryWorker.run_due`,
+    `Reconciler.run_once`), as the tests with a virtual clock do.
+    """
     # The body limit is enforced in the callback handler with a JSON answer;
     # this is a backstop for any other route.
     app = web.Application(
@@ -173,6 +221,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = LiveConfig(config)
     app[METRICS] = Metrics([store.name for store in config.stores])
     app[UNSIGNED_LIMITS] = StoreLimits()
-    app.cleanup_ctx.append(_resources(config))
+    app.cleanup_ctx.append(_resources(config, clock, jitter, background))
+    app.on_shutdown.append(stop_background_work)
     setup_routes(app)
     return app

@@ -285,8 +285,9 @@ class DeliveryConfig(_Section):
     confirm_recheck_seconds: float = Field(
         default=300,
         ge=0,
-        description="While Cryptum's API disagrees with a callback, ask again for this long, "
-        "then act on the API.",
+        description="While Cryptum's API and a callback name two different final statuses, "
+        "ask again for this long, then act on the API. A callback the API lags behind is "
+        "waited for until reconcile.lookback_hours instead.",
     )
 
     @model_validator(mode="after")
@@ -302,7 +303,12 @@ class ReconcileConfig(_Section):
     interval_seconds: float = Field(
         default=300, ge=1, description="Also runs once at start, to catch up after downtime."
     )
-    lookback_hours: float = Field(default=48, gt=0)
+    lookback_hours: float = Field(
+        default=48,
+        gt=0,
+        description="How far back each listing looks, and how long a callback is waited on "
+        "while Cryptum's API lags behind it.",
+    )
 
 
 class WooCommerceConfig(_Section):

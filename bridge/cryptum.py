@@ -7,17 +7,33 @@ transient ones are retried, a missing order and a refused key are not.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from yarl import URL
 
 from .payload import Transaction
 from .upstream import FailureKind, UpstreamFailure, connection_failure, parse_answer
+from .url_path import path_segment
 
-__all__ = ["CryptumClient", "CryptumOrder", "OrderPage", "classify"]
+__all__ = [
+    "MAX_PAGES",
+    "PAGE_SIZE",
+    "CryptumClient",
+    "CryptumOrder",
+    "ListedOrder",
+    "OrderPage",
+    "classify",
+]
+
+# The documented default and largest page of the order list.
+PAGE_SIZE = 100
+# A bound on one walk through the list, should the API keep answering full pages.
+MAX_PAGES = 100
 
 
 _SERVICE = "the Cryptum API"
@@ -29,29 +45,38 @@ class StoreRef(BaseModel):
     id: str
 
 
-class CryptumOrder(BaseModel):
-    """The fields of a Cryptum order the bridge acts on; the rest (customer data) is ignored."""
+class _OrderFields(BaseModel):
+    """What a read order and a listed one have in common."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    id: str
+    id: str = Field(min_length=1)
     ecommerce_order_id: str = Field(alias="ecommerceOrderId")
-    payment_status: str = Field(alias="paymentStatus")
-    order_total: str | None = Field(default=None, alias="orderTotal")
-    order_currency: str | None = Field(default=None, alias="orderCurrency")
     store: StoreRef | None = None
-    transactions: list[Transaction] | None = None
 
     @field_validator("ecommerce_order_id", mode="before")
     @classmethod
     def _id_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("store", mode="before")
     @classmethod
     def _store_reference(cls, value: Any) -> Any:
         # A single order names its store as an object, a listed order by its id alone.
         return {"id": value} if isinstance(value, str) else value
+
+    @property
+    def store_id(self) -> str | None:
+        return self.store.id if self.store is not None else None
+
+
+class CryptumOrder(_OrderFields):
+    """The fields of a Cryptum order the bridge acts on; the rest (customer data) is ignored."""
+
+    payment_status: str = Field(alias="paymentStatus")
+    order_total: str | None = Field(default=None, alias="orderTotal")
+    order_currency: str | None = Field(default=None, alias="orderCurrency")
+    transactions: list[Transaction] | None = None
 
     @field_validator("order_total", mode="before")
     @classmethod
@@ -64,14 +89,21 @@ class CryptumOrder(BaseModel):
                 return None
         return value
 
-    @property
-    def store_id(self) -> str | None:
-        return self.store.id if self.store is not None else None
+
+class ListedOrder(_OrderFields):
+    """An entry of the order list.
+
+    The documented entry carries no `paymentStatus`: its status is the one the
+    list was asked for. Where the API does send one, it is kept, so that an
+    entry whose status moved between the query and the answer can be told.
+    """
+
+    payment_status: str | None = Field(default=None, alias="paymentStatus")
 
 
 class OrderPage(BaseModel):
-    total: int | None = None
-    orders: list[CryptumOrder]
+    total: int | None = Field(default=None, ge=0)
+    orders: list[ListedOrder]
 
 
 def _error_message(answer: Any) -> str:
@@ -120,21 +152,22 @@ class CryptumClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
 
     async def get_order(self, order_id: str) -> CryptumOrder:
-        answer = await self._get(f"/orders/{order_id}", {})
+        answer = await self._get(f"/orders/{path_segment(order_id)}", {})
         return parse_answer(CryptumOrder, answer, service=_SERVICE)
 
     async def list_orders(
         self,
         *,
         store_id: str,
-        statuses: list[str],
+        payment_status: str,
         since: datetime,
-        limit: int = 100,
+        limit: int = PAGE_SIZE,
         offset: int = 0,
     ) -> OrderPage:
+        """One page of the store's orders in `payment_status`: the API takes one status."""
         query = {
             "storeId": store_id,
-            "paymentStatus": ",".join(statuses),
+            "paymentStatus": payment_status,
             "startDate": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "limit": str(limit),
             "offset": str(offset),
@@ -142,6 +175,40 @@ class CryptumClient:
         }
         answer = await self._get("/orders/", query)
         return parse_answer(OrderPage, answer, service=_SERVICE)
+
+    async def orders_in_status(
+        self,
+        *,
+        store_id: str,
+        payment_status: str,
+        since: datetime,
+        page_size: int = PAGE_SIZE,
+        max_pages: int = MAX_PAGES,
+    ) -> AsyncIterator[ListedOrder]:
+        """Every listed order in `payment_status`, page after page until the API's `total`.
+
+        Without a `total` in the answer, a short page is the last one. An API
+        that pages by fewer orders than asked for is still walked to the end,
+        since the offset advances by what each page really held.
+        """
+        offset = 0
+        for _ in range(max_pages):
+            page = await self.list_orders(
+                store_id=store_id,
+                payment_status=payment_status,
+                since=since,
+                limit=page_size,
+                offset=offset,
+            )
+            for order in page.orders:
+                yield order
+            offset += len(page.orders)
+            if not page.orders:
+                return
+            if page.total is not None and offset >= page.total:
+                return
+            if page.total is None and len(page.orders) < page_size:
+                return
 
     async def _get(self, path: str, query: dict[str, str]) -> Any:
         try:
@@ -151,9 +218,12 @@ class CryptumClient:
             raise
 
     async def _send(self, path: str, query: dict[str, str]) -> Any:
+        # Built encoded: the path's segments are percent-encoded already, and a
+        # URL parsed from text would have its dot segments resolved.
+        url = URL(self._base_url + path, encoded=True)
         try:
             async with self._session.get(
-                self._base_url + path,
+                url,
                 params=query,
                 headers={"x-api-key": self._api_key, "Accept": "application/json"},
                 timeout=self._timeout,

@@ -9,6 +9,11 @@ plan's change only looks for the note's marker among the order's notes, and
 posts the note if it is missing. A happy path costs two database writes (the
 plan, the finish) and three WooCommerce requests.
 
+A delivery acts on the status Cryptum's API reports, once the API has caught
+up with the callback (`confirmation.judge`), and records that status as
+applied in the statement that finishes it. A status already applied to the
+Cryptum order, by this delivery's event or any other, is not applied again.
+
 Deliveries of one order run one at a time in arrival order (the queue sees
 to that); different orders run in parallel, up to `delivery.concurrency`
 per store.
@@ -27,6 +32,7 @@ import structlog
 
 from .backoff import retry_delay
 from .config import Config, StoreConfig
+from .confirmation import Verdict, judge
 from .cryptum import CryptumClient
 from .delivery_plan import (
     PaymentFacts,
@@ -52,6 +58,10 @@ _IDLE_POLL_SECONDS = 1.0
 
 class Untrusted(Exception):
     """Cryptum's API does not vouch for the callback: nothing is applied, an admin must look."""
+
+
+class AwaitingCryptum(Exception):
+    """Cryptum's API has not caught up with the callback yet: check again later."""
 
 
 @dataclass
@@ -96,6 +106,7 @@ class DeliveryWorker:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._settings = config.delivery
+        self._reconcile = config.reconcile
         self._metrics = metrics or Metrics([store.name for store in config.stores])
         self._queue = DeliveryQueue(database)
         cryptum_clients = cryptum_clients or {}
@@ -123,6 +134,7 @@ class DeliveryWorker:
         deliveries, and with it the concurrency limit, stays right.
         """
         self._settings = config.delivery
+        self._reconcile = config.reconcile
         stores = {}
         for store_config in config.stores:
             store = self._stores.get(store_config.name)
@@ -136,11 +148,29 @@ class DeliveryWorker:
         self._stores = stores
         self.wake()
 
-    async def start(self) -> None:
+    async def start(self, *, run_loop: bool = True) -> None:
+        """Free the leases a stopped process left, then work the queue until stopped.
+
+        `run_loop=False` leaves the queue to `run_due`, for a caller that
+        drives time itself (a virtual clock in tests).
+        """
         released = await self._queue.release_leases()
         if released:
             log.info("delivery.leases_released", count=released)
-        self._task = asyncio.create_task(self._run(), name="delivery-worker")
+        if run_loop:
+            self._task = asyncio.create_task(self._run(), name="delivery-worker")
+
+    async def run_due(self) -> int:
+        """Work every delivery due now to its end (done, retry later, dead); returns how many."""
+        worked = 0
+        while True:
+            running = {task for store in self._stores.values() for task in store.tasks}
+            started = await self._claim_and_start()
+            worked += started
+            running |= {task for store in self._stores.values() for task in store.tasks}
+            if not running:
+                return worked
+            await asyncio.gather(*running)
 
     def wake(self) -> None:
         """New work may be due: look at the queue now rather than at the next poll."""
@@ -187,8 +217,9 @@ class DeliveryWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
-    async def _claim_and_start(self) -> None:
+    async def _claim_and_start(self) -> int:
         now = self._clock()
+        started = 0
         for store in self._stores.values():
             free = self._settings.concurrency - store.in_flight
             jobs = await self._queue.claim(
@@ -199,6 +230,8 @@ class DeliveryWorker:
                 task = asyncio.create_task(self._deliver(job, store))
                 store.tasks.add(task)
                 task.add_done_callback(store.tasks.discard)
+                started += 1
+        return started
 
     def _has_free_slot(self) -> bool:
         return any(s.in_flight < self._settings.concurrency for s in self._stores.values())
@@ -228,6 +261,8 @@ class DeliveryWorker:
         except UpstreamFailure as failure:
             self._metrics.upstream_errors.labels(failure.service, failure.kind.value).inc()
             await self._handle_failure(job, store, failure)
+        except AwaitingCryptum as lag:
+            await self._await_cryptum(job, str(lag))
         except Untrusted as problem:
             # A forged or misrouted callback that passed the signature check,
             # or a leaked webhook secret: worth an admin's attention.
@@ -259,16 +294,12 @@ class DeliveryWorker:
                     await client.add_note(job.woo_order_id, plan.note)
                 await self._finish(job, plan, order)
                 return
-        elif job.progress == "new":
-            earlier = await self._queue.delivered_before(job)
-            if earlier is not None:
-                reason = f"already applied by delivery {earlier}"
-                await self._queue.finish(job.delivery_id, "skipped", reason, now=self._clock())
-                self._metrics.deliveries.labels(job.store, "skipped").inc()
-                log.info("delivery.skipped", reason=reason)
-                return
+        elif await self._skip_if_applied(job, job.status):
+            return  # spares asking Cryptum about a status already applied
 
         payment = await self._confirm(job, store)  # stage: ask Cryptum
+        if payment.status != job.status and await self._skip_if_applied(job, payment.status):
+            return
         if order is None:
             order = await client.get_order(job.woo_order_id)  # stage: read
         plan = plan_delivery(  # stage: decide
@@ -289,6 +320,19 @@ class DeliveryWorker:
             await client.add_note(job.woo_order_id, plan.note)  # stage: note once
         await self._finish(job, plan, order)
 
+    async def _skip_if_applied(self, job: Job, status: str) -> bool:
+        """End the delivery as skipped if another one already applied `status` of this payment."""
+        earlier = await self._queue.applied_by(job.store, job.cryptum_order_id, status)
+        if earlier is None or earlier == job.delivery_id:
+            # A delivery run again by an admin decides anew; the rules see
+            # whatever it did the first time on the order itself.
+            return False
+        reason = f"{status} already applied by delivery {earlier}"
+        await self._queue.finish(job.delivery_id, "skipped", reason, now=self._clock())
+        self._metrics.deliveries.labels(job.store, "skipped").inc()
+        log.info("delivery.skipped", reason=reason)
+        return True
+
     async def _note_posted(self, job: Job, client: WooCommerceClient) -> bool:
         """Whether this run's note is among the order's notes already."""
         marker = note_marker(job.delivery_id, job.generation)
@@ -297,12 +341,19 @@ class DeliveryWorker:
     async def _confirm(self, job: Job, store: _Store) -> PaymentFacts:
         """The payment as Cryptum's API tells it, for a store with an API key.
 
-        Without a key, the stored callback is all there is. With one, the API
-        decides: the order must belong to this store and this WooCommerce
-        order, and its status, not the callback's, is acted on.
+        Without a key, the signed callback is all there is; a callback that
+        was accepted unsigned is then never applied, whatever the config says
+        now. With a key, the API decides: the order must belong to this store
+        and this WooCommerce order, and its status, not the callback's, is
+        acted on once `confirmation.judge` says so.
         """
         from_callback = payment_facts(job)
         if store.cryptum is None:
+            if job.signature_form == "unsigned":
+                raise Untrusted(
+                    "accepted without a signature, and the store has no Cryptum API key "
+                    "to confirm it with: never applied unconfirmed"
+                )
             return from_callback
         try:
             api_order = await store.cryptum.get_order(job.cryptum_order_id)
@@ -316,29 +367,58 @@ class DeliveryWorker:
             raise Untrusted(
                 f"the Cryptum order is for WooCommerce order {api_order.ecommerce_order_id}"
             )
-        if api_order.payment_status != job.status:
-            recheck_until = job.age_from + self._settings.confirm_recheck_seconds
-            if self._clock() < recheck_until:
-                # Cryptum's API may lag its own callback: ask again shortly.
-                raise UpstreamFailure(
-                    FailureKind.TRANSIENT,
-                    f"the Cryptum API says {api_order.payment_status!r} where the callback "
-                    f"says {job.status!r}; checking again",
-                )
-            log.warning(
-                "delivery.api_disagrees",
-                callback_status=job.status,
-                api_status=api_order.payment_status,
-            )
+        api_status = api_order.payment_status
+        verdict = judge(
+            job.status,
+            api_status,
+            now=self._clock(),
+            received_at=job.age_from,
+            recheck_seconds=self._settings.confirm_recheck_seconds,
+            lookback_seconds=self._reconcile.lookback_hours * 3600,
+        )
+        disagreement = f"the Cryptum API says {api_status!r} where the callback says {job.status!r}"
+        if verdict is Verdict.RECHECK:
+            raise UpstreamFailure(FailureKind.TRANSIENT, f"{disagreement}; checking again")
+        if verdict is Verdict.AWAIT_API:
+            raise AwaitingCryptum(f"{disagreement}; waiting for the API to catch up")
+        if verdict is Verdict.GIVE_UP:
+            hours = self._reconcile.lookback_hours
+            raise Untrusted(f"{disagreement} {hours:g} h after it arrived: nothing applied")
+        if api_status != job.status:
+            log.warning("delivery.api_disagrees", callback_status=job.status, api_status=api_status)
         transactions = tuple((t.protocol, t.hash) for t in api_order.transactions or ())
         return PaymentFacts(
-            status=api_order.payment_status,
+            status=api_status,
             cryptum_order_id=job.cryptum_order_id,
             transactions=transactions or from_callback.transactions,
             message=from_callback.message,
             expected_total=api_order.order_total,
             expected_currency=api_order.order_currency,
         )
+
+    async def _await_cryptum(self, job: Job, reason: str) -> None:
+        """Check a lagging API again: with backoff, yet at least every reconciliation interval.
+
+        Reconciliation would find the payment once the API settles, but it
+        leaves an order with a pending delivery to that delivery, so the
+        delivery itself must not sleep for longer than reconciliation would.
+        """
+        now = self._clock()
+        delay = min(
+            retry_delay(
+                job.attempts,
+                initial=self._settings.backoff_initial_seconds,
+                maximum=self._settings.backoff_max_seconds,
+                random=self._jitter,
+            ),
+            self._reconcile.interval_seconds,
+        )
+        # The last look is at the end of the lookback, when the verdict is final.
+        deadline = job.age_from + self._reconcile.lookback_hours * 3600
+        at = min(now + delay, deadline)
+        await self._queue.retry_later(job.delivery_id, at=at, error=reason, now=now)
+        self._metrics.deliveries.labels(job.store, "retry").inc()
+        log.info("delivery.awaiting_cryptum", reason=reason, delay_seconds=round(at - now, 3))
 
     async def _finish(self, job: Job, plan: Plan, order: WooOrder) -> None:
         if plan.give_up is not None:
@@ -347,7 +427,12 @@ class DeliveryWorker:
         changed = plan.changes is not None or plan.note is not None
         outcome = f"{plan.kind}: {plan.reason}"
         state = "done" if changed else "skipped"
-        await self._queue.finish(job.delivery_id, state, outcome, now=self._clock())
+        # Decided on the live order and carried out: this status is applied,
+        # even where the rules found nothing to change.
+        applied = plan.payment_status or job.status
+        await self._queue.finish(
+            job.delivery_id, state, outcome, now=self._clock(), applied_status=applied
+        )
         self._metrics.deliveries.labels(job.store, state).inc()
         if changed:
             log.info(
@@ -370,6 +455,15 @@ class DeliveryWorker:
             log.error("delivery.config_error", reason=failure.reason, status=failure.status)
             delay = self._settings.backoff_max_seconds
         else:
+            if failure.retry_after is not None and (
+                failure.retry_after > self._settings.backoff_max_seconds
+            ):
+                # A server asking for days must not dead-letter the payment now.
+                log.warning(
+                    "delivery.retry_after_capped",
+                    retry_after_seconds=round(failure.retry_after, 3),
+                    capped_seconds=self._settings.backoff_max_seconds,
+                )
             delay = retry_delay(
                 job.attempts,
                 initial=self._settings.backoff_initial_seconds,

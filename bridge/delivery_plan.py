@@ -9,7 +9,7 @@ order the bridge itself just changed.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -53,9 +53,23 @@ class Plan:
     # Set when the delivery must end on the dead-letter list once the plan is
     # carried out, so that an admin looks at it: the reason why.
     give_up: str | None = None
+    # The Cryptum payment status the plan acts on (None in plans saved before
+    # it was recorded: then the event's status).
+    payment_status: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The plan as saved with its delivery, without the order meta it writes.
+
+        The meta carries the callback's free-text `message`, which may hold
+        customer data; a resumed plan needs only what tells whether its
+        update landed and the note, so the meta is not stored at all.
+        """
+        saved = asdict(self)
+        if saved["changes"] is not None:
+            saved["changes"] = {
+                key: value for key, value in saved["changes"].items() if key != "meta_data"
+            }
+        return saved
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
@@ -114,7 +128,21 @@ def plan_delivery(
     rules: StatusRules,
     marker: str,
 ) -> Plan:
-    """Decide what to do with `order` now."""
+    """Decide what to do with `order` now; the plan records which status it acts on."""
+    return replace(
+        _plan(payment, order, gateway=gateway, rules=rules, marker=marker),
+        payment_status=payment.status,
+    )
+
+
+def _plan(
+    payment: PaymentFacts,
+    order: WooOrder,
+    *,
+    gateway: str,
+    rules: StatusRules,
+    marker: str,
+) -> Plan:
     action = decide(payment.status, OrderView(status=order.status, total=order.total), rules)
     facts = _describe_payment(payment)
     transaction_id = payment.transactions[0][1] if payment.transactions else None

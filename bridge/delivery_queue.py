@@ -35,6 +35,9 @@ class Job:
     decision: dict[str, Any] | None
     generation: int
     age_from: float
+    # How the event's callback was authenticated: a signature form, "unsigned"
+    # (a store with allow_unsigned), or None for reconciliation's own events.
+    signature_form: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,8 @@ class DeliveryQueue:
         rows = await self._connection.execute_fetchall(
             f"""
             SELECT d.id, d.event_id, d.store, d.woo_order_id, e.cryptum_order_id, e.status,
-                   e.payload, d.attempts, d.progress, d.decision, d.generation, d.age_from
+                   e.payload, d.attempts, d.progress, d.decision, d.generation, d.age_from,
+                   e.signature_form
             FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
             WHERE d.id IN ({", ".join("?" * len(ids))}) ORDER BY d.id
             """,
@@ -140,6 +144,7 @@ class DeliveryQueue:
                 decision=json.loads(decision) if decision else None,
                 generation=generation,
                 age_from=age_from,
+                signature_form=signature_form,
             )
             for (
                 delivery_id,
@@ -154,26 +159,45 @@ class DeliveryQueue:
                 decision,
                 generation,
                 age_from,
+                signature_form,
             ) in rows
         ]
 
-    async def delivered_before(self, job: Job) -> int | None:
-        """The id of another delivery that already applied this payment status, if any.
+    async def applied_by(self, store: str, cryptum_order_id: str, status: str) -> int | None:
+        """The delivery that applied `status` of this Cryptum order to its shop order, if any.
 
-        A callback and reconciliation, or two bodies of one callback, can
-        report the same (order, status); only the first one acts.
+        Applied means acted on as Cryptum's API reported it (or, for a store
+        without an API key, as the signed callback did), whatever events
+        reported it: one payment status is applied once.
+        """
+        rows = list(
+            await self._connection.execute_fetchall(
+                "SELECT delivery_id FROM applied_payments"
+                " WHERE store = ? AND cryptum_order_id = ? AND status = ?",
+                (store, cryptum_order_id, status),
+            )
+        )
+        return int(rows[0][0]) if rows else None
+
+    async def knows_payment(self, store: str, cryptum_order_id: str, status: str) -> bool:
+        """Whether `status` of this order was applied, or a pending delivery will see to it.
+
+        A pending delivery of the order reads its status from Cryptum's API
+        when it runs, so it applies `status` too if that is where the payment is.
         """
         rows = await self._connection.execute_fetchall(
             """
-            SELECT d.id FROM events AS e JOIN deliveries AS d ON d.event_id = e.id
-            WHERE e.store = ? AND e.cryptum_order_id = ? AND e.status = ?
-              AND d.state = 'done' AND d.id != ?
-            LIMIT 1
+            SELECT EXISTS (
+                SELECT 1 FROM applied_payments
+                WHERE store = :store AND cryptum_order_id = :order AND status = :status
+            ) OR EXISTS (
+                SELECT 1 FROM events AS e JOIN deliveries AS d ON d.event_id = e.id
+                WHERE e.store = :store AND e.cryptum_order_id = :order AND d.state = 'pending'
+            )
             """,
-            (job.store, job.cryptum_order_id, job.status, job.delivery_id),
+            {"store": store, "order": cryptum_order_id, "status": status},
         )
-        found = list(rows)
-        return int(found[0][0]) if found else None
+        return bool(next(iter(rows))[0])
 
     async def save_progress(
         self, delivery_id: int, progress: str, decision: dict[str, Any] | None, *, now: float
@@ -183,14 +207,28 @@ class DeliveryQueue:
             (progress, json.dumps(decision) if decision is not None else None, now, delivery_id),
         )
 
-    async def finish(self, delivery_id: int, state: str, outcome: str, *, now: float) -> None:
-        """End a delivery: `done`, `skipped` (nothing to change) or `dead`."""
+    async def finish(
+        self,
+        delivery_id: int,
+        state: str,
+        outcome: str,
+        *,
+        now: float,
+        applied_status: str | None = None,
+    ) -> None:
+        """End a delivery: `done`, `skipped` (nothing to change) or `dead`.
+
+        `applied_status` is the Cryptum status the delivery acted on; the same
+        statement records it in `applied_payments` (by trigger), so a finished
+        delivery and its record cannot part.
+        """
         await self._connection.execute(
             """
-            UPDATE deliveries SET state = ?, outcome = ?, lease_until = NULL, updated_at = ?
+            UPDATE deliveries SET state = ?, outcome = ?, lease_until = NULL, updated_at = ?,
+                                  applied_status = coalesce(?, applied_status)
             WHERE id = ?
             """,
-            (state, outcome, now, delivery_id),
+            (state, outcome, now, applied_status, delivery_id),
         )
 
     async def retry_later(self, delivery_id: int, *, at: float, error: str, now: float) -> None:
@@ -224,6 +262,15 @@ class DeliveryQueue:
         """Run an event's delivery again, whatever state it ended in."""
         cursor = await self._connection.execute(
             f"UPDATE deliveries SET {_REQUEUE} WHERE event_id = :event AND state != 'pending'",
+            {"now": now, "event": event_id},
+        )
+        return cursor.rowcount
+
+    async def requeue_finished_event(self, event_id: int, *, now: float) -> int:
+        """Run an event's delivery again if it ended done or skipped; a dead one stays dead."""
+        cursor = await self._connection.execute(
+            f"UPDATE deliveries SET {_REQUEUE}"
+            " WHERE event_id = :event AND state IN ('done', 'skipped')",
             {"now": now, "event": event_id},
         )
         return cursor.rowcount

@@ -167,7 +167,10 @@ async def _check_cryptum(store: StoreConfig, session: aiohttp.ClientSession) -> 
     )
     try:
         await client.list_orders(
-            store_id=store.cryptum_store_id, statuses=["confirmed"], since=_an_hour_ago(), limit=1
+            store_id=store.cryptum_store_id,
+            payment_status="confirmed",
+            since=_an_hour_ago(),
+            limit=1,
         )
     except UpstreamFailure as failure:
         fix = (

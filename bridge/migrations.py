@@ -115,6 +115,37 @@ MIGRATIONS: tuple[str, ...] = (
                 NEW.received_at, NEW.received_at);
     END;
     """,
+    # 3: what was applied, not what was seen. A delivery records the Cryptum
+    # status it acted on (the API's, which may differ from its callback's) in
+    # `applied_status`, and a trigger keeps one row per (store, Cryptum order,
+    # status) in `applied_payments`, in the statement that finishes the
+    # delivery. Later events reporting a status already applied change
+    # nothing; reconciliation enqueues what was never applied.
+    """
+    ALTER TABLE deliveries ADD COLUMN applied_status TEXT;
+    CREATE TABLE applied_payments (
+        store            TEXT    NOT NULL,
+        cryptum_order_id TEXT    NOT NULL,
+        status           TEXT    NOT NULL,
+        delivery_id      INTEGER NOT NULL,
+        applied_at       REAL    NOT NULL,
+        PRIMARY KEY (store, cryptum_order_id, status)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER deliveries_record_applied AFTER UPDATE OF applied_status ON deliveries
+    WHEN NEW.applied_status IS NOT NULL
+    BEGIN
+        INSERT OR IGNORE INTO applied_payments
+            (store, cryptum_order_id, status, delivery_id, applied_at)
+        SELECT NEW.store, e.cryptum_order_id, NEW.applied_status, NEW.id, NEW.updated_at
+        FROM events AS e WHERE e.id = NEW.event_id;
+    END;
+    -- Deliveries finished before this schema acted on their event's status.
+    INSERT OR IGNORE INTO applied_payments
+        (store, cryptum_order_id, status, delivery_id, applied_at)
+    SELECT d.store, e.cryptum_order_id, e.status, d.id, d.updated_at
+    FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+    WHERE d.state = 'done';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -2,11 +2,15 @@
 
 For each store with an API key, every `reconcile.interval_seconds` (and once
 at start), list the store's orders Cryptum updated within `lookback_hours`
-that are confirmed, cancelled or failed. Any (order, status) the bridge has no
-event for becomes an event of its own, marked `source = "reconcile"`, and is
-delivered like a callback. Running again finds nothing new, and a callback
-arriving late for the same payment changes nothing more: the status rules see
-the order already moved.
+that are confirmed, cancelled or failed: one query per status, since the API
+takes one, each walked page by page. What decides is what was applied, not
+what was seen: an (order, status) that no delivery applied, and that no
+pending delivery of the order will apply, becomes an event of its own, marked
+`source = "reconcile"`, and is delivered like a callback. So a callback
+whose delivery found the API lagging and ended without applying anything
+does not hide the payment once the API settles. Running again finds nothing
+new (the event's body is derived from the API's fields, so it is stored
+once), and a callback arriving late for an applied status changes nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from .config import Config, StoreConfig
-from .cryptum import CryptumClient, CryptumOrder
+from .cryptum import CryptumClient, ListedOrder
+from .delivery_queue import DeliveryQueue
+from .payload import is_woo_order_id
 from .signature import json_canonical
 from .storage import Database, NewEvent, StorageUnavailable
 from .upstream import UpstreamFailure
@@ -32,24 +38,21 @@ __all__ = ["RECONCILED_STATUSES", "Reconciler", "synthetic_callback"]
 log = structlog.get_logger("bridge.reconcile")
 
 RECONCILED_STATUSES = ("confirmed", "cancelled", "failed")
-_PAGE_SIZE = 100
-# A bound on one run, should the API keep returning full pages.
-_MAX_PAGES = 100
 
 
-def synthetic_callback(order: CryptumOrder, cryptum_store_id: str) -> bytes:
-    """The callback Cryptum would have sent for `order`, from the API's fields only.
+def synthetic_callback(order: ListedOrder, status: str, cryptum_store_id: str) -> bytes:
+    """The callback Cryptum would have sent for `order` in `status`, from the API's fields only.
 
-    Deterministic, so finding the same payment twice stores it once.
+    Deterministic, so finding the same payment twice stores it once. A listed
+    order carries no transactions: the delivery reads the order for them.
     """
-    transactions = [{"protocol": t.protocol, "hash": t.hash} for t in order.transactions or ()]
-    body = {
+    body: dict[str, object] = {
         "message": "found by reconciliation",
-        "status": order.payment_status,
+        "status": status,
         "orderId": order.id,
         "ecommerceOrderId": order.ecommerce_order_id,
         "storeId": cryptum_store_id,
-        "transactions": transactions,
+        "transactions": [],
         "updatedProducts": None,
     }
     return json.dumps(body, separators=(",", ":")).encode()
@@ -71,6 +74,7 @@ class Reconciler:
         self._stores = [store for store in config.stores if store.name in clients]
         self._clients = clients
         self._database = database
+        self._queue = DeliveryQueue(database)
         self._on_enqueued = on_enqueued
         self._clock = clock
         self._stop = asyncio.Event()
@@ -89,13 +93,20 @@ class Reconciler:
             self._task = asyncio.create_task(self._run(), name="reconcile")
 
     async def stop(self) -> None:
+        """Stop at once, even mid-pass: a pass cut short loses nothing, the next one redoes it."""
         self._stop.set()
         if self._task is not None:
-            await self._task
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     async def _run(self) -> None:
         while not self._stop.is_set():
-            await self.run_once()
+            try:
+                await self.run_once()
+            except Exception:  # a bug or a broken database: log it, try again next interval
+                log.exception("reconcile.crashed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._settings.interval_seconds)
 
@@ -117,29 +128,28 @@ class Reconciler:
             hours=self._settings.lookback_hours
         )
         enqueued = 0
-        for page_number in range(_MAX_PAGES):
-            page = await client.list_orders(
-                store_id=store.cryptum_store_id,
-                statuses=list(RECONCILED_STATUSES),
-                since=since,
-                limit=_PAGE_SIZE,
-                offset=page_number * _PAGE_SIZE,
-            )
-            for order in page.orders:
-                if await self._enqueue_if_unseen(store, order):
+        for status in RECONCILED_STATUSES:
+            async for order in client.orders_in_status(
+                store_id=store.cryptum_store_id, payment_status=status, since=since
+            ):
+                if await self._enqueue_if_unapplied(store, order, status):
                     enqueued += 1
-            if len(page.orders) < _PAGE_SIZE:
-                break
         return enqueued
 
-    async def _enqueue_if_unseen(self, store: StoreConfig, order: CryptumOrder) -> bool:
-        if order.payment_status not in RECONCILED_STATUSES:
-            return False
+    async def _enqueue_if_unapplied(
+        self, store: StoreConfig, order: ListedOrder, status: str
+    ) -> bool:
+        if order.payment_status is not None and order.payment_status != status:
+            return False  # moved since the query: the next pass lists it where it is now
         if order.store_id is not None and order.store_id != store.cryptum_store_id:
             return False  # not ours, whatever the listing says
-        if await self._database.has_event(store.name, order.id, order.payment_status):
+        if not is_woo_order_id(order.ecommerce_order_id):
+            # Not an order of a WooCommerce shop: nothing the bridge could apply.
+            log.warning("reconcile.unusable_order", store=store.name, cryptum_order_id=order.id)
             return False
-        body = synthetic_callback(order, store.cryptum_store_id)
+        if await self._queue.knows_payment(store.name, order.id, status):
+            return False
+        body = synthetic_callback(order, status, store.cryptum_store_id)
         recorded = await self._database.record_event(
             NewEvent(
                 store=store.name,
@@ -149,18 +159,25 @@ class Reconciler:
                 request_id=None,
                 cryptum_order_id=order.id,
                 woo_order_id=order.ecommerce_order_id,
-                status=order.payment_status,
+                status=status,
                 payload=body,
             )
         )
         if recorded.duplicate:
-            return False
+            # Found before, and its delivery ended without applying this
+            # status (the API moved on meanwhile, and has come back to it):
+            # run it again. One that ended dead waits for an admin.
+            requeued = await self._queue.requeue_finished_event(
+                recorded.event_id, now=self._clock()
+            )
+            if not requeued:
+                return False
         log.info(
             "reconcile.enqueued",
             store=store.name,
             event_id=recorded.event_id,
             cryptum_order_id=order.id,
             woo_order_id=order.ecommerce_order_id,
-            status=order.payment_status,
+            status=status,
         )
         return True

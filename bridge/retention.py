@@ -3,8 +3,10 @@
 After that, each payload is cut down to the fields the bridge and an admin
 still need (ids, status, transactions) and everything else, known or unknown,
 is dropped: Cryptum may add fields, and a field the bridge does not know could
-hold a name or an address. Hashes, statuses and decisions live in their own
-columns and stay.
+hold a name or an address. Hashes and statuses live in their own columns and
+stay. The plan a finished delivery saved goes too: plans saved by earlier
+versions carried the callback's free-text message, and a finished delivery
+never reads its plan again.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ async def purge_personal_data(database: Database, *, older_than: float, now: flo
                 for event_id, stored in rows
             ],
         )
+        # A pending delivery may still resume its plan; it is cleared once finished.
+        await connection.executemany(
+            "UPDATE deliveries SET decision = NULL"
+            " WHERE event_id = ? AND state != 'pending' AND decision IS NOT NULL",
+            [(event_id,) for event_id, _ in rows],
+        )
         redacted += len(rows)
 
 
@@ -91,9 +99,13 @@ class RetentionJob:
         self._task = asyncio.create_task(self._run(), name="retention")
 
     async def stop(self) -> None:
+        """Stop at once, even mid-run: every batch is committed on its own, the next run goes on."""
         self._stop.set()
         if self._task is not None:
-            await self._task
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     async def run_once(self) -> int:
         now = self._clock()

@@ -11,6 +11,7 @@ from .metrics import Metrics
 from .rate_limit import StoreLimits
 from .readiness import Readiness
 from .reconcile import Reconciler
+from .retention import RetentionJob
 from .storage import Database
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "READINESS",
     "RECONCILER",
     "REQUEST_ID",
+    "RETENTION",
     "UNSIGNED_LIMITS",
     "WORKER",
     "LiveConfig",
@@ -40,6 +42,7 @@ METRICS = web.AppKey("metrics", Metrics)
 READINESS = web.AppKey("readiness", Readiness)
 WORKER = web.AppKey("worker", DeliveryWorker)
 RECONCILER = web.AppKey("reconciler", Reconciler)
+RETENTION = web.AppKey("retention", RetentionJob)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 # Per-store caps on new unsigned callbacks; in memory, so a restart starts them afresh.
 UNSIGNED_LIMITS = web.AppKey("unsigned_limits", StoreLimits)

@@ -153,8 +153,10 @@ class Database:
         *,
         commit_batch_max: int,
         cipher: PayloadCipher | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self._connection = connection
+        self._clock = clock
         self.path = path
         self._cipher = cipher
         self._writer: GroupCommitter[NewEvent | _Probe, Recorded | None] = GroupCommitter(
@@ -174,6 +176,7 @@ class Database:
         cipher: PayloadCipher | None = None,
         background_checkpoints: bool = False,
         before_migrating: Callable[[int, int], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> Database:
         """Open (creating and migrating if needed) the database at `path`.
 
@@ -181,6 +184,7 @@ class Database:
         then run in a thread of their own instead of after a commit.
         `before_migrating(from_version, to_version)` is told before an existing
         database is migrated, which may take a while when it is large.
+        `clock` stamps stored events (their arrival starts every delivery's clock).
         """
         if create:
             try:
@@ -203,7 +207,9 @@ class Database:
         except BaseException:
             await connection.close()
             raise
-        database = cls(connection, path, commit_batch_max=commit_batch_max, cipher=cipher)
+        database = cls(
+            connection, path, commit_batch_max=commit_batch_max, cipher=cipher, clock=clock
+        )
         if background_checkpoints:
             try:
                 database._checkpointer = await WalCheckpointer.open(
@@ -267,9 +273,9 @@ class Database:
             if len(events) < len(items):
                 await self._connection.execute(
                     "INSERT OR REPLACE INTO health_probe (id, checked_at) VALUES (1, ?)",
-                    (time.time(),),
+                    (self._clock(),),
                 )
-            recorded = iter(await _insert_events(self._connection, events, time.time()))
+            recorded = iter(await _insert_events(self._connection, events, self._clock()))
         except sqlite3.Error as error:
             self.last_write_error = _describe_sqlite_error(error)
             raise StorageUnavailable(self.last_write_error) from None
@@ -291,14 +297,6 @@ class Database:
             (*parameters, limit),
         )
         return [EventRow(*row) for row in rows]
-
-    async def has_event(self, store: str, cryptum_order_id: str, status: str) -> bool:
-        """Whether any event (callback or reconciliation) reported this status of this order."""
-        rows = await self._connection.execute_fetchall(
-            "SELECT 1 FROM events WHERE store = ? AND cryptum_order_id = ? AND status = ? LIMIT 1",
-            (store, cryptum_order_id, status),
-        )
-        return bool(list(rows))
 
     async def get_event(self, event_id: int) -> EventRow | None:
         rows = list(

@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bridge.reconcile import RECONCILED_STATUSES
 from bridge.simulators.cryptum import CryptumSimulator
 from bridge.simulators.woocommerce import WooCommerceSimulator
 
@@ -80,6 +81,16 @@ def bridge(
     assert running.stop() == 0
 
 
+async def first_reconciliation_done(cryptum: CryptumSimulator) -> None:
+    """Wait for the pass a starting bridge makes: one listing per reconciled status."""
+    await wait_until(
+        lambda: (
+            sum(r.path == "/plugins/orders/" and r.status == 200 for r in cryptum.api_requests)
+            >= len(RECONCILED_STATUSES)
+        )
+    )
+
+
 def order_for(cryptum: CryptumSimulator, bridge: Bridge, woo_order_id: str, total: str) -> str:
     order = cryptum.create_order(
         store_id=MAIN_STORE_ID,
@@ -116,6 +127,8 @@ async def test_after_the_recheck_window_the_api_status_is_acted_on(
 ) -> None:
     bridge = confirming_bridge(tmp_path, shop, cryptum, recheck_seconds=0).start()
     try:
+        # Else that pass may find the cancellation first, and the callback has nothing to do.
+        await first_reconciliation_done(cryptum)
         order_id = order_for(cryptum, bridge, "11", "20.00")
         cryptum.set_status(order_id, "cancelled")
         sent = await cryptum.send_callback(order_id, status="confirmed")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from bridge.cryptum import CryptumClient
 from bridge.simulators.cryptum import CryptumSimulator
@@ -50,7 +52,7 @@ async def test_reads_an_order(cryptum: CryptumSimulator, session: aiohttp.Client
     assert [(t.protocol, t.hash) for t in order.transactions or []] == [("CELO", "0xabc")]
 
 
-async def test_lists_recent_orders_by_status(
+async def test_lists_recent_orders_in_one_status(
     cryptum: CryptumSimulator, session: aiohttp.ClientSession
 ) -> None:
     ids = {}
@@ -66,15 +68,143 @@ async def test_lists_recent_orders_by_status(
         ids[woo_id] = created.id
     since = datetime.now(UTC) - timedelta(hours=1)
     page = await client(cryptum, session).list_orders(
-        store_id=STORE, statuses=["confirmed", "failed"], since=since
+        store_id=STORE, payment_status="failed", since=since
     )
-    assert sorted(order.ecommerce_order_id for order in page.orders) == ["1", "3"]
-    assert page.total == 2
-    assert all(order.store_id == STORE for order in page.orders)
+    assert [order.ecommerce_order_id for order in page.orders] == ["3"]
+    assert page.total == 1
+    # A listed order names its store by id alone, and (as documented) not its status.
+    assert page.orders[0].store_id == STORE
+    assert page.orders[0].payment_status is None
+    (query,) = [r.query for r in cryptum.api_requests if r.path == "/plugins/orders/"]
+    assert query["paymentStatus"] == "failed" and query["storeId"] == STORE
     later = await client(cryptum, session).list_orders(
-        store_id=STORE, statuses=["confirmed"], since=datetime.now(UTC) + timedelta(hours=1)
+        store_id=STORE, payment_status="confirmed", since=datetime.now(UTC) + timedelta(hours=1)
     )
     assert later.orders == []
+
+
+async def test_walks_every_page_of_a_status(
+    cryptum: CryptumSimulator, session: aiohttp.ClientSession
+) -> None:
+    for number in range(1, 8):
+        created = cryptum.create_order(
+            store_id=STORE,
+            ecommerce_order_id=str(number),
+            total="1.00",
+            callback_url="http://127.0.0.1:9/",
+        )
+        cryptum.set_status(created.id, "confirmed")
+    since = datetime.now(UTC) - timedelta(hours=1)
+    listed = [
+        order.ecommerce_order_id
+        async for order in client(cryptum, session).orders_in_status(
+            store_id=STORE, payment_status="confirmed", since=since, page_size=3
+        )
+    ]
+    assert sorted(listed, key=int) == [str(n) for n in range(1, 8)]
+    offsets = [r.query["offset"] for r in cryptum.api_requests if r.path == "/plugins/orders/"]
+    assert offsets == ["0", "3", "6"]
+
+
+QUERIES = web.AppKey("queries", list[dict[str, str]])
+
+
+def listing_server(pages: list[dict[str, Any]]) -> web.Application:
+    """An order list that answers `pages` in turn, whatever it is asked, recording the queries."""
+    app = web.Application()
+    app[QUERIES] = []
+
+    async def listing(request: web.Request) -> web.Response:
+        app[QUERIES].append(dict(request.query))
+        return web.json_response(pages[min(len(app[QUERIES]), len(pages)) - 1])
+
+    app.router.add_get("/plugins/orders/", listing)
+    return app
+
+
+def entry(number: int, store: Any = STORE) -> dict[str, Any]:
+    return {"id": f"c-{number}", "ecommerceOrderId": str(number), "store": store}
+
+
+async def test_a_short_page_does_not_end_the_walk_before_the_total(
+    aiohttp_server: Any, session: aiohttp.ClientSession
+) -> None:
+    # An API that pages by two whatever limit it is given: the total decides.
+    pages = [
+        {"total": 5, "orders": [entry(1), entry(2)]},
+        {"total": 5, "orders": [entry(3), entry(4, {"id": STORE, "name": "x"})]},
+        {"total": 5, "orders": [entry(5)]},
+        {"total": 5, "orders": [entry(6)]},  # never asked for
+    ]
+    server = listing_server(pages)
+    running = await aiohttp_server(server)
+    api = CryptumClient(
+        base_url=str(running.make_url("/plugins")),
+        api_key="k",
+        session=session,
+        timeout_seconds=2,
+    )
+    since = datetime.now(UTC)
+    listed = [
+        (order.id, order.store_id)
+        async for order in api.orders_in_status(
+            store_id=STORE, payment_status="confirmed", since=since
+        )
+    ]
+    assert listed == [(f"c-{n}", STORE) for n in range(1, 6)]
+    assert [q["offset"] for q in server[QUERIES]] == ["0", "2", "4"]
+    assert all(q["limit"] == "100" and q["withCount"] == "true" for q in server[QUERIES])
+
+
+async def test_without_a_total_a_short_page_is_the_last(
+    aiohttp_server: Any, session: aiohttp.ClientSession
+) -> None:
+    pages = [{"orders": [entry(n) for n in range(1, 4)]}, {"orders": [entry(9)]}]
+    server = listing_server(pages)
+    running = await aiohttp_server(server)
+    api = CryptumClient(
+        base_url=str(running.make_url("/plugins")),
+        api_key="k",
+        session=session,
+        timeout_seconds=2,
+    )
+    listed = [
+        order.id
+        async for order in api.orders_in_status(
+            store_id=STORE, payment_status="failed", since=datetime.now(UTC), page_size=3
+        )
+    ]
+    # A full page, then a short one: the walk asks twice and stops.
+    assert listed == ["c-1", "c-2", "c-3", "c-9"]
+    assert len(server[QUERIES]) == 2
+
+
+async def test_an_order_id_stays_one_path_segment(
+    aiohttp_server: Any, session: aiohttp.ClientSession
+) -> None:
+    seen: list[str] = []
+
+    async def anything(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.json_response({"message": "no"}, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", anything)
+    running = await aiohttp_server(app)
+    api = CryptumClient(
+        base_url=str(running.make_url("/plugins")),
+        api_key="k",
+        session=session,
+        timeout_seconds=2,
+    )
+    for order_id in ("../orders/?storeId=x", "..", "a/b#c"):
+        with pytest.raises(UpstreamFailure):
+            await api.get_order(order_id)
+    assert seen == [
+        "/plugins/orders/..%2Forders%2F%3FstoreId%3Dx",
+        "/plugins/orders/%2E%2E",
+        "/plugins/orders/a%2Fb%23c",
+    ]
 
 
 @pytest.mark.parametrize(

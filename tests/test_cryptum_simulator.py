@@ -268,19 +268,29 @@ async def test_list_filters_by_store_and_lists_newest_update_first(
     assert await list_ids(session, cryptum) == ["4", "3", "2", "1", "0"]
     cryptum.set_status(listed["1"].id, "confirmed")
     assert await list_ids(session, cryptum) == ["1", "4", "3", "2", "0"]
-    status, body = await api_get(session, cryptum, "/orders", params={"storeId": OTHER_STORE})
+    status, body = await api_get(
+        session, cryptum, "/orders", key=OTHER_KEY, params={"storeId": OTHER_STORE}
+    )
     assert (status, [order["ecommerceOrderId"] for order in body["orders"]]) == (200, ["other"])
-    # As documented for lists: the store as its id, not as an object.
+    # As documented for lists: the store as its id, not as an object, and no
+    # paymentStatus or transactions (the documented entry shows neither).
     assert body["orders"][0]["store"] == OTHER_STORE
-    assert body["orders"][0]["paymentStatus"] == "pending"
+    assert "paymentStatus" not in body["orders"][0]
+    assert "transactions" not in body["orders"][0]
 
 
-async def test_list_filters_by_one_or_several_payment_statuses(
+async def test_a_key_lists_only_its_own_stores_orders(
     cryptum: CryptumSimulator, session: aiohttp.ClientSession, listed: dict[str, SimCryptumOrder]
 ) -> None:
-    assert await list_ids(session, cryptum, paymentStatus="confirmed") == ["2"]
-    assert await list_ids(session, cryptum, paymentStatus="pending,on-hold") == ["1", "0"]
-    assert await list_ids(session, cryptum, paymentStatus="failed, cancelled") == ["4", "3"]
+    status, body = await api_get(session, cryptum, "/orders/", params={"storeId": OTHER_STORE})
+    assert (status, body) == (403, {"error": {"message": "Forbidden"}})
+
+
+async def test_list_filters_by_one_payment_status(
+    cryptum: CryptumSimulator, session: aiohttp.ClientSession, listed: dict[str, SimCryptumOrder]
+) -> None:
+    for number, status in enumerate(["pending", "on-hold", "confirmed", "failed", "cancelled"]):
+        assert await list_ids(session, cryptum, paymentStatus=status) == [str(number)]
 
 
 async def test_list_filters_on_updated_at_inclusively(
@@ -337,6 +347,13 @@ async def test_list_returns_at_most_one_hundred_orders(
         ({}, "storeId"),
         ({"paymentStatus": "paid"}, "paymentStatus"),
         ({"paymentStatus": "confirmed,"}, "paymentStatus"),
+        # Documented as ONE enum value: a list of them is refused.
+        ({"paymentStatus": "confirmed,cancelled,failed"}, "paymentStatus"),
+        ({"paymentStatus": "pending,on-hold"}, "paymentStatus"),
+        ({"paymentStatus": " confirmed"}, "paymentStatus"),
+        # Not among the documented parameters.
+        ({"status": "confirmed"}, "status"),
+        ({"page": "2"}, "page"),
         ({"startDate": "yesterday"}, "startDate"),
         ({"endDate": "2026-13-01"}, "endDate"),
         ({"startDate": "2026-01-12", "endDate": "2026-01-11"}, "startDate"),

@@ -108,14 +108,33 @@ async def test_503s_are_retried_until_delivered_with_one_note(
     assert len(bridge_notes(shop, 13)) == 1
 
 
-async def test_429_retry_after_is_honoured(bridge: Bridge, shop: WooCommerceSimulator) -> None:
-    shop.fail_next(1, status=429, retry_after=1)
-    answer = await bridge.send(order_id="ra-13", woo_order_id="13", status="confirmed")
-    started = asyncio.get_running_loop().time()
-    await bridge.settled(answer["event_id"])
-    # backoff_max_seconds is 0.5 s, so only Retry-After explains a wait of a second.
-    assert asyncio.get_running_loop().time() - started >= 1.0
+async def test_429_retry_after_is_honoured(tmp_path: Path, shop: WooCommerceSimulator) -> None:
+    delivery = {"timeout_seconds": 2, "backoff_initial_seconds": 0.05, "backoff_max_seconds": 3}
+    bridge = Bridge(tmp_path, shop, key=KEY, secret=SECRET, delivery=delivery).start()
+    try:
+        shop.fail_next(1, status=429, retry_after=1)
+        answer = await bridge.send(order_id="ra-13", woo_order_id="13", status="confirmed")
+        started = asyncio.get_running_loop().time()
+        await bridge.settled(answer["event_id"])
+        # The first backoff is at most 0.05 s: only Retry-After explains a wait of a second.
+        assert asyncio.get_running_loop().time() - started >= 1.0
+        assert shop.orders[13].status == "processing"
+    finally:
+        assert bridge.stop() == 0
+
+
+async def test_a_retry_after_past_the_longest_backoff_is_capped_not_dead(
+    bridge: Bridge, shop: WooCommerceSimulator
+) -> None:
+    # Ten days, against max_age_hours = 72: uncapped, the delivery would die at once.
+    shop.fail_next(1, status=429, retry_after=10 * 86400)
+    answer = await bridge.send(order_id="rc-13", woo_order_id="13", status="confirmed")
+    delivery = await bridge.settled(answer["event_id"])
+    assert delivery["state"] == "done"
     assert shop.orders[13].status == "processing"
+    assert bridge.daemon is not None
+    (capped,) = [e for e in bridge.daemon.events() if e["event"] == "delivery.retry_after_capped"]
+    assert (capped["retry_after_seconds"], capped["capped_seconds"]) == (864000, 0.5)
 
 
 async def test_lost_put_response_adds_no_second_note(

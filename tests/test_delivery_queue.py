@@ -153,7 +153,27 @@ async def test_replay_requeues_a_finished_delivery_only(
     assert (await queue.counts()) == {"pending": 1}
 
 
-async def test_a_payment_status_already_applied_is_found(
+async def test_the_status_a_delivery_acted_on_is_recorded_as_applied(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    # The callback said confirmed; the delivery acted on what the API said.
+    await record(database, event("callback", "1"))
+    (job,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
+    assert await queue.applied_by("main", "c-callback", "cancelled") is None
+    await queue.finish(
+        job.delivery_id,
+        "done",
+        "set_status: payment cancelled",
+        now=NOW + 11,
+        applied_status="cancelled",
+    )
+    assert await queue.applied_by("main", "c-callback", "cancelled") == job.delivery_id
+    # What the event claimed was seen, not applied.
+    assert await queue.applied_by("main", "c-callback", "confirmed") is None
+    assert await queue.applied_by("second", "c-callback", "cancelled") is None
+
+
+async def test_a_status_applied_once_keeps_its_first_delivery(
     database: Database, queue: DeliveryQueue
 ) -> None:
     callback = event("callback", "1")
@@ -162,8 +182,51 @@ async def test_a_payment_status_already_applied_is_found(
         callback, body_sha256=hashlib.sha256(b"other").digest(), source="reconcile"
     )
     await record(database, callback, reconciled)
+    (first,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
+    await queue.finish(first.delivery_id, "done", "pay", now=NOW + 11, applied_status="confirmed")
+    (second,) = await queue.claim("main", 5, now=NOW + 12, lease_seconds=60)
+    await queue.finish(second.delivery_id, "skipped", "x", now=NOW + 13, applied_status="confirmed")
+    assert await queue.applied_by("main", "c-callback", "confirmed") == first.delivery_id
+
+
+async def test_finishing_without_an_applied_status_records_nothing(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, event("dead", "1"))
     (job,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
-    assert await queue.delivered_before(job) is None
-    await queue.finish(job.delivery_id, "done", "pay: payment confirmed", now=NOW + 11)
-    (later,) = await queue.claim("main", 5, now=NOW + 12, lease_seconds=60)
-    assert await queue.delivered_before(later) == job.delivery_id
+    await queue.finish(job.delivery_id, "dead", "not confirmed", now=NOW + 11)
+    assert await queue.applied_by("main", "c-dead", "confirmed") is None
+    assert not await queue.knows_payment("main", "c-dead", "confirmed")
+
+
+async def test_a_payment_is_known_while_a_delivery_of_its_order_is_pending(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, replace(event("p", "1"), status="pending"))
+    # Any pending delivery of the Cryptum order reads its status from the API.
+    assert await queue.knows_payment("main", "c-p", "confirmed")
+    assert not await queue.knows_payment("main", "c-other", "confirmed")
+    assert not await queue.knows_payment("second", "c-p", "confirmed")
+    (job,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
+    await queue.finish(
+        job.delivery_id, "skipped", "pending", now=NOW + 11, applied_status="pending"
+    )
+    assert not await queue.knows_payment("main", "c-p", "confirmed")
+    assert await queue.knows_payment("main", "c-p", "pending")
+
+
+async def test_only_a_finished_not_dead_event_is_requeued_for_reconciliation(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    done_id, dead_id, pending_id = await record(
+        database, event("done", "1"), event("dead", "2"), event("pending", "3")
+    )
+    jobs = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
+    await queue.finish(jobs[0].delivery_id, "done", "x", now=NOW + 11)
+    await queue.finish(jobs[1].delivery_id, "dead", "x", now=NOW + 11)
+    assert await queue.requeue_finished_event(done_id, now=NOW + 12) == 1
+    assert await queue.requeue_finished_event(dead_id, now=NOW + 12) == 0
+    assert await queue.requeue_finished_event(pending_id, now=NOW + 12) == 0
+    states = {row.event_id: (row.state, row.progress) for row in await queue.list()}
+    assert states[done_id] == ("pending", "new")
+    assert states[dead_id][0] == "dead"

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ from support import (
     CUSTOMER_EMAIL,
     SESSION_LOGS,
     callback_body,
+    config_document,
     signed_headers,
+    to_toml,
     write_config,
 )
 
@@ -73,12 +76,19 @@ class Shim:
     def post(
         self, path: str, body: bytes, headers: dict[str, str], method: str = "POST"
     ) -> tuple[int, bytes]:
+        status, answer, _ = self.exchange(path, body, headers, method)
+        return status, answer
+
+    def exchange(
+        self, path: str, body: bytes, headers: dict[str, str], method: str = "POST"
+    ) -> tuple[int, bytes, Message]:
+        """Status, body and headers of the shim's answer."""
         request = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read()
+                return response.status, response.read(), response.headers
         except urllib.error.HTTPError as error:
-            return error.code, error.read()
+            return error.code, error.read(), error.headers
 
     def stop(self) -> str:
         """Stop the server and return what it logged."""
@@ -162,6 +172,35 @@ def test_a_forged_callback_gets_the_bridges_401(shim: Shim, path: str) -> None:
     status, answer = shim.post(path, body, signed_headers(body, secret="not-the-secret"))
     assert status == 401
     assert json.loads(answer) == {"error": "invalid_signature"}
+
+
+@pytest.mark.parametrize("path", [WC_API_PATH, REST_PATH])
+def test_an_unsigned_callback_past_the_cap_gets_the_bridges_429_and_retry_after(
+    tmp_path: Path, path: str
+) -> None:
+    document = config_document(tmp_path / "state" / "bridge.sqlite3")
+    document["stores"][0] |= {
+        "allow_unsigned": True,
+        "unsigned_callbacks_per_minute": 1,
+        # Never asked here: the cap is checked before anything is delivered.
+        "cryptum_api_key": "cryptum-api-key-relay",
+    }
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml(document))
+    daemon = Daemon(config)
+    try:
+        with serve_shim(daemon.url) as shim:
+            first = callback_body()
+            status, _, _ = shim.exchange(path, first, {"Content-Type": "application/json"})
+            assert status == 200
+            second = callback_body()
+            status, answer, headers = shim.exchange(
+                path, second, {"Content-Type": "application/json"}
+            )
+            assert (status, json.loads(answer)) == (429, {"error": "rate_limited"})
+            assert 1 <= int(headers["Retry-After"]) <= 60
+    finally:
+        assert daemon.stop() == 0
 
 
 def test_options_is_answered_200_like_the_reference_plugin(shim: Shim) -> None:

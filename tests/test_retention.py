@@ -85,3 +85,27 @@ async def test_old_payloads_lose_personal_data_and_recent_ones_keep_it(tmp_path:
         assert (again.duplicate, again.event_id) == (True, old.event_id)
     finally:
         await database.close()
+
+
+async def test_the_plan_of_a_finished_delivery_goes_with_the_personal_data(tmp_path: Path) -> None:
+    database = await Database.open(tmp_path / "bridge.sqlite3")
+    try:
+        finished = await database.record_event(event(callback_body(order_id="finished")))
+        waiting = await database.record_event(event(callback_body(order_id="waiting")))
+        now = 2_000_000_000.0
+        # A plan as earlier versions saved it, with the callback's message in its meta.
+        plan = json.dumps({"note": "n", "changes": {"meta_data": [{"value": CUSTOMER_NAME}]}})
+        await database.connection.execute("UPDATE events SET received_at = ?", (now - 91 * DAY,))
+        await database.connection.execute("UPDATE deliveries SET decision = ?", (plan,))
+        await database.connection.execute(
+            "UPDATE deliveries SET state = 'done' WHERE event_id = ?", (finished.event_id,)
+        )
+        assert await RetentionJob(database, retention_days=90, clock=lambda: now).run_once() == 2
+        rows = dict(
+            await database.connection.execute_fetchall("SELECT event_id, decision FROM deliveries")
+        )
+        assert rows[finished.event_id] is None
+        # A delivery still pending may resume its plan.
+        assert rows[waiting.event_id] == plan
+    finally:
+        await database.close()

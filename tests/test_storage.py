@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.delivery_queue import DeliveryQueue
 from bridge.migrations import MIGRATIONS, SCHEMA_VERSION
 from bridge.storage import Database, NewEvent, StorageError, StorageUnavailable
 
@@ -120,7 +121,10 @@ async def test_a_version_1_database_is_upgraded_with_its_events_and_deliveries(
         new = await upgraded.record_event(event("new"))
         assert not new.duplicate
         assert (await upgraded.get_event(new.event_id)).delivery_state == "pending"  # type: ignore[union-attr]
-        assert await upgraded.has_event("main", "c-old", "confirmed")
+        # A delivery done before schema 3 counts as having applied its event's status.
+        queue = DeliveryQueue(upgraded)
+        assert await queue.applied_by("main", "c-old", "confirmed") == 1
+        assert await queue.applied_by("main", "c-old", "cancelled") is None
     finally:
         await upgraded.close()
     with sqlite3.connect(path) as connection:

@@ -3,18 +3,22 @@
 Routes, relative to the base path `/plugins`:
 - `GET /orders/{orderId}`: one order;
 - `GET /orders/` (or `/orders`): a page of a store's orders, newest `updatedAt`
-  first, with `storeId` (required, as documented), `paymentStatus` (one status
-  or several separated by commas), `startDate` and `endDate` (ISO 8601 date or
-  date-time, inclusive; a bare date covers its whole UTC day), `limit` (1 to
-  100, default 100), `offset` (default 0) and `withCount` or `withTotal`
-  (`true` adds `total`, the number of matching orders);
+  first, with `storeId` (required, as documented), `paymentStatus` (ONE of the
+  documented enum values, as documented: a comma list is refused), `startDate`
+  and `endDate` (ISO 8601 date or date-time, inclusive; a bare date covers its
+  whole UTC day), `limit` (1 to 100, default 100), `offset` (default 0) and
+  `withCount` or `withTotal` (`true` adds `total`, the number of matching
+  orders);
 - `POST /orders/checkout`: create an order from the documented fields.
 
-Every request needs an `x-api-key` header holding a store's key. Any valid key
-may read or create any store's orders: how the real API treats another store's
-key is not documented. Errors are `{"error": {"message": ...}}`; parameter
-values outside the documented ones are a 400 (the real API's exact limits and
-messages are not documented either). Not simulated: the order update route,
+Every request needs an `x-api-key` header holding a store's key. Errors are
+`{"error": {"message": ...}}`. Where the documentation is silent the
+simulator is strict, so that a client cannot come to rely on leniency the
+real API may not have: a query parameter the documentation does not list is
+a 400; parameter values outside the documented ones are a 400 (the real
+API's exact limits and messages are not documented); a key may list only its
+own store's orders (403), though it may read any single order (the bridge
+checks a read order's store itself). Not simulated: the order update route,
 bearer-token authentication and the store API.
 """
 
@@ -46,6 +50,19 @@ _DAY_MS = 86_400_000
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DIGITS = re.compile(r"\d{1,9}")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+# The query parameters the "Get Orders" documentation lists; any other is refused.
+_LIST_PARAMETERS = frozenset(
+    {
+        "limit",
+        "offset",
+        "storeId",
+        "paymentStatus",
+        "startDate",
+        "endDate",
+        "withCount",
+        "withTotal",
+    }
+)
 # The documented creation fields; `paymentStatus` and the return URLs are optional.
 _REQUIRED_FIELDS = (
     "ecommerceOrderId",
@@ -108,7 +125,7 @@ class CryptumApi:
     def _route(self, request: ApiRequest) -> ApiResponse:
         route = request.route
         if route in ("/orders", "/orders/") and request.method == "GET":
-            return self._list(request.query)
+            return self._list(request.query, request.api_key or "")
         if route == "/orders/checkout" and request.method == "POST":
             return self._checkout(request.body)
         order_id = route.removeprefix("/orders/")
@@ -123,8 +140,12 @@ class CryptumApi:
             raise ApiError(404, "Order not found") from None
         return ApiResponse(200, order_json(order, self.backend.stores[order.store_id]))
 
-    def _list(self, query: Mapping[str, str]) -> ApiResponse:
+    def _list(self, query: Mapping[str, str], api_key: str) -> ApiResponse:
         order_query = parse_list_query(query)
+        caller = self.backend.store_for_key(api_key)
+        if caller is None or caller.id != order_query.store_id:
+            # Not documented: strict, a key sees the orders of its own store only.
+            raise ApiError(403, "Forbidden")
         total, page = self.backend.query(order_query)
         body: dict[str, Any] = {}
         if _boolean(query, "withCount") or _boolean(query, "withTotal"):
@@ -173,16 +194,19 @@ class CryptumApi:
 
 def parse_list_query(query: Mapping[str, str]) -> OrderQuery:
     """Validate the list parameters; raises `ApiError` (400) naming the bad one."""
+    unknown = sorted(set(query) - _LIST_PARAMETERS)
+    if unknown:
+        raise ApiError(400, "Unknown query parameter: " + ", ".join(unknown))
     store_id = query.get("storeId")
     if not store_id:
         raise ApiError(400, "storeId is required")
     statuses = None
     if "paymentStatus" in query:
-        statuses = frozenset(part.strip() for part in query["paymentStatus"].split(","))
-        if not statuses <= set(ORDER_STATUSES):
-            raise ApiError(
-                400, "paymentStatus must be one or more of: " + ", ".join(ORDER_STATUSES)
-            )
+        # Documented as one enum value; a list of them is not a value of the enum.
+        status = query["paymentStatus"]
+        if status not in ORDER_STATUSES:
+            raise ApiError(400, "paymentStatus must be one of: " + ", ".join(ORDER_STATUSES))
+        statuses = frozenset({status})
     start_ms = _date_param(query, "startDate", end=False)
     end_ms = _date_param(query, "endDate", end=True)
     if start_ms is not None and end_ms is not None and start_ms > end_ms:

@@ -148,12 +148,19 @@ def order_json(order: SimCryptumOrder, store: SimCryptumStore) -> dict[str, Any]
     """The order as `GET /orders/{id}` and checkout answer it."""
     return {
         **_common_json(order),
+        "paymentStatus": order.status,
+        "transactions": transactions_json(order.transactions),
         "store": {"id": store.id, "name": store.name},
     }
 
 
 def list_json(order: SimCryptumOrder) -> dict[str, Any]:
-    """The order as an entry of `GET /orders/`: the documented list carries the store id only."""
+    """The order as an entry of `GET /orders/`: the store as its id alone.
+
+    The documented list entry shows neither `paymentStatus` nor `transactions`,
+    so the simulator leaves them out: a client must know an entry's status
+    from the `paymentStatus` it asked for, and read the order for the rest.
+    """
     return {**_common_json(order), "store": order.store_id}
 
 
@@ -167,14 +174,12 @@ def _common_json(order: SimCryptumOrder) -> dict[str, Any]:
         "ecommerceType": order.ecommerce_type,
         "orderTotal": order.total,
         "orderCurrency": order.currency,
-        "paymentStatus": order.status,
         "storeMarkupPercentage": "0",
         "storeDiscountPercentage": "0",
         "cancelReturnUrl": order.cancel_return_url,
         "successReturnUrl": order.success_return_url,
         "deliveryInfo": dict(order.delivery_info),
         "marketRates": market_rates(order.currency),
-        "transactions": transactions_json(order.transactions),
         "createdAt": iso_timestamp(order.created_at),
         "updatedAt": iso_timestamp(order.updated_at),
     }

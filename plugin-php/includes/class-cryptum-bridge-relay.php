@@ -4,9 +4,9 @@
  *
  * The callback's raw bytes and its X-Webhook-Signature go to the bridge's
  * /callbacks/cryptum unchanged (the signature covers the bytes), and the
- * bridge's status and body go back to Cryptum. Then the request stops, so the
- * reference Cryptum plugin's own handler never processes the payment a second
- * time. If the bridge cannot be reached the answer is 503, so Cryptum retries.
+ * bridge's status and body (and its Retry-After, if any) go back to Cryptum.
+ * Then the request stops, so the reference Cryptum plugin's own handler never
+ * processes the payment a second time. If the bridge cannot be reached the answer is 503, so Cryptum retries.
  *
  * @package Cryptum_Bridge
  */
@@ -32,7 +32,7 @@ final class Cryptum_Bridge_Relay {
 	private $settings;
 
 	/**
-	 * Sends a status and a body to the client: callable( int $status, string $body ).
+	 * Sends an answer to the client: callable( int $status, string $body, string $retry_after ).
 	 *
 	 * @var callable
 	 */
@@ -112,14 +112,14 @@ final class Cryptum_Bridge_Relay {
 	 * @param string $method    The request's HTTP method.
 	 * @param string $body      The raw body.
 	 * @param string $signature The X-Webhook-Signature header, '' if absent.
-	 * @return array{0: int, 1: string} Status and body.
+	 * @return array{0: int, 1: string, 2: string} Status, body, and the Retry-After to pass on ('' for none).
 	 */
 	public function relay( string $method, string $body, string $signature ): array {
 		if ( 'OPTIONS' === $method ) {
-			return array( 200, '' ); // As the reference plugin answers.
+			return array( 200, '', '' ); // As the reference plugin answers.
 		}
 		if ( 'POST' !== $method ) {
-			return array( 405, '{"error":"method_not_allowed"}' );
+			return array( 405, '{"error":"method_not_allowed"}', '' );
 		}
 		$headers = array(
 			'Content-Type'    => 'application/json',
@@ -139,9 +139,14 @@ final class Cryptum_Bridge_Relay {
 		);
 		$status = is_wp_error( $response ) ? 0 : (int) wp_remote_retrieve_response_code( $response );
 		if ( $status < 100 ) {
-			return array( 503, '{"error":"bridge_unreachable"}' );
+			return array( 503, '{"error":"bridge_unreachable"}', '' );
 		}
-		return array( $status, (string) wp_remote_retrieve_body( $response ) );
+		// A 429 tells Cryptum when to send again; only whole seconds are passed on.
+		$retry_after = trim( (string) wp_remote_retrieve_header( $response, 'retry-after' ) );
+		if ( ! preg_match( '/^[0-9]{1,10}$/', $retry_after ) ) {
+			$retry_after = '';
+		}
+		return array( $status, (string) wp_remote_retrieve_body( $response ), $retry_after );
 	}
 
 	/**
@@ -166,23 +171,27 @@ final class Cryptum_Bridge_Relay {
 	 *
 	 * Inside WooCommerce's API handler output is buffered; exit flushes the buffer.
 	 *
-	 * @param int    $status HTTP status.
-	 * @param string $body   The bridge's JSON, or ''.
+	 * @param int    $status      HTTP status.
+	 * @param string $body        The bridge's JSON, or ''.
+	 * @param string $retry_after The bridge's Retry-After in whole seconds, or ''.
 	 */
-	public static function send( int $status, string $body ): void {
+	public static function send( int $status, string $body, string $retry_after = '' ): void {
 		status_header( $status );
 		header( 'Content-Type: application/json; charset=utf-8' );
 		header( 'X-Content-Type-Options: nosniff' );
+		if ( '' !== $retry_after ) {
+			header( 'Retry-After: ' . $retry_after );
+		}
 		echo $body; // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- the bridge's JSON relayed byte for byte as application/json, never HTML.
 	}
 
 	/**
 	 * Sends the answer and ends the request, so no later handler runs.
 	 *
-	 * @param array{0: int, 1: string} $answer Status and body.
+	 * @param array{0: int, 1: string, 2: string} $answer Status, body and Retry-After.
 	 */
 	private function answer( array $answer ): void {
-		call_user_func( $this->emit, $answer[0], $answer[1] );
+		call_user_func( $this->emit, $answer[0], $answer[1], $answer[2] );
 		call_user_func( $this->terminate );
 	}
 }

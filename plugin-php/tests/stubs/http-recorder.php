@@ -6,8 +6,8 @@
  * @package Cryptum_Bridge
  */
 
-/** Queues the answer to the next request: a status and body, or a WP_Error. */
-function cryptum_stub_respond( $status_or_error, $body = '' ) {
+/** Queues the answer to the next request: a status, body and headers, or a WP_Error. */
+function cryptum_stub_respond( $status_or_error, $body = '', $headers = array() ) {
 	$GLOBALS['cryptum_stub']['responses'][] = is_wp_error( $status_or_error )
 		? $status_or_error
 		: array(
@@ -15,7 +15,7 @@ function cryptum_stub_respond( $status_or_error, $body = '' ) {
 				'code'    => $status_or_error,
 				'message' => '',
 			),
-			'headers'  => array( 'content-type' => 'application/json' ),
+			'headers'  => array_merge( array( 'content-type' => 'application/json' ), $headers ),
 			'body'     => $body,
 		);
 }

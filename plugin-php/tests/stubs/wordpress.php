@@ -200,6 +200,25 @@ function wp_remote_retrieve_response_code( $response ) {
 	return is_wp_error( $response ) || ! isset( $response['response']['code'] ) ? '' : $response['response']['code'];
 }
 
+/**
+ * One header of a response, by case-insensitive name ('' if absent). The
+ * recording stub keeps headers by name; the streams stub keeps raw lines.
+ */
+function wp_remote_retrieve_header( $response, $name ) {
+	if ( is_wp_error( $response ) || ! isset( $response['headers'] ) ) {
+		return '';
+	}
+	foreach ( $response['headers'] as $key => $value ) {
+		if ( is_int( $key ) ) {
+			list( $key, $value ) = array_pad( explode( ':', $value, 2 ), 2, '' );
+		}
+		if ( strtolower( trim( $key ) ) === strtolower( $name ) ) {
+			return trim( $value );
+		}
+	}
+	return '';
+}
+
 function wp_remote_retrieve_body( $response ) {
 	return is_wp_error( $response ) || ! isset( $response['body'] ) ? '' : $response['body'];
 }

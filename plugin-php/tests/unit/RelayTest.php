@@ -12,14 +12,18 @@ final class RelayTest extends TestCase {
 	/** @var array<int, array{0: int, 1: string}> */
 	private $emitted = array();
 
+	/** @var array<int, string> The Retry-After of each answer emitted. */
+	private $retry_afters = array();
+
 	/** @var int */
 	private $terminations = 0;
 
 	private function relay( string $body = '' ): \Cryptum_Bridge_Relay {
 		return new \Cryptum_Bridge_Relay(
 			$this->settings(),
-			function ( $status, $answer ) {
-				$this->emitted[] = array( $status, $answer );
+			function ( $status, $answer, $retry_after ) {
+				$this->emitted[]      = array( $status, $answer );
+				$this->retry_afters[] = $retry_after;
 			},
 			function () {
 				++$this->terminations;
@@ -101,6 +105,30 @@ final class RelayTest extends TestCase {
 		cryptum_stub_respond( $status, $body );
 
 		$this->assertSame( array( $status, $body ), $this->wc_api( 'POST', '{}', array( 'HTTP_X_WEBHOOK_SIGNATURE' => 'sig' ) ) );
+	}
+
+	public function test_passes_on_the_bridges_retry_after_with_a_429(): void {
+		cryptum_stub_respond( 429, '{"error": "rate_limited"}', array( 'retry-after' => '20' ) );
+
+		$this->assertSame( array( 429, '{"error": "rate_limited"}' ), $this->wc_api( 'POST', '{}' ) );
+		$this->assertSame( array( '20' ), $this->retry_afters );
+	}
+
+	public function retry_afters_not_passed_on(): array {
+		return array(
+			'absent'          => array( array() ),
+			'an HTTP date'    => array( array( 'retry-after' => 'Wed, 21 Oct 2026 07:28:00 GMT' ) ),
+			'a header splice' => array( array( 'retry-after' => "20\r\nSet-Cookie: x=1" ) ),
+			'negative'        => array( array( 'retry-after' => '-1' ) ),
+		);
+	}
+
+	/** @dataProvider retry_afters_not_passed_on */
+	public function test_passes_on_only_a_retry_after_in_whole_seconds( array $headers ): void {
+		cryptum_stub_respond( 429, '{"error": "rate_limited"}', $headers );
+
+		$this->wc_api( 'POST', '{}' );
+		$this->assertSame( array( '' ), $this->retry_afters );
 	}
 
 	public function test_answers_503_when_the_bridge_cannot_be_reached(): void {
