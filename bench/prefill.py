@@ -32,7 +32,7 @@ from itertools import islice
 from pathlib import Path
 
 from bridge.config import StorageConfig, StoreConfig
-from bridge.cryptum import CryptumOrder
+from bridge.cryptum import ListedOrder
 from bridge.delivery_plan import PaymentFacts, note_marker, plan_delivery
 from bridge.middlewares import new_request_id
 from bridge.reconcile import synthetic_callback
@@ -106,7 +106,7 @@ _INSERT_EVENT = """
 _FINISH_DELIVERY = """
     UPDATE deliveries
     SET state = ?, progress = ?, decision = ?, attempts = ?, next_attempt_at = ?,
-        last_error = ?, outcome = ?, updated_at = ?
+        last_error = ?, outcome = ?, updated_at = ?, applied_status = ?
     WHERE event_id = ?
 """
 
@@ -182,15 +182,10 @@ class _History:
         tx_hash = f"0x{self._random.getrandbits(256):064x}"
         reconciled = status != "pending" and self._random.random() < RECONCILED
         if reconciled:
-            order = CryptumOrder.model_validate(
-                {
-                    "id": cryptum_order_id,
-                    "ecommerceOrderId": woo_order_id,
-                    "paymentStatus": status,
-                    "transactions": [{"protocol": "POLYGON", "hash": tx_hash}],
-                }
+            order = ListedOrder.model_validate(
+                {"id": cryptum_order_id, "ecommerceOrderId": woo_order_id}
             )
-            body = synthetic_callback(order, self._shop.cryptum_store_id)
+            body = synthetic_callback(order, status, self._shop.cryptum_store_id)
             source, signature_form, request_id = "reconcile", None, None
             message = "found by reconciliation"
         else:
@@ -244,6 +239,7 @@ class _History:
         if facts.status != "pending" and self._random.random() < DEAD:
             # Failed at the first read of the order, before any plan.
             state, progress, decision, outcome = "dead", "new", None, self._gone
+            applied = None
         else:
             order = WooOrder(
                 id=int(woo_order_id),
@@ -265,6 +261,8 @@ class _History:
             progress = "acting" if acted else "new"
             decision = json.dumps(plan.to_json()) if acted else None
             outcome = f"{plan.kind}: {plan.reason}"
+            # The trigger records it in applied_payments, as for the worker's finish.
+            applied = facts.status
         return (
             state,
             progress,
@@ -274,6 +272,7 @@ class _History:
             last_error,
             outcome,
             updated_at,
+            applied,
             delivery_id,
         )
 
