@@ -138,7 +138,9 @@ def run_doctor_command(arguments: argparse.Namespace) -> int:
     for finding in findings:
         print(finding.render())
     problems = sum(not finding.ok for finding in findings)
-    print(f"\n{problems} problem(s) found." if problems else "\nNo problems found.")
+    warnings = sum(finding.warning for finding in findings)
+    summary = f"{problems} problem(s) found" if problems else "No problems found"
+    print(f"\n{summary}" + (f", {warnings} warning(s)." if warnings else "."))
     return code
 
 

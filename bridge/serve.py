@@ -129,6 +129,9 @@ async def serve(config: Config, config_path: Path | None = None) -> int:
         stores=[store.name for store in config.stores],
         pid=os.getpid(),
     )
+    for warning in config.warnings():
+        # The same lines check-config and doctor print: keys, never values.
+        log.warning("config.warning", problem=warning)
     # Only now: the listener is bound and the database open (runner.setup()).
     stores = f"{len(config.stores)} store{'s' if len(config.stores) != 1 else ''}"
     _tell_systemd("READY=1", f"STATUS=listening on {', '.join(listen)}, {stores}")

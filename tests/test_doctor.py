@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bridge.cli import main
 from bridge.doctor import Finding, run_doctor
 from bridge.simulators.cryptum import CryptumSimulator
 from bridge.simulators.woocommerce import WooCommerceSimulator
@@ -81,6 +82,15 @@ async def test_a_short_webhook_secret_is_a_warning_that_fails_nothing(
         "use a long random secret"
     )
     assert "Qx9" not in "\n".join(f.render() for f in findings)
+
+
+async def test_the_doctor_command_counts_warnings_in_its_summary(
+    tmp_path: Path, shop: WooCommerceSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(tmp_path, shop, webhook_secret="short-Qx9")
+    code = await asyncio.to_thread(main, ["doctor", "--config", str(config)])
+    assert code == 0
+    assert capsys.readouterr().out.rstrip().endswith("No problems found, 1 warning(s).")
 
 
 @pytest.mark.parametrize(

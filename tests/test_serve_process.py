@@ -155,3 +155,18 @@ def test_a_second_serve_on_the_same_database_is_refused(tmp_path: Path) -> None:
         assert "another cryptum-bridge serve is using this database" in result.stdout
     finally:
         assert first.stop() == 0
+
+
+def test_a_short_webhook_secret_is_warned_of_at_start(tmp_path: Path) -> None:
+    document = config_document(tmp_path / "state" / "bridge.sqlite3")
+    document["stores"][1]["webhook_secret"] = "tiny-Zq7"
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml(document))
+    daemon = Daemon(config)
+    assert daemon.stop() == 0
+    warnings = [e for e in daemon.events() if e["event"] == "config.warning"]
+    assert [w["problem"] for w in warnings] == [
+        "stores[1].webhook_secret: shorter than 16 characters; use a long random secret"
+    ]
+    assert warnings[0]["level"] == "warning"
+    assert not any("Zq7" in line for line in daemon.lines)
