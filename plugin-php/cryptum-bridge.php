@@ -8,7 +8,7 @@
  * Requires PHP:         7.4
  * Requires Plugins:     woocommerce
  * WC requires at least: 8.2
- * WC tested up to:      9.9
+ * WC tested up to:      11.0
  * Author:               cryptum-bridge contributors
  * License:              GPL-2.0-or-later
  * License URI:          https://www.gnu.org/licenses/gpl-2.0.html
@@ -28,6 +28,7 @@ require_once __DIR__ . '/includes/class-cryptum-bridge-explorer.php';
 require_once __DIR__ . '/includes/class-cryptum-bridge-order-meta-box.php';
 require_once __DIR__ . '/includes/class-cryptum-bridge-health-notice.php';
 require_once __DIR__ . '/includes/class-cryptum-bridge-admin-settings.php';
+require_once __DIR__ . '/includes/class-cryptum-bridge-connect.php';
 
 /**
  * Declares compatibility with WooCommerce's order tables (HPOS).
@@ -55,7 +56,8 @@ function cryptum_bridge_boot() {
 		new Cryptum_Bridge_Callback_Url( $settings ),
 		new Cryptum_Bridge_Order_Meta_Box( $settings, new Cryptum_Bridge_Explorer() ),
 		new Cryptum_Bridge_Health_Notice( $settings ),
-		new Cryptum_Bridge_Admin_Settings( $settings ),
+		new Cryptum_Bridge_Admin_Settings( $settings, plugin_basename( __FILE__ ) ),
+		new Cryptum_Bridge_Connect(),
 	);
 	foreach ( $parts as $part ) {
 		$part->register();

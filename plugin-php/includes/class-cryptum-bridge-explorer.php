@@ -33,6 +33,15 @@ final class Cryptum_Bridge_Explorer {
 	);
 
 	/**
+	 * Whether explorers are known for a protocol (as Cryptum names it, in any case).
+	 *
+	 * @param string $protocol E.g. `CELO`.
+	 */
+	public function knows( string $protocol ): bool {
+		return isset( self::EXPLORERS[ strtoupper( $protocol ) ] );
+	}
+
+	/**
 	 * The explorer URL, or null for an unknown protocol or a hash of the wrong shape.
 	 *
 	 * @param string $protocol As Cryptum names it, e.g. `CELO`.

@@ -1,9 +1,12 @@
 <?php
 /**
- * The order screen's "Cryptum payment" box: the payment's transactions with explorer links.
+ * The order screen's "Cryptum payment" box: the Cryptum order id, the payment's
+ * message, and its transactions with explorer links.
  *
- * Reads the reference plugin's order meta `_cryptum_checkout_order_transactions`
- * (a JSON list of {protocol, hash}); it never writes to the order.
+ * Reads the reference plugin's order meta (which the bridge writes too):
+ * `_cryptum_order_id`, `_cryptum_checkout_order_transactions_message` and
+ * `_cryptum_checkout_order_transactions` (a JSON list of {protocol, hash}); it
+ * never writes to the order.
  *
  * @package Cryptum_Bridge
  */
@@ -15,8 +18,10 @@ defined( 'ABSPATH' ) || exit;
  */
 final class Cryptum_Bridge_Order_Meta_Box {
 
-	const GATEWAY_ID = 'cryptumcheckout_gateway';
-	const META_KEY   = '_cryptum_checkout_order_transactions';
+	const GATEWAY_ID       = 'cryptumcheckout_gateway';
+	const META_KEY         = '_cryptum_checkout_order_transactions';
+	const ORDER_ID_META    = '_cryptum_order_id';
+	const MESSAGE_META_KEY = '_cryptum_checkout_order_transactions_message';
 
 	/** @var Cryptum_Bridge_Settings */
 	private $settings;
@@ -53,16 +58,17 @@ final class Cryptum_Bridge_Order_Meta_Box {
 		if ( ! in_array( $screen_id, self::screens(), true ) || ! $order ) {
 			return;
 		}
-		if ( self::GATEWAY_ID !== $order->get_payment_method() && '' === $order->get_meta( self::META_KEY ) ) {
+		if ( self::GATEWAY_ID !== $order->get_payment_method() && '' === $order->get_meta( self::META_KEY ) && '' === self::text( $order->get_meta( self::ORDER_ID_META ) ) ) {
 			return;
 		}
+		// Beside the order's status and actions, near the top, where it is seen.
 		add_meta_box(
 			'cryptum-bridge-transactions',
 			__( 'Cryptum payment', 'cryptum-bridge' ),
 			array( $this, 'render' ),
 			$screen_id,
 			'side',
-			'default'
+			'high'
 		);
 	}
 
@@ -73,17 +79,33 @@ final class Cryptum_Bridge_Order_Meta_Box {
 	 */
 	public function render( $post_or_order ): void {
 		$order = self::order_of( $post_or_order );
-		echo $order ? $this->html( self::transactions( $order->get_meta( self::META_KEY ) ) ) : ''; // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- html() escapes every value.
+		if ( ! $order ) {
+			return;
+		}
+		echo $this->html( // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- html() escapes every value.
+			self::transactions( $order->get_meta( self::META_KEY ) ),
+			self::text( $order->get_meta( self::ORDER_ID_META ) ),
+			self::text( $order->get_meta( self::MESSAGE_META_KEY ) )
+		);
 	}
 
 	/**
 	 * The box's markup; every value from the order is escaped, and only hashes of a known shape are linked.
 	 *
-	 * @param array<int, array{protocol: string, hash: string}> $transactions From transactions().
+	 * @param array<int, array{protocol: string, hash: string}> $transactions     From transactions().
+	 * @param string                                            $cryptum_order_id The Cryptum order id, '' if unknown.
+	 * @param string                                            $message          The payment's message from Cryptum, '' if none.
 	 */
-	public function html( array $transactions ): string {
+	public function html( array $transactions, string $cryptum_order_id = '', string $message = '' ): string {
+		$html = '';
+		if ( '' !== $cryptum_order_id ) {
+			$html .= sprintf( '<p class="cryptum-bridge-order-id"><strong>%s</strong><br><code style="word-break: break-all">%s</code></p>', esc_html__( 'Cryptum order', 'cryptum-bridge' ), esc_html( $cryptum_order_id ) );
+		}
+		if ( '' !== $message ) {
+			$html .= sprintf( '<p class="cryptum-bridge-message"><strong>%s</strong><br>%s</p>', esc_html__( 'Message', 'cryptum-bridge' ), esc_html( $message ) );
+		}
 		if ( ! $transactions ) {
-			return '<p>' . esc_html__( 'No transactions recorded for this payment yet.', 'cryptum-bridge' ) . '</p>';
+			return $html . '<p>' . esc_html__( 'No transactions recorded for this payment yet.', 'cryptum-bridge' ) . '</p>';
 		}
 		$network = $this->settings->network();
 		$items   = '';
@@ -97,10 +119,23 @@ final class Cryptum_Bridge_Order_Meta_Box {
 					esc_attr__( 'Open in a block explorer', 'cryptum-bridge' ),
 					$hash
 				);
+			} elseif ( ! $this->explorer->knows( $transaction['protocol'] ) ) {
+				$hash .= ' <span class="description">' . esc_html__( '(no explorer link for this chain)', 'cryptum-bridge' ) . '</span>';
+			} else {
+				$hash .= ' <span class="description">' . esc_html__( '(no explorer link: not a transaction hash of this chain\'s format)', 'cryptum-bridge' ) . '</span>';
 			}
 			$items .= sprintf( '<li><strong>%s</strong><br>%s</li>', esc_html( $transaction['protocol'] ), $hash );
 		}
-		return '<ul class="cryptum-bridge-transactions">' . $items . '</ul>';
+		return $html . '<ul class="cryptum-bridge-transactions">' . $items . '</ul>';
+	}
+
+	/**
+	 * A meta value as trimmed text; '' for a missing or non-scalar value.
+	 *
+	 * @param mixed $meta The meta value.
+	 */
+	public static function text( $meta ): string {
+		return is_scalar( $meta ) && ! is_bool( $meta ) ? trim( (string) $meta ) : '';
 	}
 
 	/**

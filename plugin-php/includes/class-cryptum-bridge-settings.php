@@ -62,9 +62,9 @@ final class Cryptum_Bridge_Settings {
 		return $this->bridge_url() . '/callbacks/cryptum';
 	}
 
-	/** The bridge's liveness check. */
-	public function health_endpoint(): string {
-		return $this->bridge_url() . '/healthz';
+	/** The bridge's readiness check: 200 when it can keep a callback now, 503 with its reasons when not. */
+	public function readiness_endpoint(): string {
+		return $this->bridge_url() . '/readyz';
 	}
 
 	/** `relay` (callbacks reach WordPress and are forwarded) or `direct` (Cryptum posts to the bridge). */

@@ -5,7 +5,8 @@
  * It loads the plugin over the stubs (HTTP over PHP streams), defines the
  * wp-config.php constants from the server's environment, and dispatches
  * `?wc-api=…` as WC_API::handle_api_requests() does and `/wp-json/…` to the
- * registered REST routes. A stand-in for the reference Cryptum plugin's
+ * registered REST routes, and `/wp-admin/notices` prints the admin notices a
+ * shop manager would see. A stand-in for the reference Cryptum plugin's
  * handler sits at the default priority: if it ever answers, the relay failed
  * to stop the request.
  *
@@ -75,6 +76,12 @@ if ( 0 === strpos( $cryptum_path, '/wp-json/' ) ) {
 		status_header( $cryptum_result->get_status() );
 		echo wp_json_encode( $cryptum_result->get_data() );
 	}
+	exit;
+}
+
+if ( '/wp-admin/notices' === $cryptum_path ) {
+	header( 'Content-Type: text/html; charset=UTF-8' );
+	do_action( 'admin_notices' );
 	exit;
 }
 

@@ -57,6 +57,23 @@ namespace {
 		return isset( $GLOBALS['cryptum_stub']['orders'][ $id ] ) ? $GLOBALS['cryptum_stub']['orders'][ $id ] : false;
 	}
 
+	/** As WooCommerce: 40 random hex characters. */
+	function wc_rand_hash() {
+		return bin2hex( random_bytes( 20 ) );
+	}
+
+	/** As WooCommerce stores a consumer key. */
+	function wc_api_hash( $data ) {
+		return hash_hmac( 'sha256', $data, 'wc-api' );
+	}
+
+	/** The settings screen's error list, as WooCommerce shows it after a save. */
+	class WC_Admin_Settings {
+		public static function add_error( $text ) {
+			$GLOBALS['cryptum_stub']['wc_settings_errors'][] = $text;
+		}
+	}
+
 	/** The HPOS orders screen id, as WooCommerce names it. */
 	function wc_get_page_screen_id( $for ) {
 		return 'shop-order' === $for ? 'woocommerce_page_wc-orders' : 'woocommerce_page_wc-' . $for;

@@ -10,19 +10,84 @@
 
 $GLOBALS['cryptum_stub'] = array();
 
-/** Forgets every hook, option, transient, route, meta box and HTTP exchange. */
+/**
+ * $wpdb for the one table the plugin writes: records every insert and delete,
+ * keeps the rows in memory, gives rows ids from 41 up (so a test cannot pass
+ * by assuming 1), and fails every write when $fail is set.
+ */
+class Cryptum_Stub_Wpdb {
+	public $prefix    = 'wp_';
+	public $insert_id = 0;
+	public $fail      = false;
+
+	/** @var array<int, array> Each call: array( method, table, data or where, formats ). */
+	public $calls = array();
+
+	/** @var array<string, array<int, array>> Table => key_id => row. */
+	public $tables = array();
+
+	private $next_id = 41;
+
+	/** Adds a row without recording a call, as if someone else had made it. */
+	public function add_row( $table, array $row ) {
+		$id                            = $this->next_id++;
+		$this->tables[ $table ][ $id ] = array( 'key_id' => $id ) + $row;
+		return $id;
+	}
+
+	public function insert( $table, $data, $format = null ) {
+		$this->calls[] = array( 'insert', $table, $data, $format );
+		if ( $this->fail ) {
+			$this->insert_id = 0;
+			return false;
+		}
+		$this->insert_id = $this->add_row( $table, $data );
+		return 1;
+	}
+
+	public function delete( $table, $where, $where_format = null ) {
+		$this->calls[] = array( 'delete', $table, $where, $where_format );
+		if ( $this->fail ) {
+			return false;
+		}
+		$deleted = 0;
+		$rows    = isset( $this->tables[ $table ] ) ? $this->tables[ $table ] : array();
+		foreach ( $rows as $id => $row ) {
+			foreach ( $where as $column => $value ) {
+				if ( ! isset( $row[ $column ] ) || (string) $row[ $column ] !== (string) $value ) {
+					continue 2;
+				}
+			}
+			unset( $this->tables[ $table ][ $id ] );
+			++$deleted;
+		}
+		return $deleted;
+	}
+}
+
+/** Thrown by wp_die(): the request ends there; the code is the HTTP status. */
+class Cryptum_Stub_Died extends RuntimeException {
+}
+
+/** Forgets every hook, option, transient, route, meta box, HTTP exchange, database write and redirect. */
 function cryptum_stub_reset() {
 	$GLOBALS['cryptum_stub'] = array(
-		'hooks'      => array(),
-		'options'    => array(),
-		'transients' => array(),
-		'routes'     => array(),
-		'meta_boxes' => array(),
-		'orders'     => array(),
-		'requests'   => array(),
-		'responses'  => array(),
-		'can'        => true,
+		'hooks'              => array(),
+		'options'            => array(),
+		'transients'         => array(),
+		'routes'             => array(),
+		'meta_boxes'         => array(),
+		'orders'             => array(),
+		'requests'           => array(),
+		'responses'          => array(),
+		'redirects'          => array(),
+		'wc_settings_errors' => array(),
+		// true, false, or the list of capabilities the current user has.
+		'can'                => true,
+		'user_id'            => 7,
+		'home'               => 'https://shop.example.com',
 	);
+	$GLOBALS['wpdb'] = new Cryptum_Stub_Wpdb();
 }
 cryptum_stub_reset();
 
@@ -88,7 +153,7 @@ function get_option( $name, $default = false ) {
 	return array_key_exists( $name, $GLOBALS['cryptum_stub']['options'] ) ? $GLOBALS['cryptum_stub']['options'][ $name ] : $default;
 }
 
-function update_option( $name, $value ) {
+function update_option( $name, $value, $autoload = null ) {
 	$GLOBALS['cryptum_stub']['options'][ $name ] = $value;
 	return true;
 }
@@ -148,6 +213,13 @@ function esc_url_raw( $url, $protocols = null ) {
 	return in_array( $scheme, $allowed, true ) ? $url : '';
 }
 
+/** Like WordPress: quotes and backslashes escaped, `<` `>` `&` as entities, for an inline script attribute. */
+function esc_js( $text ) {
+	$text = htmlspecialchars( (string) $text, ENT_COMPAT, 'UTF-8' );
+	$text = str_replace( array( "\\", "'", "\r", "\n" ), array( '\\\\', "\\'", '', '\\n' ), $text );
+	return $text;
+}
+
 function esc_url( $url, $protocols = null ) {
 	return str_replace( array( '&', "'", '"', '<', '>' ), array( '&#038;', '&#039;', '&quot;', '&lt;', '&gt;' ), esc_url_raw( $url, $protocols ) );
 }
@@ -169,7 +241,78 @@ function wp_json_encode( $data ) {
 }
 
 function current_user_can( $capability ) {
-	return $GLOBALS['cryptum_stub']['can'];
+	$can = $GLOBALS['cryptum_stub']['can'];
+	return is_array( $can ) ? in_array( $capability, $can, true ) : (bool) $can;
+}
+
+function get_current_user_id() {
+	return $GLOBALS['cryptum_stub']['user_id'];
+}
+
+// URLs.
+
+function home_url( $path = '' ) {
+	return $GLOBALS['cryptum_stub']['home'] . ( '' === $path ? '' : '/' . ltrim( $path, '/' ) );
+}
+
+/** Under the site URL, which tests do not change (home_url() may differ, as in WordPress). */
+function admin_url( $path = '' ) {
+	return 'https://shop.example.com/wp-admin/' . ltrim( $path, '/' );
+}
+
+/** As WordPress for a plugin in its own folder: `folder/file.php`. */
+function plugin_basename( $file ) {
+	return basename( dirname( $file ) ) . '/' . basename( $file );
+}
+
+/** Records the redirect; the caller ends the request. */
+function wp_safe_redirect( $location, $status = 302 ) {
+	$GLOBALS['cryptum_stub']['redirects'][] = array( $location, $status );
+	return true;
+}
+
+// Nonces and dying.
+
+/** Bound to the action and the user, like WordPress's (without the time tick). */
+function wp_create_nonce( $action = -1 ) {
+	return substr( hash_hmac( 'sha256', $action . '|' . get_current_user_id(), 'cryptum-stub-nonce-salt' ), 0, 10 );
+}
+
+function wp_verify_nonce( $nonce, $action = -1 ) {
+	return is_string( $nonce ) && '' !== $nonce && hash_equals( wp_create_nonce( $action ), $nonce ) ? 1 : false;
+}
+
+function wp_nonce_field( $action = -1, $name = '_wpnonce', $referer = true, $display = true ) {
+	$field = '<input type="hidden" id="' . esc_attr( $name ) . '" name="' . esc_attr( $name ) . '" value="' . esc_attr( wp_create_nonce( $action ) ) . '" />';
+	if ( $display ) {
+		echo $field;
+	}
+	return $field;
+}
+
+function wp_nonce_ays( $action ) {
+	wp_die( 'The link you followed has expired.', 'Something went wrong.', array( 'response' => 403, 'back_link' => true ) );
+}
+
+/** As WordPress: the nonce from $_REQUEST, or wp_nonce_ays() (a 403) when it is missing or wrong. */
+function check_admin_referer( $action = -1, $query_arg = '_wpnonce' ) {
+	$nonce  = isset( $_REQUEST[ $query_arg ] ) ? wp_unslash( $_REQUEST[ $query_arg ] ) : '';
+	$result = wp_verify_nonce( $nonce, $action );
+	if ( ! $result ) {
+		wp_nonce_ays( $action );
+	}
+	return $result;
+}
+
+/** As WordPress reads its arguments (an integer title or args is the status); throws instead of exiting. */
+function wp_die( $message = '', $title = '', $args = array() ) {
+	if ( is_int( $args ) ) {
+		$args = array( 'response' => $args );
+	} elseif ( is_int( $title ) ) {
+		$args  = array( 'response' => $title );
+		$title = '';
+	}
+	throw new Cryptum_Stub_Died( (string) $message, isset( $args['response'] ) ? (int) $args['response'] : 500 );
 }
 
 function status_header( $code ) {

@@ -68,7 +68,73 @@ final class OrderMetaBoxTest extends TestCase {
 		$html = $this->html( array( array( 'protocol' => $protocol, 'hash' => $hash ) ) );
 
 		$this->assertStringNotContainsString( '<a ', $html );
-		$this->assertStringContainsString( '<code style="word-break: break-all">' . esc_html( $hash ) . '</code>', $html );
+		$this->assertStringContainsString( '<code style="word-break: break-all">' . esc_html( $hash ) . '</code> <span class="description">(no explorer link', $html );
+	}
+
+	public function why_unlinked(): array {
+		return array(
+			'unknown chain'            => array( 'DOGECOIN', self::HEX_HASH, '(no explorer link for this chain)' ),
+			'unknown chain, any case'  => array( 'Tron', self::HEX_HASH, '(no explorer link for this chain)' ),
+			'known chain, odd hash'    => array( 'CELO', self::HEX_HASH, '(no explorer link: not a transaction hash of this chain&#039;s format)' ),
+			'known in lower case'      => array( 'bitcoin', '0x7a9c', '(no explorer link: not a transaction hash of this chain&#039;s format)' ),
+		);
+	}
+
+	/** @dataProvider why_unlinked */
+	public function test_says_plainly_why_a_hash_has_no_link( string $protocol, string $hash, string $reason ): void {
+		$html = $this->html( array( array( 'protocol' => $protocol, 'hash' => $hash ) ) );
+
+		$this->assertStringContainsString( esc_html( $hash ) . '</code> <span class="description">' . $reason . '</span></li>', $html );
+	}
+
+	public function test_a_linked_hash_has_no_excuse(): void {
+		$this->assertStringNotContainsString( 'no explorer link', $this->html( array( array( 'protocol' => 'CELO', 'hash' => self::EVM_HASH ) ) ) );
+	}
+
+	public function order_details(): array {
+		return array(
+			'plain'                => array( 'a1b2c3d4-0000-4000-8000-000000000001', 'Payment confirmed', '<code style="word-break: break-all">a1b2c3d4-0000-4000-8000-000000000001</code>', 'Payment confirmed' ),
+			'markup in both'       => array( '<img src=x onerror=alert(1)>', '<script>alert("m")</script> & more', '<code style="word-break: break-all">&lt;img src=x onerror=alert(1)&gt;</code>', '&lt;script&gt;alert(&quot;m&quot;)&lt;/script&gt; &amp; more' ),
+			'a number as order id' => array( 12345, 'ok', '<code style="word-break: break-all">12345</code>', 'ok' ),
+		);
+	}
+
+	/** @dataProvider order_details */
+	public function test_shows_the_cryptum_order_id_and_message_escaped( $order_id, string $message, string $order_id_html, string $message_html ): void {
+		$order = new \WC_Order(
+			12,
+			'cryptumcheckout_gateway',
+			array(
+				'_cryptum_order_id'                             => $order_id,
+				'_cryptum_checkout_order_transactions_message' => $message,
+				'_cryptum_checkout_order_transactions'         => wp_json_encode( array( array( 'protocol' => 'CELO', 'hash' => self::EVM_HASH ) ) ),
+			)
+		);
+
+		ob_start();
+		$this->box()->render( $order );
+		$html = ob_get_clean();
+
+		$this->assertStringContainsString( '<p class="cryptum-bridge-order-id"><strong>Cryptum order</strong><br>' . $order_id_html, $html );
+		$this->assertStringContainsString( '<p class="cryptum-bridge-message"><strong>Message</strong><br>' . $message_html . '</p>', $html );
+		$this->assertStringNotContainsString( '<script', $html );
+		$this->assertStringNotContainsString( '<img', $html );
+		$this->assertStringContainsString( 'https://celoscan.io/tx/' . self::EVM_HASH, $html );
+	}
+
+	public function test_without_an_order_id_or_message_neither_is_shown(): void {
+		ob_start();
+		$this->box()->render( new \WC_Order( 12, 'cryptumcheckout_gateway', array( '_cryptum_order_id' => array( 'not', 'text' ) ) ) );
+		$html = ob_get_clean();
+
+		$this->assertSame( '<p>No transactions recorded for this payment yet.</p>', $html );
+	}
+
+	public function test_an_order_id_shows_even_before_any_transaction(): void {
+		$this->assertSame(
+			'<p class="cryptum-bridge-order-id"><strong>Cryptum order</strong><br><code style="word-break: break-all">ord-1</code></p><p>No transactions recorded for this payment yet.</p>',
+			$this->box()->html( array(), 'ord-1' )
+		);
 	}
 
 	public function hostile_values(): array {
@@ -136,11 +202,20 @@ final class OrderMetaBoxTest extends TestCase {
 		$this->assertCount( 1, $GLOBALS['cryptum_stub']['meta_boxes'] );
 		$added = $GLOBALS['cryptum_stub']['meta_boxes'][0];
 		$this->assertSame( $screen, $added['screen'] );
-		$this->assertSame( 'side', $added['context'] );
+		$this->assertSame( array( 'side', 'high' ), array( $added['context'], $added['priority'] ) );
 
 		ob_start();
 		call_user_func( $added['callback'], $object instanceof \WC_Order ? wc_get_order( 12 ) : $object );
 		$this->assertStringContainsString( 'https://celoscan.io/tx/' . self::EVM_HASH, ob_get_clean() );
+	}
+
+	public function test_appears_for_an_order_that_has_only_a_cryptum_order_id(): void {
+		$order = new \WC_Order( 5, 'bacs', array( '_cryptum_order_id' => 'ord-5' ) );
+		$this->box()->register();
+
+		do_action( 'add_meta_boxes', 'woocommerce_page_wc-orders', $order );
+
+		$this->assertCount( 1, $GLOBALS['cryptum_stub']['meta_boxes'] );
 	}
 
 	public function not_shown(): array {

@@ -23,12 +23,18 @@ final class PluginTest extends TestCase {
 
 	public function hooks(): array {
 		return array(
-			'relay, before the reference plugin' => array( 'woocommerce_api_cryptumcheckout_payment_gateway', 1 ),
-			'REST route'                         => array( 'rest_api_init', 10 ),
-			'callback URL (direct mode)'         => array( 'woocommerce_api_request_url', 10 ),
-			'order screen box'                   => array( 'add_meta_boxes', 10 ),
-			'health notice'                      => array( 'admin_notices', 10 ),
-			'settings section'                   => array( 'woocommerce_get_settings_advanced', 10 ),
+			'relay, before the reference plugin'  => array( 'woocommerce_api_cryptumcheckout_payment_gateway', 1 ),
+			'REST route'                          => array( 'rest_api_init', 10 ),
+			'callback URL (direct mode)'          => array( 'woocommerce_api_request_url', 10 ),
+			'order screen box'                    => array( 'add_meta_boxes', 10 ),
+			'health notice'                       => array( 'admin_notices', 10 ),
+			'settings section'                    => array( 'woocommerce_get_settings_advanced', 10 ),
+			'URL refused on save'                 => array( 'woocommerce_admin_settings_sanitize_option_cryptum_bridge_url', 10 ),
+			'health check dropped on save'        => array( 'woocommerce_update_options_advanced_cryptum_bridge', 10 ),
+			'Settings link on the Plugins screen' => array( 'plugin_action_links_' . plugin_basename( realpath( self::MAIN_FILE ) ), 10 ),
+			'create key button'                   => array( 'admin_post_cryptum_bridge_create_key', 10 ),
+			'revoke key button'                   => array( 'admin_post_cryptum_bridge_revoke_key', 10 ),
+			'key buttons under the section'       => array( 'woocommerce_after_settings_advanced', 10 ),
 		);
 	}
 
@@ -39,11 +45,60 @@ final class PluginTest extends TestCase {
 		$this->assertSame( array( $priority ), array_keys( $GLOBALS['cryptum_stub']['hooks'][ $hook ] ) );
 	}
 
-	public function test_header_names_what_wordpress_needs(): void {
-		$header = file_get_contents( self::MAIN_FILE, false, null, 0, 2048 );
-		foreach ( array( 'Plugin Name:', 'Requires Plugins:     woocommerce', 'Requires PHP:         7.4', 'Text Domain:          cryptum-bridge' ) as $line ) {
-			$this->assertStringContainsString( $line, $header );
-		}
+	public function test_boot_wires_each_part_once_for_admin_notices(): void {
+		cryptum_bridge_boot();
+
+		// The readiness notice and the one-time key notice.
+		$this->assertCount( 2, $GLOBALS['cryptum_stub']['hooks']['admin_notices'][10] );
+	}
+
+	public function plugin_headers(): array {
+		return array(
+			'Plugin Name'          => array( 'Plugin Name', 'Cryptum Bridge' ),
+			'Version'              => array( 'Version', CRYPTUM_BRIDGE_VERSION ),
+			'Requires at least'    => array( 'Requires at least', '6.5' ),
+			'Requires PHP'         => array( 'Requires PHP', '7.4' ),
+			'Requires Plugins'     => array( 'Requires Plugins', 'woocommerce' ),
+			'WC requires at least' => array( 'WC requires at least', '8.2' ),
+			'WC tested up to'      => array( 'WC tested up to', '11.0' ),
+			'License'              => array( 'License', 'GPL-2.0-or-later' ),
+			'Text Domain'          => array( 'Text Domain', 'cryptum-bridge' ),
+		);
+	}
+
+	/** @dataProvider plugin_headers */
+	public function test_header_names_what_wordpress_and_woocommerce_need( string $field, string $value ): void {
+		// As WordPress's get_file_data() reads the first 8 KiB.
+		$header = file_get_contents( self::MAIN_FILE, false, null, 0, 8192 );
+		$this->assertSame( 1, preg_match( '/^[ \t\/*#@]*' . preg_quote( $field, '/' ) . ':(.*)$/mi', $header, $found ) );
+		$this->assertSame( $value, trim( $found[1] ) );
+	}
+
+	public function readme_headers(): array {
+		return array(
+			'Contributors'      => array( 'Contributors', 'cryptumbridge' ),
+			'Tags'              => array( 'Tags', 'woocommerce, cryptocurrency, payments, webhooks, cryptum' ),
+			'Requires at least' => array( 'Requires at least', '6.5' ),
+			'Tested up to'      => array( 'Tested up to', '7.0' ),
+			'Requires PHP'      => array( 'Requires PHP', '7.4' ),
+			'Requires Plugins'  => array( 'Requires Plugins', 'woocommerce' ),
+			'Stable tag'        => array( 'Stable tag', CRYPTUM_BRIDGE_VERSION ),
+			'License'           => array( 'License', 'GPLv2 or later' ),
+			'License URI'       => array( 'License URI', 'https://www.gnu.org/licenses/gpl-2.0.html' ),
+		);
+	}
+
+	/** @dataProvider readme_headers */
+	public function test_readme_carries_the_standard_headers( string $field, string $value ): void {
+		$readme = file_get_contents( __DIR__ . '/../../readme.txt' );
+		$this->assertSame( 1, preg_match( '/^' . preg_quote( $field, '/' ) . ':[ \t]*(.*)$/m', $readme, $found ) );
+		$this->assertSame( $value, trim( $found[1] ) );
+	}
+
+	public function test_the_version_constant_matches_the_header(): void {
+		$header = file_get_contents( self::MAIN_FILE, false, null, 0, 8192 );
+		$this->assertSame( 1, preg_match( '/^ \* Version:\s*(\S+)$/m', $header, $found ) );
+		$this->assertSame( $found[1], CRYPTUM_BRIDGE_VERSION );
 	}
 
 	public function test_missing_woocommerce_notice_is_escaped_markup(): void {
@@ -56,6 +111,7 @@ final class PluginTest extends TestCase {
 		foreach ( \Cryptum_Bridge_Settings::OPTIONS as $option ) {
 			update_option( $option, 'x' );
 		}
+		update_option( 'cryptum_bridge_api_key', array( 'key_id' => 41, 'truncated_key' => 'abc1234', 'user_id' => 7 ) );
 		update_option( 'unrelated', 'kept' );
 		set_transient( 'cryptum_bridge_health', 'up', 60 );
 		if ( ! defined( 'WP_UNINSTALL_PLUGIN' ) ) {

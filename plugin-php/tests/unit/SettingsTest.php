@@ -120,11 +120,13 @@ final class SettingsTest extends TestCase {
 
 	public function saved_values(): array {
 		return array(
-			'URL kept'          => array( 'cryptum_bridge_url', 'https://bridge.example.com:8787', 'https://bridge.example.com:8787' ),
-			'URL refused'       => array( 'cryptum_bridge_url', 'javascript:alert(document.cookie)', '' ),
-			'public URL'        => array( 'cryptum_bridge_public_url', 'data:text/html,<script>', '' ),
-			'mode whitelisted'  => array( 'cryptum_bridge_mode', 'direct<script>', 'relay' ),
-			'network'           => array( 'cryptum_bridge_network', 'test', 'test' ),
+			'URL kept'           => array( 'cryptum_bridge_url', 'https://bridge.example.com:8787', 'https://bridge.example.com:8787' ),
+			'URL trimmed'        => array( 'cryptum_bridge_url', ' http://127.0.0.1:8787 ', 'http://127.0.0.1:8787' ),
+			'URL emptied'        => array( 'cryptum_bridge_url', '', '' ),
+			'public URL'         => array( 'cryptum_bridge_public_url', 'https://pay.example.com/callbacks/cryptum', 'https://pay.example.com/callbacks/cryptum' ),
+			'public URL emptied' => array( 'cryptum_bridge_public_url', '  ', '' ),
+			'mode whitelisted'   => array( 'cryptum_bridge_mode', 'direct<script>', 'relay' ),
+			'network'            => array( 'cryptum_bridge_network', 'test', 'test' ),
 		);
 	}
 
@@ -133,6 +135,81 @@ final class SettingsTest extends TestCase {
 		( new \Cryptum_Bridge_Admin_Settings( $this->settings() ) )->register();
 
 		$this->assertSame( $expected, apply_filters( 'woocommerce_admin_settings_sanitize_option_' . $option, $posted, array(), $posted ) );
+		$this->assertSame( array(), $GLOBALS['cryptum_stub']['wc_settings_errors'] );
+	}
+
+	/**
+	 * Saves one field as WC_Admin_Settings::save_fields() does: an option whose sanitiser returns null is skipped.
+	 *
+	 * @param string $option The option.
+	 * @param string $posted The posted value.
+	 */
+	private function woocommerce_saves( string $option, string $posted ): void {
+		$value = apply_filters( 'woocommerce_admin_settings_sanitize_option_' . $option, $posted, array( 'id' => $option ), $posted );
+		if ( null !== $value ) {
+			update_option( $option, $value );
+		}
+	}
+
+	public function refused_urls(): array {
+		$cases = array();
+		foreach ( array( 'cryptum_bridge_url' => 'Bridge URL', 'cryptum_bridge_public_url' => 'Public callback URL' ) as $option => $title ) {
+			$cases += array(
+				"$title: javascript" => array( $option, $title, 'javascript:alert(document.cookie)' ),
+				"$title: data"       => array( $option, $title, 'data:text/html,<script>' ),
+				"$title: ftp"        => array( $option, $title, 'ftp://files.example.com' ),
+				"$title: no scheme"  => array( $option, $title, 'pay.example.com/callbacks/cryptum' ),
+				"$title: no host"    => array( $option, $title, 'http:///callbacks' ),
+				"$title: a typo"     => array( $option, $title, 'htps://pay.example.com' ),
+			);
+		}
+		return $cases;
+	}
+
+	/** @dataProvider refused_urls */
+	public function test_an_unusable_url_is_refused_with_an_error_and_the_saved_value_kept( string $option, string $title, string $posted ): void {
+		update_option( $option, 'https://kept.example.com:8787' );
+		( new \Cryptum_Bridge_Admin_Settings( $this->settings() ) )->register();
+
+		$this->woocommerce_saves( $option, $posted );
+
+		$this->assertSame( 'https://kept.example.com:8787', get_option( $option ) );
+		$this->assertSame(
+			array( 'Cryptum Bridge: ' . $title . ' "' . $posted . '" was not saved: it must start with http:// or https:// and name a host. The previous value is kept.' ),
+			$GLOBALS['cryptum_stub']['wc_settings_errors']
+		);
+	}
+
+	public function test_a_usable_url_is_saved_without_an_error(): void {
+		update_option( 'cryptum_bridge_url', 'https://old.example.com' );
+		( new \Cryptum_Bridge_Admin_Settings( $this->settings() ) )->register();
+
+		$this->woocommerce_saves( 'cryptum_bridge_url', 'http://10.0.0.5:8787' );
+
+		$this->assertSame( 'http://10.0.0.5:8787', get_option( 'cryptum_bridge_url' ) );
+		$this->assertSame( array(), $GLOBALS['cryptum_stub']['wc_settings_errors'] );
+	}
+
+	public function test_the_plugins_screen_links_to_the_settings_section(): void {
+		( new \Cryptum_Bridge_Admin_Settings( $this->settings(), 'cryptum-bridge/cryptum-bridge.php' ) )->register();
+
+		$links = apply_filters( 'plugin_action_links_cryptum-bridge/cryptum-bridge.php', array( 'deactivate' => '<a href="#">Deactivate</a>' ) );
+
+		$this->assertSame(
+			array(
+				'settings'   => '<a href="' . self::settings_href() . '">Settings</a>',
+				'deactivate' => '<a href="#">Deactivate</a>',
+			),
+			$links
+		);
+		$this->assertSame( 'https://shop.example.com/wp-admin/admin.php?page=wc-settings&tab=advanced&section=cryptum_bridge', \Cryptum_Bridge_Admin_Settings::url() );
+	}
+
+	public function test_no_plugins_screen_link_without_the_plugins_basename(): void {
+		( new \Cryptum_Bridge_Admin_Settings( $this->settings() ) )->register();
+
+		$this->assertFalse( has_filter( 'plugin_action_links_' ) );
+		$this->assertSame( array(), preg_grep( '/^plugin_action_links/', array_keys( $GLOBALS['cryptum_stub']['hooks'] ) ) );
 	}
 
 	public function test_a_field_set_by_a_constant_is_read_only_and_never_saved(): void {

@@ -1,6 +1,6 @@
 <?php
 /**
- * Base test case: a fresh stub state and $_SERVER for every test.
+ * Base test case: a fresh stub state, $_SERVER, $_REQUEST, $_POST and current section for every test.
  *
  * @package Cryptum_Bridge
  */
@@ -12,15 +12,31 @@ abstract class TestCase extends \PHPUnit\Framework\TestCase {
 	/** @var array */
 	private $server;
 
+	/** @var array */
+	private $request;
+
+	/** @var array */
+	private $post;
+
 	protected function setUp(): void {
 		parent::setUp();
 		cryptum_stub_reset();
-		$this->server = $_SERVER;
+		$this->server  = $_SERVER;
+		$this->request = $_REQUEST;
+		$this->post    = $_POST;
 	}
 
 	protected function tearDown(): void {
-		$_SERVER = $this->server;
+		$_SERVER  = $this->server;
+		$_REQUEST = $this->request;
+		$_POST    = $this->post;
+		unset( $GLOBALS['current_section'] );
 		parent::tearDown();
+	}
+
+	/** The plugin's settings section, as esc_url() prints it. */
+	protected static function settings_href(): string {
+		return 'https://shop.example.com/wp-admin/admin.php?page=wc-settings&#038;tab=advanced&#038;section=cryptum_bridge';
 	}
 
 	/**
