@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .delivery_queue import DeliveryQueue, DeliveryRow
+from .delivery_queue import FINISHED_STATES, DeliveryQueue, DeliveryRow
 from .encryption import PayloadCipher
 from .storage import Database, EventRow
 from .text import escape_controls
@@ -197,18 +197,36 @@ async def list_deliveries(
 async def show_delivery(
     database_path: Path, out: TextIO, delivery_id: int, *, as_json: bool
 ) -> bool:
+    """One delivery with its earlier runs (before a replay or retry); False if there is none."""
     async with _opened(database_path) as database:
-        row: DeliveryRow | None = await DeliveryQueue(database).get(delivery_id)
+        queue = DeliveryQueue(database)
+        row: DeliveryRow | None = await queue.get(delivery_id)
+        runs = await queue.runs(delivery_id) if row is not None else []
     if row is None:
         return False
     details = row.summary()
     if as_json:
-        _dump(details, out)
+        _dump({**details, "earlier_runs": [run.summary() for run in runs]}, out)
         return True
     for key in ("next_attempt_at", "created_at", "updated_at"):
         details[key] = _when(details[key]) + " UTC"
     for key, value in details.items():
         out.write(_field(key, value))
+    if runs:
+        out.write("earlier runs:\n")
+        headers = ["RUN", "STATE", "ATTEMPTS", "FINISHED (UTC)", "RUN AGAIN (UTC)", "OUTCOME"]
+        table = [
+            [
+                str(run.generation),
+                run.state,
+                str(run.attempts),
+                _when(run.finished_at),
+                _when(run.requeued_at),
+                run.outcome or run.last_error or "-",
+            ]
+            for run in runs
+        ]
+        out.write(render_table(headers, table) + "\n")
     return True
 
 
@@ -227,20 +245,27 @@ async def replay_event(database_path: Path, event_id: int) -> int:
 
 
 async def show_stats(database_path: Path, out: TextIO, *, as_json: bool) -> None:
-    """Deliveries by state and the age of the oldest waiting one."""
+    """Deliveries waiting, finished runs by how they ended, and the oldest waiting one.
+
+    Finished runs include those a replay or retry started over, so replaying
+    a delivery that was done keeps it counted as done; `dead_letters` is what
+    waits on the dead-letter list now.
+    """
     async with _opened(database_path) as database:
         queue = DeliveryQueue(database)
         counts = await queue.counts()
+        finished = await queue.finished_runs()
         oldest = await queue.oldest_pending()
         events = next(
             iter(await database.connection.execute_fetchall("SELECT count(*) FROM events"))
         )[0]
     age = None if oldest is None else max(0.0, time.time() - oldest)
+    deliveries = {"pending": counts.get("pending", 0)}
+    deliveries |= {state: finished.get(state, 0) for state in FINISHED_STATES}
     figures: dict[str, Any] = {
         "events": events,
-        "deliveries": {
-            state: counts.get(state, 0) for state in ("pending", "done", "skipped", "dead")
-        },
+        "deliveries": deliveries,
+        "dead_letters": counts.get("dead", 0),
         "oldest_pending_age_seconds": None if age is None else round(age, 1),
     }
     if as_json:
@@ -248,6 +273,7 @@ async def show_stats(database_path: Path, out: TextIO, *, as_json: bool) -> None
         return
     out.write(f"events stored:        {events}\n")
     for state, count in figures["deliveries"].items():
-        out.write(f"deliveries {state + ':':<10}{count}\n")
+        out.write(f"deliveries {state + ':':<11}{count}\n")
+    out.write(f"dead letters now:     {figures['dead_letters']}\n")
     waiting = "-" if age is None else f"{age:.0f} s"
     out.write(f"oldest pending:       {waiting}\n")

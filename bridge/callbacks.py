@@ -29,10 +29,14 @@ from .rate_limit import TokenBucket
 from .signature import InvalidSignature, json_canonical, verify
 from .state import CONFIG, DATABASE, METRICS, REQUEST_ID, UNSIGNED_LIMITS, WORKER
 from .storage import NewEvent, Recorded, StorageUnavailable
+from .text import escape_controls
 
 __all__ = ["receive_callback"]
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
+# The most of an unknown store's id logged: enough for any real id, and a
+# stranger's long value cannot bloat the log.
+LOGGED_ID_MAX_CHARS = 100
 
 log = structlog.get_logger("bridge.callbacks")
 
@@ -57,6 +61,26 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         # The client went away mid-body: nobody will read the answer, but the
         # log should say what happened rather than report an internal error.
         raise InvalidPayloadError("body_incomplete", detail="the body ended early") from None
+
+
+def loggable_id(value: str) -> str:
+    """An id from a request as a log field: control characters escaped, at most 100 characters."""
+    shown = escape_controls(value)
+    if len(shown) <= LOGGED_ID_MAX_CHARS:
+        return shown
+    return shown[: LOGGED_ID_MAX_CHARS - 1] + "\u2026"
+
+
+def _unknown_store_fields(
+    path_store: str | None, payload: CallbackPayload | None
+) -> dict[str, str]:
+    """What names the store nobody configured: an id, never personal data."""
+    fields = {}
+    if payload is not None:
+        fields["store_id"] = loggable_id(payload.store_id)
+    if path_store is not None:
+        fields["path_store"] = loggable_id(path_store)
+    return fields
 
 
 def _resolve_store(config: Config, path_store: str | None, payload: CallbackPayload) -> StoreConfig:
@@ -114,6 +138,7 @@ async def receive_callback(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     path_store = request.match_info.get("store")
     store: StoreConfig | None = None
+    payload: CallbackPayload | None = None
     bucket: TokenBucket | None = None
     try:
         if path_store is not None and config.store_named(path_store) is None:
@@ -138,8 +163,20 @@ async def receive_callback(request: web.Request) -> web.Response:
         # Signed callbacks are never limited: only a stranger needs no secret.
         bucket = _take_unsigned_place(request, store) if signature_form == "unsigned" else None
     except HTTPError as error:
-        # `details` hold field names and reasons only, never values from the body.
-        log.warning("callback.rejected", status=error.status, reason=error.reason, **error.details)
+        # `details` hold field names and reasons only, never values from the body;
+        # an unknown store's id is logged (not answered) so a typo can be seen.
+        unknown = (
+            _unknown_store_fields(path_store, payload)
+            if isinstance(error, UnknownStoreError)
+            else {}
+        )
+        log.warning(
+            "callback.rejected",
+            status=error.status,
+            reason=error.reason,
+            **error.details,
+            **unknown,
+        )
         label = metrics.store_label(store.name if store is not None else path_store)
         metrics.callbacks.labels(label, error.code).inc()
         raise

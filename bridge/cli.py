@@ -1,6 +1,13 @@
 """The `cryptum-bridge` command line.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+
+Options go anywhere: `events list --json --config X`, `--config X events
+list --json` and `events --json list --config X` are the same command. An
+option a command shares with its actions (`SharedOption`) is added at every
+level of its parsers with a suppressed default, so a level where it is not
+given leaves the value from another level alone; the defaults are filled in
+after parsing. Every command is registered in `build_parser`.
 """
 
 from __future__ import annotations
@@ -8,8 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -26,16 +37,105 @@ from .admin import (
 from .config import Config, ConfigError, default_config_path, load_config
 from .encryption import PayloadCipher, PayloadKeyError
 from .log_setup import configure_logging
+from .send_test import STATUSES
 from .signature import sign
 from .storage import StorageError
 
-__all__ = ["main"]
+__all__ = ["Commands", "SharedOption", "build_parser", "main", "parse_arguments"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
+Run = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class SharedOption:
+    """An option accepted before or after a command's action, with its real default."""
+
+    flag: str
+    default: Any
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+CONFIG = SharedOption(
+    "--config",
+    None,
+    {
+        "type": Path,
+        "metavar": "PATH",
+        "help": "config file (default: $CRYPTUM_BRIDGE_CONFIG, else "
+        "/etc/cryptum-bridge/config.toml)",
+    },
+)
+DATABASE = SharedOption(
+    "--database",
+    None,
+    {"type": Path, "metavar": "PATH", "help": "database file (default: from the config)"},
+)
+JSON = SharedOption("--json", False, {"action": "store_true", "help": "machine-readable output"})
+# Every shared option, for filling in defaults after parsing.
+SHARED_OPTIONS = (CONFIG, DATABASE, JSON)
+# What the admin commands over the database take.
+ADMIN_OPTIONS = (CONFIG, DATABASE, JSON)
+
+
+def _shared(options: Sequence[SharedOption]) -> argparse.ArgumentParser:
+    """A parent parser adding `options` with no default, so one level never undoes another."""
+    parent = argparse.ArgumentParser(add_help=False)
+    for option in options:
+        parent.add_argument(option.flag, default=argparse.SUPPRESS, **option.settings)
+    return parent
+
+
+class Commands:
+    """Where subcommands, and the actions under them, are registered."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self._choices = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        self._options: dict[str, Sequence[SharedOption]] = {}
+
+    def add(
+        self,
+        name: str,
+        run: Run,
+        help_text: str,
+        *,
+        description: str | None = None,
+        options: Sequence[SharedOption] = (CONFIG,),
+    ) -> argparse.ArgumentParser:
+        """A command taking `options` (`--config` unless told otherwise) and its own arguments."""
+        command = self._choices.add_parser(
+            name,
+            help=help_text,
+            description=description or help_text,
+            parents=[_shared(options)],
+        )
+        command.set_defaults(run=run)
+        self._options[name] = options
+        return command
+
+    def actions(self, name: str) -> Callable[[str, str], argparse.ArgumentParser]:
+        """A function adding an action under the command `name`, taking the command's options."""
+        command = self._choices.choices[name]
+        choices = command.add_subparsers(dest="action", required=True, metavar="ACTION")
+        parent = _shared(self._options[name])
+
+        def action(name: str, help_text: str) -> argparse.ArgumentParser:
+            return choices.add_parser(name, help=help_text, description=help_text, parents=[parent])
+
+        return action
+
+
+def _config_path(arguments: argparse.Namespace) -> Path:
+    return Path(arguments.config or default_config_path())
+
 
 def _load(arguments: argparse.Namespace) -> Config:
-    return load_config(arguments.config or default_config_path())
+    return load_config(_config_path(arguments))
 
 
 def _database_path(arguments: argparse.Namespace) -> Path:
@@ -54,7 +154,7 @@ def _cipher(arguments: argparse.Namespace) -> PayloadCipher | None:
 def run_serve(arguments: argparse.Namespace) -> int:
     from .serve import serve  # imports aiohttp's server only for the daemon
 
-    path = arguments.config or default_config_path()
+    path = _config_path(arguments)
     config = load_config(path)
     configure_logging(config.logging)
     return asyncio.run(serve(config, path))
@@ -66,8 +166,23 @@ def run_demo_command(arguments: argparse.Namespace) -> int:
     return asyncio.run(run_demo(sys.stdout))
 
 
+def run_plugin_zip(arguments: argparse.Namespace) -> int:
+    from .plugin_zip import PluginNotFound, build_plugin_zip
+
+    try:
+        target = build_plugin_zip(Path(arguments.path))
+    except PluginNotFound as error:
+        print(f"cryptum-bridge: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"cryptum-bridge: cannot write {arguments.path}: {error.strerror}", file=sys.stderr)
+        return 1
+    print(f"{target}: upload it on WordPress's Plugins > Add New Plugin > Upload Plugin")
+    return 0
+
+
 def run_check_config(arguments: argparse.Namespace) -> int:
-    path = arguments.config or default_config_path()
+    path = _config_path(arguments)
     config = load_config(path)
     summary = config.model_dump(mode="json", exclude_none=True)
     summary["storage"]["path"] = str(config.storage.database_path)
@@ -134,7 +249,7 @@ def run_dead_letter(arguments: argparse.Namespace) -> int:
 def run_doctor_command(arguments: argparse.Namespace) -> int:
     from .doctor import run_doctor
 
-    code, findings = run_doctor(arguments.config or default_config_path())
+    code, findings = run_doctor(_config_path(arguments))
     for finding in findings:
         print(finding.render())
     problems = sum(not finding.ok for finding in findings)
@@ -162,12 +277,25 @@ def run_replay(arguments: argparse.Namespace) -> int:
 
 
 def run_send_test(arguments: argparse.Namespace) -> int:
-    from .send_test import build_test_callback, send_test_callback
+    from .send_test import build_test_callback, plan, send_test_callback
 
     config = _load(arguments)
     store = config.store_named(arguments.store)
     if store is None:
         raise ConfigError([f"stores: no store named {arguments.store!r}"])
+    lines = plan(
+        config,
+        store,
+        woo_order_id=arguments.order,
+        status=arguments.status,
+        cryptum_order_id=arguments.cryptum_order,
+        url=arguments.url,
+    )
+    print("\n".join(lines))
+    if not arguments.yes:
+        # Never by default: a script or a pasted line must not change an order unasked.
+        print("send-test: nothing sent; add --yes to send it", file=sys.stderr)
+        return EXIT_FAILURE
     body = build_test_callback(
         store,
         woo_order_id=arguments.order,
@@ -184,8 +312,10 @@ def run_send_test(arguments: argparse.Namespace) -> int:
         return EXIT_FAILURE
     print(f"sent:   {body.decode()}")
     print(f"answer: {status} {json.dumps(answer)}")
-    if status == 200:
-        print("Follow it with: cryptum-bridge deliveries list --config ...")
+    if status == 200 and isinstance(answer, dict):
+        config_path = shlex.quote(str(_config_path(arguments)))
+        event_id = answer.get("event_id")
+        print(f"Follow it with: cryptum-bridge events show {event_id} --config {config_path}")
     return EXIT_OK if status == 200 else EXIT_FAILURE
 
 
@@ -214,98 +344,94 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cryptum-bridge",
         description="Verify, store and deliver Cryptum payment callbacks to WooCommerce.",
+        parents=[_shared([CONFIG])],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = Commands(parser)
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument(
-            "--config",
-            type=Path,
-            metavar="PATH",
-            help="config file (default: $CRYPTUM_BRIDGE_CONFIG, else "
-            "/etc/cryptum-bridge/config.toml)",
-        )
-        return sub
-
-    demo = commands.add_parser(
+    commands.add(
         "demo",
-        help="Play the whole flow against built-in simulators, in seconds.",
+        run_demo_command,
+        "Play the whole flow against built-in simulators, in seconds.",
         description="Run the bridge with simulated Cryptum and WooCommerce on 127.0.0.1 and a "
         "temporary database, and show what happens to a few payments.",
+        options=(),
     )
-    demo.set_defaults(run=run_demo_command)
+    commands.add("serve", run_serve, "Run the daemon in the foreground.")
+    commands.add(
+        "check-config", run_check_config, "Validate the config and print it with secrets masked."
+    )
 
-    serve = command("serve", "Run the daemon in the foreground.")
-    serve.set_defaults(run=run_serve)
-
-    check = command("check-config", "Validate the config and print it with secrets masked.")
-    check.set_defaults(run=run_check_config)
-
-    events = command("events", "List or show stored callbacks.")
-    events.add_argument("--database", metavar="PATH", help="database file (default: from config)")
-    events.add_argument("--json", action="store_true", help="machine-readable output")
-    actions = events.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="newest events first")
+    commands.add("events", run_events, "List or show stored callbacks.", options=ADMIN_OPTIONS)
+    action = commands.actions("events")
+    listing = action("list", "newest events first")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--store", help="only this store's events")
-    showing = actions.add_parser("show", help="one event with its payload")
-    showing.add_argument("event_id", type=int, metavar="EVENT_ID")
-    events.set_defaults(run=run_events)
-
-    deliveries = command("deliveries", "List or show deliveries to WooCommerce.")
-    deliveries.add_argument(
-        "--database", metavar="PATH", help="database file (default: from config)"
+    action("show", "one event with its payload").add_argument(
+        "event_id", type=int, metavar="EVENT_ID"
     )
-    deliveries.add_argument("--json", action="store_true", help="machine-readable output")
-    actions = deliveries.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="newest deliveries first")
+
+    commands.add(
+        "deliveries",
+        run_deliveries,
+        "List or show deliveries to WooCommerce.",
+        options=ADMIN_OPTIONS,
+    )
+    action = commands.actions("deliveries")
+    listing = action("list", "newest deliveries first")
     listing.add_argument("--state", choices=["pending", "done", "skipped", "dead"])
     listing.add_argument("--store", help="only this store's deliveries")
     listing.add_argument("--limit", type=int, default=50)
-    showing = actions.add_parser("show", help="one delivery")
-    showing.add_argument("delivery_id", type=int, metavar="DELIVERY_ID")
-    deliveries.set_defaults(run=run_deliveries)
+    action("show", "one delivery, with its earlier runs").add_argument(
+        "delivery_id", type=int, metavar="DELIVERY_ID"
+    )
 
-    dead = command("dead-letter", "Deliveries that gave up: list them, or queue them again.")
-    dead.add_argument("--database", metavar="PATH", help="database file (default: from config)")
-    dead.add_argument("--json", action="store_true", help="machine-readable output")
-    actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="dead deliveries, newest first")
+    commands.add(
+        "dead-letter",
+        run_dead_letter,
+        "Deliveries that gave up: list them, or queue them again.",
+        options=ADMIN_OPTIONS,
+    )
+    action = commands.actions("dead-letter")
+    listing = action("list", "dead deliveries, newest first")
     listing.add_argument("--store", help="only this store's deliveries")
     listing.add_argument("--limit", type=int, default=50)
-    retry = actions.add_parser("retry", help="queue one dead delivery, or --all, again")
+    retry = action("retry", "queue one dead delivery, or --all, again")
     retry.add_argument("delivery_id", type=int, nargs="?", metavar="DELIVERY_ID")
     retry.add_argument("--all", action="store_true", help="every dead delivery")
-    dead.set_defaults(run=run_dead_letter)
 
-    doctor = command(
-        "doctor", "Check the config, the database, each shop and Cryptum; say how to fix problems."
+    commands.add(
+        "doctor",
+        run_doctor_command,
+        "Check the config, the database, each shop and Cryptum; say how to fix problems.",
     )
-    doctor.set_defaults(run=run_doctor_command)
-
-    stats = command("stats", "Counts of deliveries by state, and the oldest one waiting.")
-    stats.add_argument("--database", metavar="PATH", help="database file (default: from config)")
-    stats.add_argument("--json", action="store_true", help="machine-readable output")
-    stats.set_defaults(run=run_stats)
-
-    replay = command(
-        "replay", "Deliver a stored callback again (a new note if it changes anything)."
+    commands.add(
+        "stats",
+        run_stats,
+        "Deliveries waiting, finished runs by how they ended (replays included), dead letters "
+        "now, and the oldest delivery waiting.",
+        options=ADMIN_OPTIONS,
     )
-    replay.add_argument("--database", metavar="PATH", help="database file (default: from config)")
-    replay.add_argument("event_id", type=int, metavar="EVENT_ID")
-    replay.set_defaults(run=run_replay)
+    commands.add(
+        "replay",
+        run_replay,
+        "Deliver a stored callback again (a new note if it changes anything).",
+        options=(CONFIG, DATABASE),
+    ).add_argument("event_id", type=int, metavar="EVENT_ID")
 
-    tester = command(
-        "send-test", "Sign a test callback with a store's secret and post it to the running bridge."
+    tester = commands.add(
+        "send-test",
+        run_send_test,
+        "Sign a test callback with a store's secret and post it to the running bridge.",
+        description="Sign a test callback with a store's secret and post it to the running "
+        "bridge. It says first what the callback will change; a delivered confirmed, "
+        "on-hold, failed or cancelled status really changes that WooCommerce order, so "
+        "nothing is sent without --yes.",
     )
     tester.add_argument("--store", required=True, help="the configured store to test")
     tester.add_argument("--order", required=True, metavar="WOO_ID", help="WooCommerce order id")
     tester.add_argument(
-        "--status",
-        required=True,
-        help="payment status to report: pending, on-hold, confirmed, failed or cancelled",
+        "--status", required=True, choices=STATUSES, help="payment status to report"
     )
     tester.add_argument("--url", help="callback URL (default: from server.listen)")
     tester.add_argument(
@@ -313,20 +439,42 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="a real Cryptum order id (stores with an API key confirm every callback)",
     )
-    tester.set_defaults(run=run_send_test)
+    tester.add_argument("--yes", action="store_true", help="send it: change the order as described")
 
-    signer = command(
-        "sign", "Print the X-Webhook-Signature value for a body, e.g. to test with curl."
+    zipper = commands.add(
+        "plugin-zip",
+        run_plugin_zip,
+        'Build cryptum-bridge.zip, the WordPress plugin for the "Upload Plugin" screen.',
+        options=(),
+    )
+    zipper.add_argument(
+        "path",
+        nargs="?",
+        default=".",
+        metavar="PATH",
+        help="the zip to write, or a folder to write cryptum-bridge.zip in (default: here)",
+    )
+
+    signer = commands.add(
+        "sign", run_sign, "Print the X-Webhook-Signature value for a body, e.g. to test with curl."
     )
     signer.add_argument("body", nargs="?", metavar="FILE", help="body file (default: stdin)")
     signer.add_argument("--store", help="sign with this configured store's webhook secret")
     signer.add_argument("--secret-file", metavar="FILE", help="sign with the secret in FILE")
-    signer.set_defaults(run=run_sign)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse `argv`, then give every shared option not given at any level its default."""
     arguments = build_parser().parse_args(argv)
+    for option in SHARED_OPTIONS:
+        if not hasattr(arguments, option.dest):
+            setattr(arguments, option.dest, option.default)
+    return arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
     try:
         return int(arguments.run(arguments))
     except ConfigError as error:

@@ -1,10 +1,18 @@
 """The daemon's configuration: one pydantic model tree loaded from TOML.
 
-Every secret can be written inline, read from `<key>_file` (a relative path is
-looked up in systemd's `$CREDENTIALS_DIRECTORY` when set, else beside the
-config file), or taken from the environment with the inline form
-`"env:NAME"`. Errors name the key they concern, never the secret's value.
-An empty secret is never valid, whichever way it is given.
+Every secret can be written inline, read from `<key>_file`, or taken from the
+environment with the inline form `"env:NAME"`. A relative `*_file` name is
+looked up in systemd's `$CREDENTIALS_DIRECTORY` when that is set (the
+service, with `LoadCredential=`); otherwise beside the config file, then in
+the `credentials/` directory beside it, where `systemd/install.sh` keeps
+them, so that admin commands run by root find the service's credentials
+with no extra flag. Errors name the key they concern, never the secret's
+value. An empty secret is never valid, whichever way it is given, and
+neither is a placeholder left from `config.example.toml` (`whsec_change_me`).
+
+Every problem in a file is reported at once: checks across keys (a secret
+given twice or not at all, `allow_unsigned` without an API key) run on the
+document as written, beside the keys' own checks, not after them.
 
 What is valid but unwise (a short webhook secret) is not an error: `Config.warnings()`
 lists it, one line per key, for `check-config` and `doctor` to show.
@@ -28,20 +36,26 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .encryption import PayloadCipher, PayloadKeyError, load_key
 from .status_rules import StatusRules
 
 __all__ = [
+    "CREDENTIALS_SUBDIRECTORY",
     "CRYPTUM_API_URLS",
+    "EXAMPLE_PLACEHOLDERS",
     "MIN_WEBHOOK_SECRET_LENGTH",
     "Config",
     "ConfigError",
+    "CredentialFileError",
     "ListenAddress",
     "StoreConfig",
+    "credential_candidates",
     "default_config_path",
     "load_config",
     "parse_config",
@@ -56,17 +70,64 @@ DEFAULT_DATABASE_NAME = "bridge.sqlite3"
 # guessed offline from one captured callback and its signature.
 MIN_WEBHOOK_SECRET_LENGTH = 16
 _STORE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Where systemd/install.sh keeps the credential files: beside the config.
+CREDENTIALS_SUBDIRECTORY = "credentials"
+# The secrets config.example.toml ships with. Left in place they would sign
+# and authenticate with values anyone can read in this repository.
+EXAMPLE_PLACEHOLDERS = frozenset({"whsec_change_me", "ck_change_me", "cs_change_me"})
+# What to do about a placeholder, by the key that holds it.
+_PLACEHOLDER_FIXES = {
+    "webhook_secret": "set the secret from the Cryptum dashboard",
+    "webhook_secret_file": "write the secret from the Cryptum dashboard in the file",
+    "cryptum_api_key": "set the API key from the Cryptum dashboard",
+    "cryptum_api_key_file": "write the API key from the Cryptum dashboard in the file",
+    "consumer_key": "set the consumer key of a WooCommerce REST API key with Read/Write "
+    "permission (WooCommerce > Settings > Advanced > REST API)",
+    "consumer_key_file": "write the consumer key of a WooCommerce REST API key with "
+    "Read/Write permission in the file",
+    "consumer_secret": "set the consumer secret of that WooCommerce REST API key",
+    "consumer_secret_file": "write the consumer secret of that WooCommerce REST API key "
+    "in the file",
+}
+
+
+class CredentialFileError(ValueError):
+    """A `*_file` that cannot be read: `paths` were tried, `error` is why the last one failed."""
+
+    def __init__(self, message: str, paths: list[Path], error: OSError) -> None:
+        super().__init__(message)
+        self.paths = paths
+        self.error = error
 
 
 class ConfigError(Exception):
-    """The configuration cannot be used; `problems` holds one line per bad key."""
+    """The configuration cannot be used; `problems` holds one line per bad key.
 
-    def __init__(self, problems: list[str]) -> None:
+    `unreadable` maps a problem line to the credential file it is about, so
+    that `doctor` can say what keeps it from being read.
+    """
+
+    def __init__(
+        self, problems: list[str], unreadable: dict[str, CredentialFileError] | None = None
+    ) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.unreadable = unreadable or {}
 
 
-def _secret_from_env(value: Any) -> Any:
+def _is_placeholder(value: str) -> bool:
+    # "…" stands for a value in the docs' examples (printf '%s' 'whsec_…' > webhook_secret).
+    return value in EXAMPLE_PLACEHOLDERS or "change_me" in value.lower() or "\u2026" in value
+
+
+def _refuse_placeholder(value: str, info: ValidationInfo) -> str:
+    if _is_placeholder(value):
+        fix = _PLACEHOLDER_FIXES.get(info.field_name or "", "set the real value")
+        raise ValueError(f"still the example's placeholder; {fix}")
+    return value
+
+
+def _secret_from_env(value: Any, info: ValidationInfo) -> Any:
     """Resolve the inline form `"env:NAME"`, refusing an empty secret; other values pass through."""
     if not isinstance(value, str):
         return value  # None, or a wrong type that the field's own check names
@@ -76,12 +137,47 @@ def _secret_from_env(value: Any) -> Any:
             raise ValueError(f"environment variable {name} is not set")
         if not os.environ[name]:
             raise ValueError(f"must not be empty (environment variable {name} is empty)")
-        return os.environ[name]
+        return _refuse_placeholder(os.environ[name], info)
     if not value:
         # Never meant: HMAC takes an empty key without complaint (anyone could
         # sign callbacks), and an empty API key would only fail at its first use.
         raise ValueError("must not be empty")
-    return value
+    return _refuse_placeholder(value, info)
+
+
+def credential_candidates(value: str, base_dir: Path) -> list[Path]:
+    """Where a `*_file` value is looked for, in order (see the module docstring)."""
+    path = Path(value)
+    if path.is_absolute():
+        return [path]
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        return [Path(credentials) / path]
+    return [base_dir / path, base_dir / CREDENTIALS_SUBDIRECTORY / path]
+
+
+def _unreadable(path: Path, error: OSError) -> CredentialFileError:
+    return CredentialFileError(f"cannot read {path}: {error.strerror or error}", [path], error)
+
+
+def _locate_credential(value: str, info: ValidationInfo) -> Path:
+    """The first candidate that exists; one that cannot even be looked at stops the search."""
+    candidates = credential_candidates(value, (info.context or {}).get("base_dir", Path()))
+    missing: OSError | None = None
+    for candidate in candidates:
+        try:
+            candidate.stat()
+        except (FileNotFoundError, NotADirectoryError) as error:
+            missing = error
+        except OSError as error:
+            # Not "missing": a file that root keeps from this user must not
+            # be passed over for another one further down the list.
+            raise _unreadable(candidate, error) from None
+        else:
+            return candidate
+    assert missing is not None
+    tried = " or ".join(str(candidate) for candidate in candidates)
+    raise CredentialFileError(f"cannot read {tried}: no such file", candidates, missing)
 
 
 def _secret_from_file(value: Any, info: ValidationInfo) -> Any:
@@ -90,25 +186,16 @@ def _secret_from_file(value: Any, info: ValidationInfo) -> Any:
         return None
     if not isinstance(value, str):
         raise ValueError("must be a file path")
-    path = _credential_path(value, info)
+    path = _locate_credential(value, info)
     try:
         secret = path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+        raise _unreadable(path, error) from None
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not UTF-8 text") from None
     if not secret:
         raise ValueError(f"must not be empty ({path} is empty)")
-    return secret
-
-
-def _credential_path(value: str, info: ValidationInfo) -> Path:
-    path = Path(value)
-    if not path.is_absolute():
-        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-        base = Path(credentials) if credentials else (info.context or {}).get("base_dir", Path())
-        path = base / path
-    return path
+    return _refuse_placeholder(secret, info)
 
 
 def _key_from_file(value: Any, info: ValidationInfo) -> Any:
@@ -117,11 +204,11 @@ def _key_from_file(value: Any, info: ValidationInfo) -> Any:
         return None
     if not isinstance(value, str):
         raise ValueError("must be a file path")
-    path = _credential_path(value, info)
+    path = _locate_credential(value, info)
     try:
         return load_key(path)
     except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+        raise _unreadable(path, error) from None
     except (PayloadKeyError, UnicodeDecodeError):
         raise ValueError(f"{path} does not hold a 32-byte key in base64 or hex") from None
 
@@ -131,19 +218,72 @@ KeyFile = Annotated[SecretBytes | None, BeforeValidator(_key_from_file)]
 SecretFile = Annotated[SecretStr | None, BeforeValidator(_secret_from_file)]
 
 
-def _one_secret(model: BaseModel, key: str, *, required: bool) -> SecretStr | None:
+def _one_secret(model: BaseModel, key: str) -> SecretStr | None:
+    """The secret from whichever of `key` and `key_file` is set (`_secret_problems` checks)."""
     inline: SecretStr | None = getattr(model, key)
     from_file: SecretStr | None = getattr(model, f"{key}_file")
-    if inline is not None and from_file is not None:
-        raise ValueError(f"set either {key} or {key}_file, not both")
-    if required and inline is None and from_file is None:
-        raise ValueError(f"{key} (or {key}_file) is required")
     return inline if inline is not None else from_file
+
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _secret_problems(data: dict[str, Any], key: str, *, required: bool) -> list[Problem]:
+    """A secret given both inline and as a file, or (when required) neither way."""
+    inline, from_file = data.get(key) is not None, data.get(f"{key}_file") is not None
+    if inline and from_file:
+        return [((), f"set either {key} or {key}_file, not both")]
+    if required and not inline and not from_file:
+        return [((), f"{key} (or {key}_file) is required")]
+    return []
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _with_problems(
+    title: str, error: ValidationError | None, problems: list[Problem]
+) -> ValidationError:
+    """One error holding the keys' own problems and those found across keys."""
+    details: list[InitErrorDetails] = []
+    if error is not None:
+        for item in error.errors(include_url=False):
+            # A custom error keeps the message and context (a CredentialFileError
+            # for doctor) whatever pydantic's own type of it was.
+            custom = PydanticCustomError(item["type"], item["msg"], item.get("ctx"))
+            details.append({"type": custom, "loc": item["loc"], "input": item["input"]})
+    for location, message in problems:
+        custom = PydanticCustomError("value_error", "Value error, {reason}", {"reason": message})
+        # Not the table itself as the input: it may hold secrets.
+        details.append({"type": custom, "loc": location, "input": None})
+    return ValidationError.from_exception_data(title, details)
 
 
 class _Section(BaseModel):
     # Unknown keys are errors so that a typo never silently falls back to a default.
     model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def _problems_across_keys(cls, data: dict[str, Any]) -> list[Problem]:
+        """Checks over several keys, on the table as written; none by default."""
+        return []
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _report_every_problem(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # A model validator of mode "after" runs only once every key is valid,
+        # so one bad key would hide a missing secret until the next try.
+        problems = cls._problems_across_keys(data) if isinstance(data, dict) else []
+        try:
+            model = handler(data)
+        except ValidationError as error:
+            if not problems:
+                raise
+            raise _with_problems(cls.__name__, error, problems) from None
+        if problems:
+            raise _with_problems(cls.__name__, None, problems)
+        return model
 
 
 class ListenAddress(BaseModel):
@@ -290,11 +430,16 @@ class DeliveryConfig(_Section):
         "waited for until reconcile.lookback_hours instead.",
     )
 
-    @model_validator(mode="after")
-    def _check_backoff(self) -> DeliveryConfig:
-        if self.backoff_initial_seconds > self.backoff_max_seconds:
-            raise ValueError("backoff_initial_seconds must not exceed backoff_max_seconds")
-        return self
+    @classmethod
+    def _problems_across_keys(cls, data: dict[str, Any]) -> list[Problem]:
+        fields = cls.model_fields
+        initial = _number(
+            data.get("backoff_initial_seconds", fields["backoff_initial_seconds"].default)
+        )
+        most = _number(data.get("backoff_max_seconds", fields["backoff_max_seconds"].default))
+        if initial is not None and most is not None and initial > most:
+            return [((), "backoff_initial_seconds must not exceed backoff_max_seconds")]
+        return []
 
 
 class ReconcileConfig(_Section):
@@ -331,10 +476,16 @@ class WooCommerceConfig(_Section):
             raise ValueError("must be an http:// or https:// URL with no query or fragment")
         return value.rstrip("/")
 
+    @classmethod
+    def _problems_across_keys(cls, data: dict[str, Any]) -> list[Problem]:
+        return _secret_problems(data, "consumer_key", required=True) + _secret_problems(
+            data, "consumer_secret", required=True
+        )
+
     @model_validator(mode="after")
     def _resolve_secrets(self) -> WooCommerceConfig:
-        self.consumer_key = _one_secret(self, "consumer_key", required=True)
-        self.consumer_secret = _one_secret(self, "consumer_secret", required=True)
+        self.consumer_key = _one_secret(self, "consumer_key")
+        self.consumer_secret = _one_secret(self, "consumer_secret")
         self.consumer_key_file = self.consumer_secret_file = None
         return self
 
@@ -381,6 +532,9 @@ class StoreConfig(_Section):
     )
     allow_unsigned: bool = Field(
         default=False,
+        # Strict, so that the check across keys reads the value as written:
+        # TOML has true and false, and a string "true" is a typo, not a yes.
+        strict=True,
         description="Accept callbacks without a signature; needs cryptum_api_key, since "
         "confirmation with the API is then the only check.",
     )
@@ -408,18 +562,31 @@ class StoreConfig(_Section):
             raise ValueError("use 1-64 lower-case letters, digits, '-' or '_'")
         return value
 
+    @classmethod
+    def _problems_across_keys(cls, data: dict[str, Any]) -> list[Problem]:
+        unsigned = data.get("allow_unsigned") is True
+        problems = _secret_problems(data, "webhook_secret", required=not unsigned)
+        problems += _secret_problems(data, "cryptum_api_key", required=False)
+        has_api_key = any(
+            data.get(k) is not None for k in ("cryptum_api_key", "cryptum_api_key_file")
+        )
+        if unsigned and not has_api_key:
+            problems.append(
+                (
+                    (),
+                    "allow_unsigned needs cryptum_api_key (or cryptum_api_key_file): without a "
+                    "signature, confirming each callback with Cryptum's API is the only check left",
+                )
+            )
+        return problems
+
     @model_validator(mode="after")
     def _resolve_secrets(self) -> StoreConfig:
         if self.webhook_secret_file is not None:
             self._webhook_secret_key = "webhook_secret_file"
-        self.webhook_secret = _one_secret(self, "webhook_secret", required=not self.allow_unsigned)
-        self.cryptum_api_key = _one_secret(self, "cryptum_api_key", required=False)
+        self.webhook_secret = _one_secret(self, "webhook_secret")
+        self.cryptum_api_key = _one_secret(self, "cryptum_api_key")
         self.webhook_secret_file = self.cryptum_api_key_file = None
-        if self.allow_unsigned and self.cryptum_api_key is None:
-            raise ValueError(
-                "allow_unsigned needs cryptum_api_key (or cryptum_api_key_file): without a "
-                "signature, confirming each callback with Cryptum's API is the only check left"
-            )
         return self
 
     @property
@@ -454,18 +621,31 @@ class Config(_Section):
     reconcile: ReconcileConfig = ReconcileConfig()
     stores: list[StoreConfig] = Field(min_length=1)
 
-    @field_validator("stores")
     @classmethod
-    def _check_unique_stores(cls, stores: list[StoreConfig]) -> list[StoreConfig]:
+    def _problems_across_keys(cls, data: dict[str, Any]) -> list[Problem]:
+        stores = data.get("stores")
+        if not isinstance(stores, list):
+            return []
+        problems: list[Problem] = []
         for attribute in ("name", "cryptum_store_id"):
             first_seen: dict[str, int] = {}
             for index, store in enumerate(stores):
-                earlier = first_seen.setdefault(getattr(store, attribute), index)
+                value = (
+                    store.get(attribute)
+                    if isinstance(store, dict)
+                    else getattr(store, attribute, None)
+                )
+                if not isinstance(value, str):
+                    continue
+                earlier = first_seen.setdefault(value, index)
                 if earlier != index:
-                    raise ValueError(
-                        f"stores[{index}] has the same {attribute} as stores[{earlier}]"
+                    problems.append(
+                        (
+                            ("stores",),
+                            f"stores[{index}] has the same {attribute} as stores[{earlier}]",
+                        )
                     )
-        return stores
+        return problems
 
     def warnings(self) -> list[str]:
         """What is valid but unwise, one line per key (`stores[0].webhook_secret: …`)."""
@@ -495,10 +675,15 @@ def parse_config(document: dict[str, Any], *, base_dir: Path) -> Config:
         return Config.model_validate(document, context={"base_dir": base_dir})
     except ValidationError as error:
         problems = []
+        unreadable: dict[str, CredentialFileError] = {}
         for item in error.errors(include_url=False, include_input=False):
             message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{_key_path(item['loc'])}: {message}")
-        raise ConfigError(problems) from None
+            problem = f"{_key_path(item['loc'])}: {message}"
+            problems.append(problem)
+            cause = item.get("ctx", {}).get("error")
+            if isinstance(cause, CredentialFileError):
+                unreadable[problem] = cause
+        raise ConfigError(problems, unreadable) from None
 
 
 def default_config_path() -> Path:

@@ -5,6 +5,11 @@ arrival order: a delivery is claimable only when no earlier delivery of the
 same order is still pending. A claim is a lease; work held by a process that
 died is claimable again once its lease runs out (or at once, when the next
 `serve` takes over the database, see `release_leases`).
+
+A finished delivery can be run again (`replay`, `dead-letter retry`,
+reconciliation): the row starts over as a new generation, and the run that
+ended is kept in `delivery_runs` (by trigger, see migration 4), so its
+outcome stays visible and counted.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from typing import Any
 
 from .storage import Database
 
-__all__ = ["DeliveryQueue", "DeliveryRow", "Job"]
+__all__ = ["FINISHED_STATES", "DeliveryQueue", "DeliveryRow", "DeliveryRun", "Job"]
+
+FINISHED_STATES = ("done", "skipped", "dead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,23 @@ class DeliveryRow:
     outcome: str | None
     created_at: float
     updated_at: float
+
+    def summary(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRun:
+    """An earlier run of a delivery, as it ended before the delivery was run again."""
+
+    generation: int
+    state: str
+    outcome: str | None
+    last_error: str | None
+    attempts: int
+    started_at: float
+    finished_at: float
+    requeued_at: float
 
     def summary(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -274,6 +298,32 @@ class DeliveryQueue:
             {"now": now, "event": event_id},
         )
         return cursor.rowcount
+
+    async def runs(self, delivery_id: int) -> list[DeliveryRun]:
+        """The delivery's earlier runs, oldest first (the current one is the row itself)."""
+        rows = await self._connection.execute_fetchall(
+            """
+            SELECT generation, state, outcome, last_error, attempts, started_at, finished_at,
+                   requeued_at
+            FROM delivery_runs WHERE delivery_id = ? ORDER BY generation
+            """,
+            (delivery_id,),
+        )
+        return [DeliveryRun(*row) for row in rows]
+
+    async def finished_runs(self) -> dict[str, int]:
+        """Finished runs by how they ended: the deliveries' own and every earlier run."""
+        rows = await self._connection.execute_fetchall(
+            """
+            SELECT state, sum(count) FROM (
+                SELECT state, count(*) AS count FROM deliveries
+                WHERE state != 'pending' GROUP BY state
+                UNION ALL
+                SELECT state, count(*) AS count FROM delivery_runs GROUP BY state
+            ) GROUP BY state
+            """
+        )
+        return {state: int(count) for state, count in rows}
 
     async def list(
         self, *, state: str | None = None, store: str | None = None, limit: int = 50

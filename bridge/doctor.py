@@ -4,31 +4,42 @@ Every check yields `Finding`s: OK, a warning (worth acting on, but nothing
 fails for it, so the exit code stays 0), or a problem with its fix. Nothing is
 changed anywhere: WooCommerce is only read (and probed for write permission
 with a PUT to order 0, which does not exist), Cryptum's API only listed.
+
+A connection that fails is named by its cause, as the bridge itself would
+meet it (the shop is reached with the same TLS settings, `woocommerce.ca_file`
+included): a certificate that does not verify, a host name that does not
+resolve, a port nobody listens on, no answer at all. A credential file that
+cannot be read is named with its owner and mode and the user doctor runs as.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import grp
 import os
+import pwd
 import socket
+import ssl
 import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import aiohttp
+from yarl import URL
 
-from .config import Config, ConfigError, StoreConfig, load_config
+from .config import Config, ConfigError, CredentialFileError, StoreConfig, load_config
 from .cryptum import CryptumClient
 from .migrations import SCHEMA_VERSION
 from .storage import Database, StorageError
 from .upstream import FailureKind, UpstreamFailure
-from .woocommerce import WooCommerceClient
+from .woocommerce import WooCommerceClient, tls_context
 
-__all__ = ["Finding", "run_doctor"]
+__all__ = ["Finding", "describe_connection_failure", "explain_unreadable", "run_doctor"]
 
 # WooCommerce refuses OAuth timestamps more than 15 minutes off; warn well before.
 _SKEW_WARNING_SECONDS = 120
@@ -90,31 +101,127 @@ async def _check_database(config: Config) -> list[Finding]:
     return findings
 
 
+# How long doctor waits for a shop or Cryptum to answer.
+_TIMEOUT_SECONDS = 10.0
+
+
+def _host_port(url: str) -> str:
+    parsed = URL(url)
+    host = f"[{parsed.host}]" if parsed.host and ":" in parsed.host else parsed.host
+    return f"{host}:{parsed.port}"
+
+
+def describe_connection_failure(
+    error: BaseException, url: str, *, url_key: str, ca_file: Path | None = None
+) -> tuple[str, str]:
+    """The cause of a request to `url` that got no HTTP answer, and its fix.
+
+    `url_key` is the config key holding the URL; `ca_file` the CA bundle the
+    request trusted besides the system's (only the shop has one).
+    """
+    where = _host_port(url)
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        cause = error.certificate_error
+        reason = getattr(cause, "verify_message", None) or str(cause)
+        message = f"TLS certificate verification of {where} failed: {reason}"
+        if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
+            return message, f"set {url_key} to a host name the shop's certificate names"
+        if ca_file is not None:
+            return message, (
+                f"woocommerce.ca_file ({ca_file}) does not verify the shop's certificate: set it "
+                "to the PEM file of the CA that signed it"
+            )
+        if url_key == "woocommerce.url":
+            return message, (
+                "if the shop's certificate comes from its own CA, set woocommerce.ca_file to "
+                "that CA's PEM file; otherwise give the shop a certificate this machine trusts"
+            )
+        return message, "update this machine's CA certificates (Debian: ca-certificates)"
+    if isinstance(error, aiohttp.ClientSSLError):
+        reason = str(getattr(error, "os_error", "") or error)
+        return (
+            f"TLS handshake with {where} failed: {reason}",
+            f"check that {where} speaks HTTPS (a plain-HTTP server needs an http:// {url_key})",
+        )
+    if isinstance(error, aiohttp.ClientConnectorError):
+        os_error = error.os_error
+        host = URL(url).host
+        if isinstance(os_error, socket.gaierror):
+            return (
+                f"the host name {host} does not resolve ({os_error.strerror or os_error})",
+                f"check the host name in {url_key}, and this machine's DNS "
+                "(/etc/resolv.conf, /etc/hosts)",
+            )
+        if os_error.errno == errno.ECONNREFUSED:
+            server = "WordPress (its web server)" if url_key == "woocommerce.url" else "it"
+            return (
+                f"connection refused: nothing listens at {where}",
+                f"is {server} running, and are the host and port in {url_key} right?",
+            )
+        if os_error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return (
+                f"no route to {where} ({os_error.strerror})",
+                f"check {url_key} and this machine's network and firewall",
+            )
+        return (
+            f"cannot connect to {where} ({os_error.strerror or os_error})",
+            f"check {url_key} and the network between this machine and {where}",
+        )
+    if isinstance(error, TimeoutError):
+        return (
+            f"no answer from {where} within {_TIMEOUT_SECONDS:.0f} s",
+            f"check firewalls between this machine and {where}, and that it answers at all",
+        )
+    return (
+        f"the connection to {where} failed ({type(error).__name__})",
+        f"check {url_key} and the network between this machine and {where}",
+    )
+
+
 def _woo_fix(failure: UpstreamFailure) -> str:
     if failure.kind is FailureKind.CONFIG:
         return failure.reason
     return "check that WordPress answers at woocommerce.url and its REST API is enabled"
 
 
+def _shop_tls(store: StoreConfig) -> ssl.SSLContext | None:
+    """The TLS settings the delivery worker uses for this shop; None for plain HTTP."""
+    if not store.woocommerce.url.startswith("https://"):
+        return None
+    return tls_context(store.woocommerce)
+
+
 async def _check_woocommerce(store: StoreConfig, session: aiohttp.ClientSession) -> list[Finding]:
     subject = f"store {store.name}: WooCommerce {store.woocommerce.url}"
+    ca_file = store.woocommerce.ca_file
+    try:
+        context = _shop_tls(store)
+    except (OSError, ssl.SSLError) as error:
+        reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or error
+        return [
+            _problem(
+                subject,
+                f"woocommerce.ca_file {ca_file} cannot be used ({reason})",
+                "set woocommerce.ca_file to a readable PEM file of the CA that signed the "
+                "shop's certificate",
+            )
+        ]
     client = WooCommerceClient(store.woocommerce, session=session, timeout_seconds=10)
     findings: list[Finding] = []
     try:
         async with session.get(
-            store.woocommerce.url + "/wp-json/", timeout=aiohttp.ClientTimeout(total=10)
+            store.woocommerce.url + "/wp-json/",
+            ssl=context if context is not None else True,
+            timeout=aiohttp.ClientTimeout(total=_TIMEOUT_SECONDS),
         ) as response:
             date = response.headers.get("Date")
         findings.append(_ok(subject, f"reachable ({client.auth_method} authentication)"))
         findings.extend(_clock_findings(subject, date))
     except (aiohttp.ClientError, TimeoutError) as error:
-        return [
-            _problem(
-                subject,
-                f"unreachable ({type(error).__name__})",
-                "set woocommerce.url to the WordPress home URL this machine can reach",
-            )
-        ]
+        message, fix = describe_connection_failure(
+            error, store.woocommerce.url, url_key="woocommerce.url", ca_file=ca_file
+        )
+        return [_problem(subject, message, fix)]
     try:
         # A list needs read permission; a missing single order would not tell.
         await client.list_orders(per_page=1)
@@ -159,6 +266,16 @@ async def _check_cryptum(store: StoreConfig, session: aiohttp.ClientSession) -> 
                 "(set cryptum_api_key to turn both on)",
             )
         ]
+    try:
+        # Any HTTP answer will do: this only tells a network failure by its cause.
+        async with session.get(
+            store.api_base_url, timeout=aiohttp.ClientTimeout(total=_TIMEOUT_SECONDS)
+        ):
+            pass
+    except (aiohttp.ClientError, TimeoutError) as error:
+        key = "cryptum_api_url" if store.cryptum_api_url else "cryptum_environment"
+        message, fix = describe_connection_failure(error, store.api_base_url, url_key=key)
+        return [_problem(subject, message, fix)]
     client = CryptumClient(
         base_url=store.api_base_url,
         api_key=store.cryptum_api_key.get_secret_value(),
@@ -232,14 +349,96 @@ async def _diagnose(config: Config) -> list[Finding]:
     return findings
 
 
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _allowed(status: os.stat_result, uid: int, groups: Sequence[int], want: int) -> bool:
+    """Whether `uid` may `want` (4 read, 1 search) by the mode bits (root may always)."""
+    if uid == 0:
+        return True
+    mode = status.st_mode
+    if status.st_uid == uid:
+        return (mode >> 6) & want == want
+    if status.st_gid in groups:
+        return (mode >> 3) & want == want
+    return mode & want == want
+
+
+def explain_unreadable(
+    cause: CredentialFileError, *, uid: int | None = None, groups: Sequence[int] | None = None
+) -> str:
+    """Why a credential file cannot be read, and what to do, for the user `uid` doctor runs as."""
+    uid = os.geteuid() if uid is None else uid
+    groups = [os.getegid(), *os.getgroups()] if groups is None else groups
+    path = cause.paths[-1]
+    if isinstance(cause.error, FileNotFoundError | NotADirectoryError):
+        if len(cause.paths) == 1 and os.environ.get("CREDENTIALS_DIRECTORY"):
+            return (
+                f"{path} does not exist: systemd hands the service only the files named by "
+                f"LoadCredential= (add LoadCredential={path.name}:/etc/cryptum-bridge/credentials/"
+                f"{path.name} with systemctl edit cryptum-bridge), or unset CREDENTIALS_DIRECTORY "
+                "to look beside the config"
+            )
+        return (
+            f"create {path} holding the secret (as root: umask 077; printf '%s' SECRET > {path}), "
+            "or correct the file name in the config"
+        )
+    if isinstance(cause.error, IsADirectoryError):
+        return f"{path} is a directory: name the file that holds the secret"
+    who = f"{_user(uid)} (uid {uid})"
+    # The first directory on the way that may not be entered, else the file itself.
+    for step in [*reversed(path.parents), path]:
+        try:
+            status = step.stat()
+        except OSError:
+            break
+        is_file = step == path
+        if _allowed(status, uid, groups, 4 if is_file else 1):
+            continue
+        what = "read it" if is_file else "enter it"
+        owner = f"{_user(status.st_uid)}:{_group(status.st_gid)}"
+        mode = stat.S_IMODE(status.st_mode)
+        return (
+            f"{step} is owned by {owner} with mode {mode:04o} and doctor runs as {who}, who may "
+            f"not {what}: "
+            f"run it as root (sudo cryptum-bridge doctor), or let {_user(uid)} read {path} "
+            "(chown, chmod or an ACL); the service itself gets the file through LoadCredential="
+        )
+    reason = cause.error.strerror or str(cause.error)
+    return (
+        f"{path}: {reason}, although its mode lets {who} read it: check ACLs and any "
+        "security policy (AppArmor, SELinux) on it"
+    )
+
+
+def _config_findings(config_path: Path, error: ConfigError) -> list[Finding]:
+    findings = []
+    for problem in error.problems:
+        cause = error.unreadable.get(problem)
+        if cause is not None:
+            fix = explain_unreadable(cause)
+        else:
+            fix = f"edit {config_path} (config.example.toml documents every key)"
+        findings.append(_problem("config", problem, fix))
+    return findings
+
+
 def run_doctor(config_path: Path) -> tuple[int, list[Finding]]:
     """All findings, and the exit code: 0 when there is no problem (warnings aside), 1 otherwise."""
     try:
         config = load_config(config_path)
     except ConfigError as error:
-        return 1, [
-            _problem("config", problem, "edit the config (see config.example.toml)")
-            for problem in error.problems
-        ]
+        return 1, _config_findings(config_path, error)
     findings = asyncio.run(_diagnose(config))
     return (0 if all(f.ok for f in findings) else 1), findings

@@ -146,6 +146,37 @@ MIGRATIONS: tuple[str, ...] = (
     FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
     WHERE d.state = 'done';
     """,
+    # 4: a run's history outlives its replay. `replay`, `dead-letter retry` and
+    # reconciliation start a delivery again by bumping its generation; the
+    # trigger copies the run that ended (state, outcome, attempts) into
+    # `delivery_runs` in that same statement, so a finished outcome is never
+    # overwritten, whatever code path requeues it.
+    """
+    CREATE TABLE delivery_runs (
+        id             INTEGER PRIMARY KEY,
+        delivery_id    INTEGER NOT NULL REFERENCES deliveries (id),
+        generation     INTEGER NOT NULL,
+        state          TEXT    NOT NULL,
+        outcome        TEXT,
+        last_error     TEXT,
+        attempts       INTEGER NOT NULL,
+        applied_status TEXT,
+        -- The run's age counted from here (arrival, or the requeue that began it).
+        started_at     REAL    NOT NULL,
+        finished_at    REAL    NOT NULL,
+        requeued_at    REAL    NOT NULL,
+        UNIQUE (delivery_id, generation)
+    );
+    CREATE TRIGGER deliveries_keep_finished_runs AFTER UPDATE OF generation ON deliveries
+    WHEN NEW.generation > OLD.generation AND OLD.state != 'pending'
+    BEGIN
+        INSERT OR IGNORE INTO delivery_runs
+            (delivery_id, generation, state, outcome, last_error, attempts, applied_status,
+             started_at, finished_at, requeued_at)
+        VALUES (OLD.id, OLD.generation, OLD.state, OLD.outcome, OLD.last_error, OLD.attempts,
+                OLD.applied_status, OLD.age_from, OLD.updated_at, NEW.updated_at);
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

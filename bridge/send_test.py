@@ -4,6 +4,11 @@ It lets an admin test a real install end to end without paying. Stores with
 an API key confirm every callback with Cryptum, so for them give the id of a
 real order (`--cryptum-order`, e.g. from Cryptum's test environment): a made-up
 one is refused at confirmation, and the delivery says so.
+
+The callback is real to the bridge: a delivered `confirmed`, `on-hold`,
+`failed` or `cancelled` changes the shop's order (paid, held, failed,
+cancelled and restocked). So the command first says what it will change
+(`plan`), and sends only when told to (`--yes`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import aiohttp
 from .config import Config, StoreConfig
 from .signature import sign
 
-__all__ = ["bridge_url", "build_test_callback", "send_test_callback"]
+__all__ = ["STATUSES", "bridge_url", "build_test_callback", "plan", "send_test_callback"]
+
+# The statuses Cryptum sends, as the status rules know them.
+STATUSES = ("pending", "on-hold", "confirmed", "failed", "cancelled")
 
 
 def build_test_callback(
@@ -48,6 +56,61 @@ def bridge_url(config: Config, store: StoreConfig) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{address.port}{path}"
+
+
+def _effect(store: StoreConfig, order: str, status: str) -> str | None:
+    """What delivering `status` does to the order under the store's rules; None: nothing."""
+    rules = store.rules
+    if status == "confirmed" and rules.confirmed == "pay":
+        return (
+            f"marks WooCommerce order {order} paid if it is pending, on hold, failed or a "
+            "draft: WooCommerce reduces stock and e-mails the customer"
+        )
+    if status == "on-hold" and rules.on_hold == "on-hold":
+        return f"puts WooCommerce order {order} on hold if it is pending"
+    if status == "failed" and rules.failed != "ignore":
+        restock = "; WooCommerce restocks its items" if rules.failed == "cancelled" else ""
+        return (
+            f"sets WooCommerce order {order} to {rules.failed} if it is pending or on hold{restock}"
+        )
+    if status == "cancelled" and rules.cancelled == "cancelled":
+        return (
+            f"cancels WooCommerce order {order} if it is pending, on hold or failed: "
+            "WooCommerce restocks its items"
+        )
+    return None
+
+
+def plan(
+    config: Config,
+    store: StoreConfig,
+    *,
+    woo_order_id: str,
+    status: str,
+    cryptum_order_id: str | None = None,
+    url: str | None = None,
+) -> list[str]:
+    """What send-test is about to do, in lines for the admin to read before saying --yes."""
+    effect = _effect(store, woo_order_id, status)
+    nothing = "none on the order: the bridge records the callback and changes nothing"
+    lines = [
+        f"send-test will post a signed {status!r} callback to {url or bridge_url(config, store)}",
+        f"  store:          {store.name} (WooCommerce {store.woocommerce.url})",
+        f"  order:          WooCommerce order {woo_order_id}",
+        f"  status:         {status}",
+        f"  Cryptum order:  {cryptum_order_id or 'a made-up id (send-test-...)'}",
+        f"  effect:         {effect or nothing}",
+    ]
+    if effect is not None:
+        lines.append(
+            f"This really changes WooCommerce order {woo_order_id} in that shop: use a test order."
+        )
+    if store.cryptum_api_key is not None and cryptum_order_id is None:
+        lines.append(
+            "The store confirms callbacks with Cryptum's API: a made-up Cryptum order is "
+            "refused there and nothing changes (give --cryptum-order ID of a real one)."
+        )
+    return lines
 
 
 async def send_test_callback(

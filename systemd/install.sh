@@ -3,6 +3,7 @@
 # repository checkout:   sudo sh systemd/install.sh
 #
 #   /opt/cryptum-bridge/venv             the program, in its own virtualenv (upgraded in place)
+#   /usr/local/bin/cryptum-bridge        a link to the venv's program, so it is on PATH
 #   /etc/systemd/system/cryptum-bridge.service
 #   /etc/cryptum-bridge/config.toml      created from config.example.toml if missing, never overwritten
 #   /etc/cryptum-bridge/credentials/     one file per secret (mode 0700 directory)
@@ -15,7 +16,7 @@
 set -eu
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
 }
 case "${1:-}" in
     -h | --help) usage; exit 0 ;;
@@ -30,6 +31,11 @@ prefix=$destdir/opt/cryptum-bridge
 venv=$prefix/venv
 config_dir=$destdir/etc/cryptum-bridge
 unit_dir=$destdir/etc/systemd/system
+# The program as the installed system sees it (without DESTDIR), and its link on PATH.
+program=/opt/cryptum-bridge/venv/bin/cryptum-bridge
+bin_link=$destdir/usr/local/bin/cryptum-bridge
+# The database where the unit's StateDirectory= puts it.
+database=/var/lib/cryptum-bridge/bridge.sqlite3
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
@@ -70,14 +76,41 @@ install -m 0644 "$source_dir/config.example.toml" "$config_dir/config.example.to
 if [ -e "$config_dir/config.toml" ]; then
     config_note="kept $config_dir/config.toml (compare with config.example.toml for new keys)"
 else
-    install -m 0644 "$source_dir/config.example.toml" "$config_dir/config.toml"
+    # storage.path made explicit: the service finds the database through
+    # $STATE_DIRECTORY, admin commands run by root have only the config.
+    sed "s|^# path = \"$database\"\$|path = \"$database\"|" \
+        "$source_dir/config.example.toml" > "$config_dir/config.toml.new"
+    grep -q "^path = \"$database\"\$" "$config_dir/config.toml.new" \
+        || die "config.example.toml has no '# path = \"$database\"' line to set"
+    chmod 0644 "$config_dir/config.toml.new"
+    mv "$config_dir/config.toml.new" "$config_dir/config.toml"
     config_note="created $config_dir/config.toml from the example"
 fi
-# Only root reads these; systemd hands them to the service (LoadCredential=).
+# Only root reads these; systemd hands them to the service (LoadCredential=),
+# and admin commands run by root find them here beside the config.
 install -d -m 0700 "$config_dir/credentials"
+
+# On PATH for root: a link to the venv's program. A file there that is not
+# such a link belongs to someone else (another install, a pip install) and
+# stays as it is.
+links_to_venv() {
+    [ -L "$1" ] || return 1
+    case "$(readlink "$1")" in
+        "$program" | "$venv"/*) return 0 ;;
+    esac
+    return 1
+}
+if links_to_venv "$bin_link" || { [ ! -e "$bin_link" ] && [ ! -L "$bin_link" ]; }; then
+    mkdir -p "$(dirname "$bin_link")"
+    ln -sfn "$program" "$bin_link"
+    link_note="linked $bin_link -> $program"
+else
+    link_note="left $bin_link alone: it is not a link to this install; run $program"
+fi
 
 say "Installed $("$venv/bin/cryptum-bridge" --version 2>/dev/null || echo cryptum-bridge)"
 say "  $config_note"
+say "  $link_note"
 
 if [ -n "$destdir" ]; then
     say "DESTDIR is set: systemctl not called."
@@ -107,11 +140,14 @@ Next steps:
        printf '%s' '…' > cryptum_api_key      # none? leave it empty: : > cryptum_api_key
        printf '%s' 'ck_…' > woocommerce_consumer_key
        printf '%s' 'cs_…' > woocommerce_consumer_secret
-  3. Check the config with the credentials the service will see:
-       CREDENTIALS_DIRECTORY=/etc/cryptum-bridge/credentials \\
-         /opt/cryptum-bridge/venv/bin/cryptum-bridge check-config --config /etc/cryptum-bridge/config.toml
+  3. Check the config, as root (it finds config.toml and credentials/ by itself):
+       cryptum-bridge check-config
+       cryptum-bridge doctor
   4. Start it, now and at boot, and watch it:
        systemctl daemon-reload && systemctl enable --now cryptum-bridge
        journalctl -u cryptum-bridge -o cat -f
+  5. Admin commands run as root the same way, with no flag, e.g.:
+       cryptum-bridge events list
+       cryptum-bridge stats
 See /opt/cryptum-bridge/docs/operations.md for upgrades, reloads and uninstalling.
 STEPS

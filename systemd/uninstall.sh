@@ -1,7 +1,7 @@
 #!/bin/sh
 # Remove cryptum-bridge installed by systemd/install.sh. Run as root:
-#   sudo sh systemd/uninstall.sh            stop it, remove the unit and the program;
-#                                           keep the config, credentials and database
+#   sudo sh systemd/uninstall.sh            stop it, remove the unit, the program and its
+#                                           link on PATH; keep the config, credentials and database
 #   sudo sh systemd/uninstall.sh --purge    also delete /etc/cryptum-bridge and
 #                                           /var/lib/cryptum-bridge (the database)
 # DESTDIR works as for install.sh: no systemctl, nothing touched outside it.
@@ -20,6 +20,7 @@ unit=$destdir/etc/systemd/system/cryptum-bridge.service
 dropins=$destdir/etc/systemd/system/cryptum-bridge.service.d
 prefix=$destdir/opt/cryptum-bridge
 config_dir=$destdir/etc/cryptum-bridge
+bin_link=$destdir/usr/local/bin/cryptum-bridge
 # With DynamicUser= the state really lives in /var/lib/private/cryptum-bridge;
 # /var/lib/cryptum-bridge is a symlink to it.
 state_dirs="$destdir/var/lib/cryptum-bridge $destdir/var/lib/private/cryptum-bridge"
@@ -33,6 +34,17 @@ if [ -z "$destdir" ]; then
     systemctl disable --now cryptum-bridge 2>/dev/null || true
 fi
 rm -f "$unit"
+# The link install.sh made, and only that: a cryptum-bridge on PATH that is
+# not a link into this venv belongs to someone else.
+if [ -L "$bin_link" ]; then
+    case "$(readlink "$bin_link")" in
+        /opt/cryptum-bridge/venv/* | "$prefix"/venv/*)
+            rm -f "$bin_link"
+            echo "Removed $bin_link"
+            ;;
+        *) echo "Kept $bin_link: it does not point into $prefix/venv" ;;
+    esac
+fi
 rm -rf "$prefix"
 echo "Removed the unit and $prefix"
 

@@ -688,3 +688,36 @@ async def test_a_reload_applies_a_changed_unsigned_cap(
     assert (await post_unsigned(client)).status == 429
     clock.now += 1
     assert (await post_unsigned(client)).status == 200
+
+
+# An unknown store's id is logged, so that a typo in cryptum_store_id shows.
+
+
+async def test_an_unknown_store_id_is_logged_with_the_rejection(client: Any, logs: Any) -> None:
+    body = callback_body(store_id="3ac0d5b2-typo-in-the-dashboard")
+    response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert response.status == 404
+    assert await response.json() == {"error": "unknown_store"}  # answered as before
+    (rejected,) = [line for line in logs() if line["event"] == "callback.rejected"]
+    assert rejected["reason"] == "unknown_store_id"
+    assert rejected["store_id"] == "3ac0d5b2-typo-in-the-dashboard"
+
+
+async def test_a_logged_unknown_store_id_is_escaped_and_at_most_100_characters(
+    client: Any, logs: Any
+) -> None:
+    body = callback_body(store_id="evil\n\x1b[31m" + "x" * 180)  # storeId: 200 at most
+    response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert response.status == 404
+    (rejected,) = [line for line in logs() if line["event"] == "callback.rejected"]
+    logged = rejected["store_id"]
+    assert len(logged) == 100
+    assert logged.startswith("evil\\n\\x1b[31mxxx") and logged.endswith("x\u2026")
+
+
+async def test_an_unknown_store_in_the_path_is_logged(client: Any, logs: Any) -> None:
+    body = callback_body()
+    response = await client.post("/callbacks/cryptum/nope", data=body, headers=signed_headers(body))
+    assert response.status == 404
+    (rejected,) = [line for line in logs() if line["event"] == "callback.rejected"]
+    assert (rejected["reason"], rejected["path_store"]) == ("unknown_store_name", "nope")

@@ -361,3 +361,296 @@ def test_deliveries_and_dead_letter_escape_control_characters(
 
     code, out, _ = run(capsys, "deliveries", *db, "--json", "show", str(delivery_id))
     assert json.loads(out)["outcome"] == f"shop said {HOSTILE_ORDER}"
+
+
+# Options before or after the action, at any level
+
+
+def _with_one_event(tmp_path: Path) -> Path:
+    config_path = write_config(tmp_path)
+    body = callback_body(order_id="anywhere-order", woo_order_id="557")
+    asyncio.run(_post_through_the_app(config_path, body))
+    return config_path
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["events", "list", "--json", "--config", "{config}"],
+        ["--config", "{config}", "events", "list", "--json"],
+        ["events", "--json", "list", "--config", "{config}"],
+        ["events", "--config", "{config}", "--json", "list"],
+        ["events", "list", "--config", "{config}", "--json", "--limit", "5"],
+        ["deliveries", "list", "--config", "{config}", "--json"],
+        ["deliveries", "--config", "{config}", "list", "--state", "pending", "--json"],
+        ["dead-letter", "list", "--json", "--config", "{config}"],
+        ["stats", "--json", "--config", "{config}"],
+        ["--config", "{config}", "stats", "--json"],
+        ["events", "list", "--json", "--database", "{database}"],
+        [
+            "--config",
+            "/nonexistent/config.toml",
+            "events",
+            "list",
+            "--json",
+            "--config",
+            "{config}",
+        ],
+    ],
+    ids=lambda arguments: " ".join(arguments),
+)
+def test_options_are_accepted_before_or_after_the_action(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str]
+) -> None:
+    config_path = _with_one_event(tmp_path)
+    database = tmp_path / "state" / "bridge.sqlite3"
+    argv = [a.format(config=config_path, database=database) for a in arguments]
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    listed = json.loads(out)  # --json took effect wherever it was given
+    if argv[0] == "stats" or argv[2] == "stats":
+        assert listed["events"] == 1
+    elif "dead-letter" in argv:
+        assert listed == []
+    else:
+        assert [row["woo_order_id"] for row in listed] == ["557"]
+
+
+def test_an_option_given_at_one_level_is_not_undone_by_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = _with_one_event(tmp_path)
+    # --json before the action, --config after it, and neither resets the other.
+    code, out, _ = run(capsys, "events", "--json", "list", "--config", str(config_path))
+    assert code == 0 and json.loads(out)[0]["woo_order_id"] == "557"
+    code, out, _ = run(capsys, "--config", str(config_path), "events", "list")
+    assert code == 0 and out.startswith("ID")
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["dead-letter", "retry", "--all", "--config", "{config}"],
+        ["dead-letter", "--config", "{config}", "retry", "--all"],
+        ["--config", "{config}", "dead-letter", "retry", "--all"],
+    ],
+    ids=lambda arguments: " ".join(arguments),
+)
+def test_dead_letter_retry_all_takes_config_anywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str]
+) -> None:
+    config_path = write_config(tmp_path)
+    asyncio.run(_dead_deliveries(tmp_path / "state" / "bridge.sqlite3", 2))
+    code, out, err = run(capsys, *[a.format(config=config_path) for a in arguments])
+    assert (code, out.strip(), err) == (0, "2 deliveries queued again", "")
+
+
+def test_every_command_takes_config_after_its_arguments(tmp_path: Path) -> None:
+    from bridge.cli import parse_arguments
+
+    config = str(tmp_path / "config.toml")
+    for argv in (
+        ["serve"],
+        ["check-config"],
+        ["doctor"],
+        ["replay", "3"],
+        ["send-test", "--store", "main", "--order", "1", "--status", "pending"],
+        ["sign", "--store", "main"],
+        ["events", "show", "1"],
+        ["deliveries", "show", "1"],
+    ):
+        assert parse_arguments([*argv, "--config", config]).config == Path(config), argv
+        assert parse_arguments(["--config", config, *argv]).config == Path(config), argv
+
+
+# check-config reports every problem at once
+
+
+def test_check_config_reports_two_independent_problems_of_one_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = config_document(tmp_path / "bridge.sqlite3")
+    document["stores"][0]["woocommerce"]["url"] = "ftp://shop"  # a key's own check
+    del document["stores"][1]["webhook_secret"]  # a check across keys
+    document["stores"][1]["cryptum_api_key"] = ""
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml(document))
+    code, out, err = run(capsys, "check-config", "--config", str(config))
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        "stores[0].woocommerce.url: must be an http:// or https:// URL with no query or fragment",
+        "stores[1].cryptum_api_key: must not be empty",
+        "stores[1]: webhook_secret (or webhook_secret_file) is required",
+    ]
+
+
+def test_check_config_refuses_the_examples_placeholders_by_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    code, out, err = run(capsys, "check-config", "--config", str(example))
+    assert (code, out) == (2, "")
+    assert [line.split(":")[0] for line in err.splitlines()] == [
+        "stores[0].webhook_secret",
+        "stores[0].woocommerce.consumer_key",
+        "stores[0].woocommerce.consumer_secret",
+    ]
+    assert all("still the example's placeholder; set the" in line for line in err.splitlines())
+
+
+def test_serve_refuses_the_examples_placeholders_with_exit_2(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "serve", "--config", str(example)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        "stores[0].webhook_secret: still the example's placeholder; "
+        "set the secret from the Cryptum dashboard"
+    )
+    assert not (tmp_path / "bridge.sqlite3").exists()  # refused before opening anything
+
+
+# replay and dead-letter retry keep the earlier run's outcome
+
+
+async def _finished_then_replayed(database_path: Path) -> tuple[int, int]:
+    """One delivery done, one dead; both run again and finished once more."""
+    from bridge.delivery_queue import DeliveryQueue
+    from bridge.storage import Database, NewEvent
+
+    database = await Database.open(database_path)
+    try:
+        queue = DeliveryQueue(database)
+        for number in (1, 2):
+            await database.record_event(
+                NewEvent(
+                    store="main",
+                    body_sha256=bytes([number]) * 32,
+                    source="callback",
+                    signature_form="json",
+                    request_id=None,
+                    cryptum_order_id=f"history-{number}",
+                    woo_order_id=str(700 + number),
+                    status="confirmed",
+                    payload=b"{}",
+                )
+            )
+        done, dead = await queue.claim("main", 2, now=4e9, lease_seconds=60)
+        await queue.finish(done.delivery_id, "done", "pay: payment confirmed", now=4e9 + 1)
+        await queue.finish(dead.delivery_id, "dead", "order not found in WooCommerce", now=4e9 + 1)
+        return done.delivery_id, dead.delivery_id
+    finally:
+        await database.close()
+
+
+async def _run_again(database_path: Path, outcomes: dict[int, tuple[str, str]]) -> None:
+    """What the worker does with the requeued deliveries: finish each as told."""
+    from bridge.delivery_queue import DeliveryQueue
+    from bridge.storage import Database
+
+    database = await Database.open(database_path)
+    try:
+        queue = DeliveryQueue(database)
+        for job in await queue.claim("main", 10, now=5e9, lease_seconds=60):
+            state, outcome = outcomes[job.delivery_id]
+            await queue.finish(job.delivery_id, state, outcome, now=5e9 + 1)
+    finally:
+        await database.close()
+
+
+def test_replay_and_retry_keep_the_earlier_outcome_in_show_and_stats(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "bridge.sqlite3"
+    done_id, dead_id = asyncio.run(_finished_then_replayed(database))
+    db = ["--database", str(database)]
+    code, out, _ = run(capsys, "deliveries", "show", str(done_id), "--json", *db)
+    done_event = json.loads(out)["event_id"]
+
+    assert run(capsys, "replay", str(done_event), *db)[0] == 0
+    assert run(capsys, "dead-letter", "retry", str(dead_id), *db)[0] == 0
+    asyncio.run(
+        _run_again(
+            database,
+            {
+                done_id: ("skipped", "skipped: already paid"),
+                dead_id: ("done", "pay: payment confirmed"),
+            },
+        )
+    )
+
+    code, out, _ = run(capsys, "deliveries", "show", str(done_id), "--json", *db)
+    shown = json.loads(out)
+    assert (shown["state"], shown["outcome"]) == ("skipped", "skipped: already paid")
+    (earlier,) = shown["earlier_runs"]
+    assert (earlier["generation"], earlier["state"], earlier["outcome"], earlier["attempts"]) == (
+        1,
+        "done",
+        "pay: payment confirmed",
+        1,
+    )
+    code, out, _ = run(capsys, "deliveries", "show", str(dead_id), *db)
+    assert "earlier runs:" in out
+    (row,) = out.split("earlier runs:\n")[1].splitlines()[1:]
+    assert row.split()[:3] == ["1", "dead", "1"] and "order not found in WooCommerce" in row
+
+    code, out, _ = run(capsys, "stats", "--json", *db)
+    assert code == 0
+    figures = json.loads(out)
+    # Two finished runs each; the first delivery's payment stays counted as done.
+    assert figures["deliveries"] == {"pending": 0, "done": 2, "skipped": 1, "dead": 1}
+    assert figures["dead_letters"] == 0
+    _, out, _ = run(capsys, "stats", *db)
+    assert "deliveries done:      2\n" in out and "dead letters now:     0\n" in out
+
+
+@pytest.mark.slow
+async def test_replaying_a_delivered_payment_keeps_its_done_run(tmp_path: Path) -> None:
+    from bridge.simulators.woocommerce import WooCommerceSimulator
+
+    from daemon import Bridge, wait_until
+
+    async with WooCommerceSimulator() as shop:
+        shop.add_key("ck_replay_key", "cs_replay_secret")
+        shop.seed_fixture_shop()
+        bridge = Bridge(tmp_path, shop, key="ck_replay_key", secret="cs_replay_secret").start()
+        try:
+            answer = await bridge.send(order_id="replay-12", woo_order_id="12")
+            first = await bridge.settled(answer["event_id"])
+            assert (first["state"], first["generation"]) == ("done", 1)
+
+            db = ["--database", str(bridge.database)]
+            code = await asyncio.to_thread(main, ["replay", str(answer["event_id"]), *db])
+            assert code == 0
+            await wait_until(
+                lambda: (
+                    bridge.delivery_of(answer["event_id"])["generation"] == 2
+                    and bridge.delivery_of(answer["event_id"])["state"] != "pending"
+                )
+            )
+        finally:
+            assert bridge.stop() == 0
+    shown = await asyncio.to_thread(_json_of, ["deliveries", "show", str(first["id"]), *db])
+    assert shown["state"] == "skipped"  # the order is paid already: nothing to change
+    (earlier,) = shown["earlier_runs"]
+    assert (earlier["state"], earlier["outcome"]) == ("done", first["outcome"])
+    figures = await asyncio.to_thread(_json_of, ["stats", *db])
+    assert figures["deliveries"] == {"pending": 0, "done": 1, "skipped": 1, "dead": 0}
+
+
+def _json_of(argv: list[str]) -> Any:
+    """Run a command in a subprocess and decode its JSON output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", *argv, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout)

@@ -25,9 +25,31 @@ def problems_of(document: dict[str, Any], base_dir: Path) -> list[str]:
     return caught.value.problems
 
 
-def test_the_example_config_is_valid_and_shows_every_default() -> None:
-    config = load_config(REPO / "config.example.toml")
-    example = tomllib.loads((REPO / "config.example.toml").read_text())
+# What an owner puts in place of the example's placeholders.
+FILLED_IN = {
+    'webhook_secret = "whsec_change_me"': 'webhook_secret = "whsec_a_long_random_secret_91c3"',
+    'woocommerce.consumer_key = "ck_change_me"': 'woocommerce.consumer_key = "ck_real_key_4d2a"',
+    'woocommerce.consumer_secret = "cs_change_me"': (
+        'woocommerce.consumer_secret = "cs_real_secret_8b1f"'
+    ),
+}
+
+
+def filled_in_example(directory: Path) -> Path:
+    """config.example.toml with its placeholders replaced, as an owner would."""
+    text = (REPO / "config.example.toml").read_text()
+    for placeholder, value in FILLED_IN.items():
+        assert placeholder in text, placeholder
+        text = text.replace(placeholder, value)
+    path = directory / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_example_config_is_valid_and_shows_every_default(tmp_path: Path) -> None:
+    filled_in = filled_in_example(tmp_path)
+    config = load_config(filled_in)
+    example = tomllib.loads(filled_in.read_text())
     defaults = Config.model_validate({"stores": example["stores"]})
     for section in ("server", "storage", "logging", "delivery", "reconcile"):
         assert getattr(config, section) == getattr(defaults, section), section
@@ -319,12 +341,210 @@ def test_warnings_never_show_the_secret(tmp_path: Path) -> None:
     assert warnings and "Zq7" not in "\n".join(warnings)
 
 
-def test_the_example_configs_placeholder_secret_is_warned_of() -> None:
-    assert load_config(REPO / "config.example.toml").warnings() == [
-        "stores[0].webhook_secret: shorter than 16 characters; use a long random secret"
+def test_the_example_configs_placeholders_are_errors_naming_their_keys() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(REPO / "config.example.toml")
+    assert caught.value.problems == [
+        "stores[0].webhook_secret: still the example's placeholder; "
+        "set the secret from the Cryptum dashboard",
+        "stores[0].woocommerce.consumer_key: still the example's placeholder; "
+        "set the consumer key of a WooCommerce REST API key with Read/Write permission "
+        "(WooCommerce > Settings > Advanced > REST API)",
+        "stores[0].woocommerce.consumer_secret: still the example's placeholder; "
+        "set the consumer secret of that WooCommerce REST API key",
     ]
+
+
+def test_the_filled_in_example_has_no_problem_and_no_warning(tmp_path: Path) -> None:
+    assert load_config(filled_in_example(tmp_path)).warnings() == []
 
 
 def test_the_unsigned_callback_cap_defaults_to_60_a_minute(tmp_path: Path) -> None:
     store = parse(config_document(tmp_path / "db"), tmp_path).stores[0]
     assert store.unsigned_callbacks_per_minute == 60
+
+
+# Every problem at once: checks across keys run beside the keys' own checks.
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: (
+                d["stores"][0]["woocommerce"].update(url="ftp://shop"),
+                d["stores"][0].pop("webhook_secret"),
+            ),
+            [
+                "stores[0].woocommerce.url: must be an http:// or https:// URL with no query "
+                "or fragment",
+                "stores[0]: webhook_secret (or webhook_secret_file) is required",
+            ],
+        ),
+        (
+            lambda d: (
+                d["stores"][0]["woocommerce"].update(url="ftp://shop"),
+                d["stores"][0]["woocommerce"].pop("consumer_key"),
+            ),
+            [
+                "stores[0].woocommerce.url: must be an http:// or https:// URL with no query "
+                "or fragment",
+                "stores[0].woocommerce: consumer_key (or consumer_key_file) is required",
+            ],
+        ),
+        (
+            lambda d: d["stores"][0].update(name="Main Store", allow_unsigned=True),
+            [
+                "stores[0].name: use 1-64 lower-case letters, digits, '-' or '_'",
+                "stores[0]: allow_unsigned needs cryptum_api_key (or cryptum_api_key_file): "
+                "without a signature, confirming each callback with Cryptum's API is the only "
+                "check left",
+            ],
+        ),
+        (
+            lambda d: d.update(
+                delivery={"concurrency": 0, "backoff_initial_seconds": 10, "backoff_max_seconds": 5}
+            ),
+            [
+                "delivery.concurrency: Input should be greater than or equal to 1",
+                "delivery: backoff_initial_seconds must not exceed backoff_max_seconds",
+            ],
+        ),
+        (
+            lambda d: (
+                d["stores"][1].update(name="main"),
+                d["stores"][1]["woocommerce"].update(auth="digest"),
+            ),
+            [
+                "stores[1].woocommerce.auth: Input should be 'auto', 'basic' or 'oauth1'",
+                "stores: stores[1] has the same name as stores[0]",
+            ],
+        ),
+        (
+            lambda d: (
+                d["stores"][0].update(webhook_secret_file="missing-file"),
+                d["stores"][1].update(webhook_secret="whsec_change_me"),
+            ),
+            [
+                "stores[0].webhook_secret_file: cannot read {base}/missing-file or "
+                "{base}/credentials/missing-file: no such file",
+                "stores[0]: set either webhook_secret or webhook_secret_file, not both",
+                "stores[1].webhook_secret: still the example's placeholder; set the secret "
+                "from the Cryptum dashboard",
+            ],
+        ),
+    ],
+    ids=[
+        "bad-url-and-missing-secret",
+        "bad-url-and-missing-key",
+        "bad-name-and-unsigned-without-key",
+        "bad-concurrency-and-backoff",
+        "bad-auth-and-duplicate-name",
+        "missing-file-secret-twice-and-placeholder",
+    ],
+)
+def test_two_independent_problems_are_both_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: Any, expected: list[str]
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    document = config_document(tmp_path / "db")
+    change(document)
+    assert problems_of(document, tmp_path) == [line.format(base=tmp_path) for line in expected]
+
+
+# Where a relative *_file is found
+
+
+def secret_file_document(tmp_path: Path, name: str = "webhook_secret") -> dict[str, Any]:
+    document = config_document(tmp_path / "db")
+    del document["stores"][0]["webhook_secret"]
+    document["stores"][0]["webhook_secret_file"] = name
+    return document
+
+
+def test_without_credentials_directory_a_file_is_found_in_credentials_beside_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "webhook_secret").write_text("from-credentials-dir\n")
+    config = parse(secret_file_document(tmp_path), tmp_path)
+    assert config.stores[0].webhook_secret.get_secret_value() == "from-credentials-dir"
+
+
+def test_a_file_beside_the_config_comes_before_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "webhook_secret").write_text("from-credentials-dir")
+    (tmp_path / "webhook_secret").write_text("from-beside-the-config")
+    config = parse(secret_file_document(tmp_path), tmp_path)
+    assert config.stores[0].webhook_secret.get_secret_value() == "from-beside-the-config"
+
+
+def test_the_credentials_directory_of_systemd_is_the_only_place_when_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "webhook_secret").write_text("from-credentials-dir")
+    systemd = tmp_path / "run-credentials"
+    systemd.mkdir()
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(systemd))
+    # The service reads what systemd handed it, never files it was not given.
+    assert problems_of(secret_file_document(tmp_path), tmp_path) == [
+        f"stores[0].webhook_secret_file: cannot read {systemd}/webhook_secret: no such file"
+    ]
+
+
+def test_an_encryption_key_is_found_in_credentials_beside_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "payload_key").write_text("ab" * 32)
+    document = config_document(tmp_path / "db")
+    document["storage"]["encryption_key_file"] = "payload_key"
+    assert parse(document, tmp_path).storage.cipher() is not None
+
+
+def test_an_unreadable_file_carries_its_cause_for_doctor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        parse(secret_file_document(tmp_path), tmp_path)
+    ((problem, cause),) = caught.value.unreadable.items()
+    assert problem == caught.value.problems[0]
+    assert cause.paths == [tmp_path / "webhook_secret", tmp_path / "credentials/webhook_secret"]
+    assert isinstance(cause.error, FileNotFoundError)
+
+
+# The example's placeholders, however they are given
+
+
+@pytest.mark.parametrize(
+    "value", ["whsec_change_me", "CHANGE_ME", "whsec_…"], ids=["example", "upper", "ellipsis"]
+)
+def test_a_placeholder_secret_is_an_error_naming_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setenv("PLACEHOLDER_SECRET", value)
+    (tmp_path / "consumer_secret").write_text(value + "\n")
+    document = config_document(tmp_path / "db")
+    document["stores"][0]["webhook_secret"] = value
+    document["stores"][1]["cryptum_api_key"] = "env:PLACEHOLDER_SECRET"
+    woocommerce = document["stores"][1]["woocommerce"]
+    del woocommerce["consumer_secret"]
+    woocommerce["consumer_secret_file"] = "consumer_secret"
+    problems = problems_of(document, tmp_path)
+    assert problems == [
+        "stores[0].webhook_secret: still the example's placeholder; "
+        "set the secret from the Cryptum dashboard",
+        "stores[1].cryptum_api_key: still the example's placeholder; "
+        "set the API key from the Cryptum dashboard",
+        "stores[1].woocommerce.consumer_secret_file: still the example's placeholder; "
+        "write the consumer secret of that WooCommerce REST API key in the file",
+    ]
+    assert "change_me" not in "\n".join(problems).lower()

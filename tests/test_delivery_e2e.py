@@ -299,6 +299,7 @@ async def test_send_test_drives_a_real_order_end_to_end(
         "confirmed",
         "--url",
         f"{bridge.url}/callbacks/cryptum/main",
+        "--yes",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -328,6 +329,7 @@ async def test_send_test_reports_a_bridge_that_does_not_answer(
         "confirmed",
         "--url",
         "http://127.0.0.1:9/callbacks/cryptum/main",
+        "--yes",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

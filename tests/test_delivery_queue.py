@@ -230,3 +230,44 @@ async def test_only_a_finished_not_dead_event_is_requeued_for_reconciliation(
     states = {row.event_id: (row.state, row.progress) for row in await queue.list()}
     assert states[done_id] == ("pending", "new")
     assert states[dead_id][0] == "dead"
+
+
+async def test_running_a_delivery_again_keeps_the_run_that_ended(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    done_id, dead_id = await record(database, event("done", "1"), event("dead", "2"))
+    done, dead = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
+    await queue.finish(done.delivery_id, "done", "pay: payment confirmed", now=NOW + 11)
+    await queue.finish(dead.delivery_id, "dead", "order not found in WooCommerce", now=NOW + 12)
+    assert await queue.runs(done.delivery_id) == []
+
+    assert await queue.requeue_event(done_id, now=NOW + 20) == 1  # replay
+    assert await queue.requeue(state="dead", now=NOW + 21) == 1  # dead-letter retry
+    (earlier,) = await queue.runs(done.delivery_id)
+    summary = earlier.summary()
+    assert summary.pop("started_at") < NOW + 11  # when the event arrived
+    assert summary == {
+        "generation": 1,
+        "state": "done",
+        "outcome": "pay: payment confirmed",
+        "last_error": None,
+        "attempts": 1,
+        "finished_at": NOW + 11,
+        "requeued_at": NOW + 20,
+    }
+    ((generation, state, outcome),) = [
+        (run.generation, run.state, run.outcome) for run in await queue.runs(dead.delivery_id)
+    ]
+    assert (generation, state, outcome) == (1, "dead", "order not found in WooCommerce")
+    # The rows themselves start over, as before.
+    row = await queue.get(done.delivery_id)
+    assert row is not None and (row.state, row.outcome, row.attempts) == ("pending", None, 0)
+
+    for job in await queue.claim("main", 2, now=NOW + 30, lease_seconds=60):
+        await queue.finish(job.delivery_id, "skipped", "skipped: already paid", now=NOW + 31)
+    assert await queue.finished_runs() == {"done": 1, "dead": 1, "skipped": 2}
+    # What waits for a person now is counted apart.
+    assert await queue.counts() == {"skipped": 2}
+    # Reconciliation's requeue keeps its run too.
+    assert await queue.requeue_finished_event(dead_id, now=NOW + 40) == 1
+    assert [run.state for run in await queue.runs(dead.delivery_id)] == ["dead", "skipped"]

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.cli import main
-from bridge.doctor import Finding, run_doctor
+from bridge.config import CredentialFileError
+from bridge.doctor import Finding, explain_unreadable, run_doctor
 from bridge.simulators.cryptum import CryptumSimulator
+from bridge.simulators.tls import write_self_signed_certificate
 from bridge.simulators.woocommerce import WooCommerceSimulator
 
 from support import MAIN_STORE_ID, config_document, to_toml
@@ -104,9 +109,26 @@ async def test_the_doctor_command_counts_warnings_in_its_summary(
         ),
         ({"auth": "basic"}, "reading orders fails", "Basic auth"),
         ({"consumer_secret": "cs_wrong"}, "reading orders fails", "home URL"),
-        ({"url": "http://127.0.0.1:9"}, "unreachable", "home URL"),
+        (
+            {"url": "http://127.0.0.1:9"},
+            "connection refused: nothing listens at 127.0.0.1:9",
+            "is WordPress (its web server) running, and are the host and port in "
+            "woocommerce.url right?",
+        ),
+        (
+            {"url": "https://shop.invalid"},
+            "the host name shop.invalid does not resolve",
+            "check the host name in woocommerce.url, and this machine's DNS",
+        ),
     ],
-    ids=["home-url-mismatch", "read-only-key", "basic-over-http", "wrong-secret", "down"],
+    ids=[
+        "home-url-mismatch",
+        "read-only-key",
+        "basic-over-http",
+        "wrong-secret",
+        "refused",
+        "unresolvable",
+    ],
 )
 async def test_each_misconfiguration_is_named_with_its_fix(
     tmp_path: Path, shop: WooCommerceSimulator, setting: dict[str, str], message: str, fix: str
@@ -168,3 +190,172 @@ async def test_a_loose_database_mode_is_reported(
     code, findings = await doctor(path)
     assert code == 1
     assert any("chmod 600" in problem for problem in problems(findings))
+
+
+# TLS: the shop is reached as the delivery worker reaches it, ca_file included
+
+
+@pytest.fixture
+async def https_shop(tmp_path: Path) -> AsyncIterator[tuple[WooCommerceSimulator, Path]]:
+    certificate, key = write_self_signed_certificate(tmp_path / "shop-tls")
+    async with WooCommerceSimulator(https=True, tls_cert=certificate, tls_key=key) as simulator:
+        simulator.add_key(KEY, SECRET)
+        yield simulator, certificate
+
+
+async def test_a_shop_with_its_own_ca_is_verified_with_ca_file(
+    tmp_path: Path, https_shop: tuple[WooCommerceSimulator, Path]
+) -> None:
+    shop, certificate = https_shop
+    code, findings = await doctor(write(tmp_path, shop, ca_file=str(certificate)))
+    assert problems(findings) == []
+    assert code == 0
+    assert any("reachable (basic authentication)" in f.message for f in findings)
+
+
+async def test_a_shop_with_its_own_ca_and_no_ca_file_is_a_tls_problem_naming_ca_file(
+    tmp_path: Path, https_shop: tuple[WooCommerceSimulator, Path]
+) -> None:
+    shop, _ = https_shop
+    code, findings = await doctor(write(tmp_path, shop))
+    assert code == 1
+    (problem,) = [f for f in findings if not f.ok]
+    assert problem.message.startswith("TLS certificate verification of 127.0.0.1:")
+    assert "self-signed certificate" in problem.message
+    assert "set woocommerce.ca_file to that CA's PEM file" in problem.fix
+
+
+async def test_a_ca_file_that_does_not_sign_the_shop_is_named(
+    tmp_path: Path, https_shop: tuple[WooCommerceSimulator, Path]
+) -> None:
+    shop, _ = https_shop
+    other, _ = write_self_signed_certificate(tmp_path / "another-ca")
+    code, findings = await doctor(write(tmp_path, shop, ca_file=str(other)))
+    assert code == 1
+    (problem,) = [f for f in findings if not f.ok]
+    assert "TLS certificate verification" in problem.message
+    assert f"woocommerce.ca_file ({other}) does not verify the shop's certificate" in problem.fix
+
+
+async def test_a_missing_ca_file_is_named(
+    tmp_path: Path, https_shop: tuple[WooCommerceSimulator, Path]
+) -> None:
+    shop, _ = https_shop
+    missing = tmp_path / "no-such-ca.pem"
+    code, findings = await doctor(write(tmp_path, shop, ca_file=str(missing)))
+    assert code == 1
+    (problem,) = problems(findings)
+    assert f"woocommerce.ca_file {missing} cannot be used" in problem
+
+
+async def test_an_unreachable_cryptum_api_is_named_by_its_cause(
+    tmp_path: Path, shop: WooCommerceSimulator
+) -> None:
+    path = write(tmp_path, shop)
+    path.write_text(
+        path.read_text().replace(
+            "[[stores]]\n",
+            '[[stores]]\ncryptum_api_key = "api-key"\ncryptum_api_url = "http://127.0.0.1:9"\n',
+        )
+    )
+    code, findings = await doctor(path)
+    assert code == 1
+    (problem,) = [f for f in findings if not f.ok]
+    assert "Cryptum API" in problem.subject
+    assert problem.message == "connection refused: nothing listens at 127.0.0.1:9"
+    assert "cryptum_api_url" in problem.fix
+
+
+# Credential files doctor cannot read: which file, and what keeps it from being read
+
+
+def secret_file_config(tmp_path: Path, shop: WooCommerceSimulator) -> Path:
+    path = write(tmp_path, shop)
+    text = path.read_text()
+    (line,) = [line for line in text.splitlines() if line.startswith("webhook_secret = ")]
+    path.write_text(text.replace(line, 'webhook_secret_file = "webhook_secret"'))
+    return path
+
+
+async def test_a_missing_credential_file_is_named_with_where_it_was_looked_for(
+    tmp_path: Path, shop: WooCommerceSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    code, findings = await doctor(secret_file_config(tmp_path, shop))
+    assert code == 1
+    (finding,) = findings
+    assert finding.message == (
+        f"stores[0].webhook_secret_file: cannot read {tmp_path}/webhook_secret or "
+        f"{tmp_path}/credentials/webhook_secret: no such file"
+    )
+    assert finding.fix.startswith(f"create {tmp_path}/credentials/webhook_secret holding")
+    assert "edit" not in finding.fix
+
+
+async def test_a_credential_file_this_user_may_not_read_names_owner_mode_and_user(
+    open_dir: Path, shop: WooCommerceSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    credentials = open_dir / "credentials"
+    credentials.mkdir(mode=0o755)
+    secret = credentials / "webhook_secret"
+    secret.write_text("a-secret-only-root-reads")
+    secret.chmod(0o600)
+    config = secret_file_config(open_dir, shop)
+    # The tests run as root, whom no mode stops: doctor is made to see what
+    # an ordinary user meets, a refused read, and to run as that user.
+    real_read_text = Path.read_text
+
+    def refused(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self == secret:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refused)
+    monkeypatch.setattr("bridge.doctor.os.geteuid", lambda: 65534)
+    monkeypatch.setattr("bridge.doctor.os.getegid", lambda: 65534)
+    monkeypatch.setattr("bridge.doctor.os.getgroups", lambda: [])
+    code, findings = await doctor(config)
+    assert code == 1
+    (finding,) = findings
+    assert finding.message == (
+        f"stores[0].webhook_secret_file: cannot read {secret}: Permission denied"
+    )
+    assert finding.fix.startswith(f"{secret} is owned by {secret.owner()}:{secret.group()}")
+    assert "with mode 0600 and doctor runs as nobody (uid 65534), who may not read it" in (
+        finding.fix
+    )
+    assert "sudo cryptum-bridge doctor" in finding.fix
+    assert "a-secret-only-root-reads" not in finding.render()
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every user may enter (pytest's own are root's alone)."""
+    directory = Path(tempfile.mkdtemp(prefix="doctor-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)
+
+
+def test_a_credentials_directory_that_may_not_be_entered_is_named(open_dir: Path) -> None:
+    credentials = open_dir / "credentials"
+    credentials.mkdir(mode=0o700)
+    secret = credentials / "webhook_secret"
+    secret.write_text("s")
+    secret.chmod(0o644)
+    cause = CredentialFileError("x", [secret], PermissionError(13, "Permission denied"))
+    fix = explain_unreadable(cause, uid=65534, groups=[65534])
+    assert fix.startswith(f"{credentials} is owned by ")
+    assert "with mode 0700 and doctor runs as nobody (uid 65534), who may not enter it" in fix
+
+
+def test_a_credential_file_readable_by_its_group_is_not_blamed(open_dir: Path) -> None:
+    secret = open_dir / "webhook_secret"
+    secret.write_text("s")
+    secret.chmod(0o640)
+    os.chown(secret, 0, 4242)
+    cause = CredentialFileError("x", [secret], PermissionError(13, "Permission denied"))
+    fix = explain_unreadable(cause, uid=65534, groups=[4242])
+    assert "check ACLs and any security policy" in fix
+    assert "may not read it" in explain_unreadable(cause, uid=65534, groups=[65534])

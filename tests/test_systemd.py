@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import shutil
@@ -214,17 +216,66 @@ def run_script(script: Path, destdir: Path, *args: str) -> subprocess.CompletedP
     return result
 
 
+INSTALLED_PROGRAM = "/opt/cryptum-bridge/venv/bin/cryptum-bridge"
+INSTALLED_DATABASE = "/var/lib/cryptum-bridge/bridge.sqlite3"
+
+
+def as_the_owner_fills_it_in(config: Path, state: Path) -> None:
+    """Step 1 of docs/operations.md: secrets as files in credentials/, none inline."""
+    text = config.read_text()
+    for inline, from_file in (
+        ('webhook_secret = "whsec_change_me"', 'webhook_secret_file = "webhook_secret"'),
+        (
+            'woocommerce.consumer_key = "ck_change_me"',
+            'woocommerce.consumer_key_file = "woocommerce_consumer_key"',
+        ),
+        (
+            'woocommerce.consumer_secret = "cs_change_me"',
+            'woocommerce.consumer_secret_file = "woocommerce_consumer_secret"',
+        ),
+        # The one change the test makes for itself: nothing outside DESTDIR.
+        (f'path = "{INSTALLED_DATABASE}"', f'path = "{state / "bridge.sqlite3"}"'),
+    ):
+        assert inline in text, inline
+        text = text.replace(inline, from_file)
+    config.write_text(text)
+    credentials = config.parent / "credentials"
+    for name, value in (
+        ("webhook_secret", "whsec_installed_4c1e9a2b7d3f"),
+        ("woocommerce_consumer_key", "ck_installed_key"),
+        ("woocommerce_consumer_secret", "cs_installed_secret"),
+    ):
+        (credentials / name).write_text(value)
+        (credentials / name).chmod(0o600)
+
+
+def run_installed(program: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """The installed program as root runs it: no CREDENTIALS_DIRECTORY, no flags but --config."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY")
+    }
+    return subprocess.run(
+        [str(program), *arguments], capture_output=True, text=True, env=env, check=False
+    )
+
+
 @pytest.mark.slow
 def test_install_upgrade_and_uninstall_under_destdir(tmp_path: Path) -> None:
     root = tmp_path / "root"
     config = root / "etc/cryptum-bridge/config.toml"
     venv_program = root / "opt/cryptum-bridge/venv/bin/cryptum-bridge"
+    on_path = root / "usr/local/bin/cryptum-bridge"
 
     first = run_script(INSTALL, root)
     assert "created" in first.stdout
     assert (root / "etc/systemd/system/cryptum-bridge.service").read_text() == UNIT.read_text()
     example = (ROOT / "config.example.toml").read_text()
-    assert config.read_text() == example
+    # The created config is the example with the database's path made explicit,
+    # so admin commands run by root find the service's database.
+    assert config.read_text() == example.replace(
+        f'# path = "{INSTALLED_DATABASE}"', f'path = "{INSTALLED_DATABASE}"'
+    )
+    assert config.read_text() != example
     assert (root / "etc/cryptum-bridge/config.example.toml").read_text() == example
     credentials = root / "etc/cryptum-bridge/credentials"
     assert credentials.stat().st_mode & 0o777 == 0o700
@@ -232,18 +283,43 @@ def test_install_upgrade_and_uninstall_under_destdir(tmp_path: Path) -> None:
         [str(venv_program), "--version"], capture_output=True, text=True, check=True
     )
     assert version.stdout.startswith("cryptum-bridge ")
+    # On PATH: a link to the program as the installed system names it.
+    assert on_path.is_symlink() and os.readlink(on_path) == INSTALLED_PROGRAM
+    assert f"linked {on_path} -> {INSTALLED_PROGRAM}" in first.stdout
 
-    # An upgrade: the owner's config stays as it is.
-    config.write_text(example + "# edited by the owner\n")
+    # As installed, the example's placeholders are errors naming their keys.
+    refused = run_installed(venv_program, "check-config", "--config", str(config))
+    assert refused.returncode == 2
+    assert "stores[0].webhook_secret: still the example's placeholder" in refused.stderr
+
+    # Filled in as the docs say, admin commands find the credentials in
+    # credentials/ beside the config with no CREDENTIALS_DIRECTORY.
+    state = root / "var/lib/private/cryptum-bridge"
+    state.mkdir(parents=True)
+    as_the_owner_fills_it_in(config, state)
+    checked = run_installed(venv_program, "check-config", "--config", str(config))
+    assert checked.returncode == 0, checked.stderr
+    assert "whsec_installed" not in checked.stdout
+    from bridge.storage import Database
+
+    async def create_database() -> None:
+        await (await Database.open(state / "bridge.sqlite3")).close()
+
+    asyncio.run(create_database())
+    listed = run_installed(venv_program, "events", "list", "--json", "--config", str(config))
+    assert (listed.returncode, listed.stderr, json.loads(listed.stdout)) == (0, "", [])
+
+    # An upgrade: the owner's config stays as it is, and so does a cryptum-bridge
+    # on PATH that is not this install's.
+    config.write_text(config.read_text() + "# edited by the owner\n")
+    on_path.unlink()
+    on_path.symlink_to("/usr/bin/true")
     second = run_script(INSTALL, root)
     assert "Upgrading" in second.stdout and "kept" in second.stdout
     assert config.read_text().endswith("# edited by the owner\n")
     subprocess.run([str(venv_program), "--version"], check=True, capture_output=True)
-
-    state = root / "var/lib/private/cryptum-bridge"
-    state.mkdir(parents=True)
-    (state / "bridge.sqlite3").write_bytes(b"")
-    (credentials / "webhook_secret").write_text("whsec_test")
+    assert os.readlink(on_path) == "/usr/bin/true"
+    assert f"left {on_path} alone" in second.stdout
 
     kept = run_script(UNINSTALL, root)
     assert not (root / "etc/systemd/system/cryptum-bridge.service").exists()
@@ -251,7 +327,12 @@ def test_install_upgrade_and_uninstall_under_destdir(tmp_path: Path) -> None:
     assert config.exists() and (credentials / "webhook_secret").exists()
     assert (state / "bridge.sqlite3").exists()
     assert "--purge" in kept.stdout
+    assert os.readlink(on_path) == "/usr/bin/true"  # not ours: kept
 
-    run_script(UNINSTALL, root, "--purge")
+    on_path.unlink()
+    on_path.symlink_to(INSTALLED_PROGRAM)  # ours, as install.sh makes it
+    purged = run_script(UNINSTALL, root, "--purge")
+    assert not on_path.is_symlink()
+    assert f"Removed {on_path}" in purged.stdout
     assert not (root / "etc/cryptum-bridge").exists()
     assert not state.exists()
