@@ -122,6 +122,13 @@ def listing_server(pages: list[dict[str, Any]]) -> web.Application:
     return app
 
 
+def client_of(server: Any, session: aiohttp.ClientSession) -> CryptumClient:
+    """A client of the test server `server`, whose API lives under /plugins."""
+    return CryptumClient(
+        base_url=str(server.make_url("/plugins")), api_key="k", session=session, timeout_seconds=2
+    )
+
+
 def entry(number: int, store: Any = STORE) -> dict[str, Any]:
     return {"id": f"c-{number}", "ecommerceOrderId": str(number), "store": store}
 
@@ -138,12 +145,7 @@ async def test_a_short_page_does_not_end_the_walk_before_the_total(
     ]
     server = listing_server(pages)
     running = await aiohttp_server(server)
-    api = CryptumClient(
-        base_url=str(running.make_url("/plugins")),
-        api_key="k",
-        session=session,
-        timeout_seconds=2,
-    )
+    api = client_of(running, session)
     since = datetime.now(UTC)
     listed = [
         (order.id, order.store_id)
@@ -162,12 +164,7 @@ async def test_without_a_total_a_short_page_is_the_last(
     pages = [{"orders": [entry(n) for n in range(1, 4)]}, {"orders": [entry(9)]}]
     server = listing_server(pages)
     running = await aiohttp_server(server)
-    api = CryptumClient(
-        base_url=str(running.make_url("/plugins")),
-        api_key="k",
-        session=session,
-        timeout_seconds=2,
-    )
+    api = client_of(running, session)
     listed = [
         order.id
         async for order in api.orders_in_status(
@@ -191,12 +188,7 @@ async def test_an_order_id_stays_one_path_segment(
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", anything)
     running = await aiohttp_server(app)
-    api = CryptumClient(
-        base_url=str(running.make_url("/plugins")),
-        api_key="k",
-        session=session,
-        timeout_seconds=2,
-    )
+    api = client_of(running, session)
     for order_id in ("../orders/?storeId=x", "..", "a/b#c"):
         with pytest.raises(UpstreamFailure):
             await api.get_order(order_id)
