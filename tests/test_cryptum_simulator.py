@@ -22,8 +22,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.signature import InvalidSignature, verify
+from bridge.signature import InvalidSignature, SignatureForm, verify
 from bridge.simulators import CallbackDelivery, CryptumSimulator, SimCryptumOrder
+from bridge.simulators.cryptum_signing import reference_canonical
 
 STORE = "3ac0d5b2-1f7e-4a8e-9d0c-7d2e41ad4e9e"
 OTHER_STORE = "9b1e2f70-5c1d-4c0b-8f3e-2a6d9e4b7c11"
@@ -503,6 +504,20 @@ async def test_pretty_and_compact_bodies_carry_the_same_signature(
     assert [received.body for received in receiver.received] == [compact.body, pretty.body]
 
 
+async def test_a_quote_in_a_message_is_signed_by_the_reference_rule_not_json(
+    cryptum: CryptumSimulator, receiver: Receiver
+) -> None:
+    # The reference rule misreads the escaped quote, so the two canonical forms
+    # differ: Cryptum signs the reference one, which the bridge accepts too.
+    order = new_order(cryptum, callback_url=receiver.url)
+    cryptum.set_status(order.id, "failed", message='Refused: "insufficient funds" on chain')
+    delivery = await cryptum.send_callback(order.id, pretty=True)
+    json_form = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
+    assert reference_canonical(delivery.body) != json_form
+    assert verify(delivery.body, delivery.signature, SECRET) is SignatureForm.REFERENCE
+    assert receiver.received[0].headers["X-Webhook-Signature"] == delivery.signature
+
+
 async def test_forged_and_other_secret_signatures_fail_verification(
     cryptum: CryptumSimulator, receiver: Receiver
 ) -> None:
@@ -658,6 +673,72 @@ async def test_fail_next_answers_errors_then_recovers(
         (500, "fail"),
         (200, None),
     ]
+
+
+NGINX_502_PAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+async def raw_get(
+    session: aiohttp.ClientSession, cryptum: CryptumSimulator, path: str
+) -> tuple[int, str | None, bytes]:
+    """Status, Content-Type and the body's bytes, whatever they hold."""
+    async with session.get(base(cryptum) + path, headers={"x-api-key": KEY}) as response:
+        return response.status, response.headers.get("Content-Type"), await response.read()
+
+
+async def test_fail_next_html_is_a_proxys_error_page(
+    cryptum: CryptumSimulator, session: aiohttp.ClientSession
+) -> None:
+    order = new_order(cryptum)
+    cryptum.fail_next(status=502, body="html")
+    cryptum.fail_next(status=503, body="html")
+    assert await raw_get(session, cryptum, f"/orders/{order.id}") == (
+        502,
+        "text/html",
+        NGINX_502_PAGE,
+    )
+    status, _, page = await raw_get(session, cryptum, f"/orders/{order.id}")
+    assert (status, b"<title>503 Service Temporarily Unavailable</title>" in page) == (503, True)
+    assert (await raw_get(session, cryptum, f"/orders/{order.id}"))[0] == 200
+    assert [(r.status, r.fault) for r in cryptum.api_requests] == [
+        (502, "fail"),
+        (503, "fail"),
+        (200, None),
+    ]
+
+
+async def test_fail_next_empty_sends_no_body_and_no_content_type(
+    cryptum: CryptumSimulator, session: aiohttp.ClientSession
+) -> None:
+    cryptum.fail_next(status=503, body="empty")
+    assert await raw_get(session, cryptum, "/orders/any") == (503, None, b"")
+
+
+async def test_fail_next_truncated_is_the_json_error_cut_halfway(
+    cryptum: CryptumSimulator, session: aiohttp.ClientSession
+) -> None:
+    cryptum.fail_next(status=500, body="truncated")
+    cryptum.fail_next(status=500)
+    status, content_type, cut = await raw_get(session, cryptum, "/orders/any")
+    whole = (await raw_get(session, cryptum, "/orders/any"))[2]
+    assert (status, content_type) == (500, "application/json; charset=utf-8")
+    assert json.loads(whole) == {"message": "Internal server error"}
+    assert whole.startswith(cut) and len(cut) == len(whole) // 2
+    with pytest.raises(ValueError):
+        json.loads(cut)
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(200, "json"), (302, "html"), (399, "empty"), (600, "truncated"), (503, "xml"), (599, "html")],
+)
+def test_fail_next_refuses_what_it_cannot_send(status: int, body: Any) -> None:
+    with pytest.raises(ValueError):
+        CryptumSimulator().fail_next(status=status, body=body)
 
 
 async def test_a_down_api_resets_every_connection_until_it_is_back(

@@ -36,6 +36,7 @@ from bridge.simulators.woocommerce_auth import (
     check_key_permissions,
 )
 from bridge.simulators.woocommerce_errors import RestError
+from bridge.simulators.woocommerce_faults import fault_body
 from bridge.simulators.woocommerce_shop import OrderUpdate, Shop
 
 FIXTURES = Path(__file__).parent / "fixtures" / "woocommerce"
@@ -851,6 +852,88 @@ async def test_faults_apply_in_the_order_they_were_set(
     path = "/wp-json/wc/v3/orders/11"
     statuses = [(await signed_call(session, base(sim), "GET", path))[0] for _ in range(3)]
     assert statuses == [500, 503, 200]
+
+
+NGINX_502_PAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+async def raw_put(
+    sim: WooCommerceSimulator, session: aiohttp.ClientSession
+) -> tuple[int, Any, bytes]:
+    """A signed status change of order 11: status, headers and the body's bytes."""
+    url = base(sim) + "/wp-json/wc/v3/orders/11"
+    params = oauth_query("PUT", url, consumer_key=READ_WRITE[0], consumer_secret=READ_WRITE[1])
+    async with session.put(url, params=params, json={"status": "processing"}) as response:
+        return response.status, response.headers, await response.read()
+
+
+async def test_fail_next_html_is_a_proxys_error_page_without_wordpress_headers(
+    sim: WooCommerceSimulator, session: aiohttp.ClientSession
+) -> None:
+    sim.fail_next(status=502, body="html", retry_after=3)
+    sim.fail_next(status=504, body="html")
+    status, headers, page = await raw_put(sim, session)
+    assert (status, headers["Content-Type"], page) == (502, "text/html", NGINX_502_PAGE)
+    assert headers["Retry-After"] == "3"
+    assert "X-Robots-Tag" not in headers and "Link" not in headers
+    status, _, page = await raw_put(sim, session)
+    assert (status, b"<title>504 Gateway Time-out</title>" in page) == (504, True)
+    assert sim.orders[11].status == "pending"
+    assert [(r.status, r.fault) for r in sim.requests] == [(502, "fail"), (504, "fail")]
+
+
+async def test_fail_next_empty_is_phps_bare_answer(
+    sim: WooCommerceSimulator, session: aiohttp.ClientSession
+) -> None:
+    sim.fail_next(status=500, body="empty")
+    status, headers, body = await raw_put(sim, session)
+    assert (status, headers["Content-Type"], headers["Content-Length"], body) == (
+        500,
+        "text/html; charset=UTF-8",
+        "0",
+        b"",
+    )
+    assert "X-Robots-Tag" not in headers
+    assert sim.orders[11].status == "pending"
+
+
+@pytest.mark.parametrize("status", [500, 502])
+async def test_fail_next_truncated_is_wordpress_json_cut_halfway(
+    sim: WooCommerceSimulator, session: aiohttp.ClientSession, status: int
+) -> None:
+    sim.fail_next(status=status, body="truncated")
+    answer, headers, cut = await raw_put(sim, session)
+    assert (answer, headers["Content-Type"], headers["X-Robots-Tag"]) == (
+        status,
+        "application/json; charset=UTF-8",
+        "noindex",
+    )
+    whole = json.dumps(fault_body(status)).encode()
+    assert whole.startswith(cut) and len(cut) == len(whole) // 2
+    with pytest.raises(ValueError):
+        json.loads(cut)
+    assert sim.orders[11].status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, "wordpress"),
+        (302, "html"),
+        (599, "html"),
+        (200, "empty"),
+        (200, "truncated"),
+        (600, "truncated"),
+        (500, "xml"),
+    ],
+)
+def test_fail_next_refuses_what_it_cannot_send(status: int, body: Any) -> None:
+    with pytest.raises(ValueError):
+        WooCommerceSimulator().fail_next(status=status, body=body)
 
 
 async def test_time_out_next_holds_the_request_past_the_client_timeout(

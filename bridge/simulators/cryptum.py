@@ -12,13 +12,16 @@ Facts come from Cryptum's documentation and its WooCommerce plugin (see
 `spec/cryptum.md`). Where those say nothing the simulator picks plausible
 behaviour and says so: any valid API key may read any store's orders (the
 real API's cross-store behaviour is not documented), list limits and error
-messages, the messages of callbacks other than "Payment was successful", and
-the callback retry schedule.
+messages, the messages of callbacks other than "Payment was successful", the
+callback retry schedule, and the failed answers of `fail_next` other than the
+documented `{"message": ...}` (a proxy's HTML page, an empty body, JSON cut
+short), which are what anything in front of an API may send.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import struct
 import time
@@ -26,20 +29,26 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Literal, get_args
 
 from aiohttp import web
 
-from bridge.signature import sign
 from bridge.simulators.cryptum_api import ApiRequest, ApiResponse, CryptumApi
 from bridge.simulators.cryptum_callbacks import CallbackDelivery, CallbackSender, callback_body
 from bridge.simulators.cryptum_orders import CryptumBackend, SimCryptumOrder, SimCryptumStore
+from bridge.simulators.cryptum_signing import sign
+from bridge.simulators.fault_bodies import PROXY_PAGE_CONTENT_TYPE, cut_short, proxy_error_page
 
-__all__ = ["BASE_PATH", "CryptumSimulator", "RecordedApiRequest"]
+__all__ = ["BASE_PATH", "CryptumSimulator", "FailureBody", "RecordedApiRequest"]
 
 BASE_PATH = "/plugins"
 
-# The body of an injected failure: gateways in front of the API answer `{"message": ...}`.
+# The shape of an injected failure's body: "json" the documented `{"message": ...}`,
+# "html" a reverse proxy's error page, "empty" nothing, "truncated" that JSON cut halfway.
+FailureBody = Literal["json", "html", "empty", "truncated"]
+_JSON_CONTENT_TYPE = "application/json; charset=utf-8"  # as the API's own answers
+
+# The messages of "json" failures: gateways in front of the API answer `{"message": ...}`.
 _FAILURE_MESSAGES = {
     429: "Too Many Requests",
     500: "Internal server error",
@@ -76,7 +85,7 @@ class CryptumSimulator:
         self.orders: dict[str, SimCryptumOrder] = self._backend.orders
         self.stores: dict[str, SimCryptumStore] = self._backend.stores
         self._api = CryptumApi(self._backend)
-        self._failures: deque[int] = deque()
+        self._failures: deque[tuple[int, FailureBody]] = deque()
         self._sender = CallbackSender(retry_delays=callback_retry_delays, timeout=10.0)
         self._runner: web.AppRunner | None = None
         self.base_url: str | None = None
@@ -187,13 +196,21 @@ class CryptumSimulator:
 
     # Fault knobs -----------------------------------------------------------------------
 
-    def fail_next(self, count: int = 1, *, status: int = 503) -> None:
-        """Answer the next `count` API requests with `status` and `{"message": ...}`."""
+    def fail_next(self, count: int = 1, *, status: int = 503, body: FailureBody = "json") -> None:
+        """Answer the next `count` API requests with `status` and a failure's `body`.
+
+        `body` is "json" (`{"message": ...}`), "html" (a proxy's error page),
+        "empty", or "truncated" (that JSON cut halfway).
+        """
         if count < 1:
             raise ValueError("count must be at least 1")
-        if status < 400:
-            raise ValueError("a failure needs an HTTP status of 400 or more")
-        self._failures.extend([status] * count)
+        if not 400 <= status <= 599:
+            raise ValueError("a failure needs an HTTP status of 400 to 599")
+        if body not in get_args(FailureBody):
+            raise ValueError(f"unknown failure body {body!r}")
+        if body == "html":
+            proxy_error_page(status)  # raises for a status the proxy has no page for
+        self._failures.extend([(status, body)] * count)
 
     # Serving ---------------------------------------------------------------------------
 
@@ -245,10 +262,9 @@ class CryptumSimulator:
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         if self._failures:
-            status = self._failures.popleft()
+            status, body = self._failures.popleft()
             self._record(request, query, status, "fail")
-            message = _FAILURE_MESSAGES.get(status, "Simulated failure")
-            return web.json_response({"message": message}, status=status)
+            return _failure_response(status, body)
         answer = await self._answer(request, query)
         self._record(request, query, answer.status)
         return web.json_response(answer.body, status=answer.status)
@@ -276,6 +292,19 @@ class CryptumSimulator:
         self.api_requests.append(
             RecordedApiRequest(request.method, request.path, query, status, fault)
         )
+
+
+def _failure_response(status: int, body: FailureBody) -> web.Response:
+    if body == "html":
+        page = proxy_error_page(status)
+        return web.Response(status=status, body=page, content_type=PROXY_PAGE_CONTENT_TYPE)
+    if body == "empty":
+        return web.Response(status=status)  # no body, no Content-Type
+    message = _FAILURE_MESSAGES.get(status, "Simulated failure")
+    error = json.dumps({"message": message}).encode()
+    if body == "truncated":
+        error = cut_short(error)
+    return web.Response(status=status, body=error, headers={"Content-Type": _JSON_CONTENT_TYPE})
 
 
 def _reset(request: web.Request) -> web.Response:

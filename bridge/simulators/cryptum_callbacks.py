@@ -2,8 +2,10 @@
 
 The body holds the fields observed in real callbacks, in their order. It is
 compact JSON by default; pretty-printed bodies (indent 2, as `JSON.stringify`
-with an indent prints them) carry the same signature, because Cryptum signs
-the body with its white space outside strings removed.
+with an indent prints them) are signed over the reference plugin's canonical
+form (`cryptum_signing`), which drops the indentation: they carry the same
+signature as the compact body unless a string holds an escaped quote, which
+the rule misreads.
 
 How often and how long the real Cryptum retries a refused callback is not
 documented; the simulator retries after each delay of its schedule and then

@@ -39,7 +39,13 @@ from bridge.simulators.woocommerce_auth import (
     check_key_permissions,
 )
 from bridge.simulators.woocommerce_errors import RestError
-from bridge.simulators.woocommerce_faults import Fault, FaultKind, FaultQueue, fault_body
+from bridge.simulators.woocommerce_faults import (
+    Fault,
+    FaultBody,
+    FaultKind,
+    FaultQueue,
+    fault_answer,
+)
 from bridge.simulators.woocommerce_rest import RestApi, RestRequest, RestResponse
 from bridge.simulators.woocommerce_shop import Shop, SimNote, SimOrder, SimProduct
 
@@ -176,9 +182,15 @@ class WooCommerceSimulator:
         status: int = 500,
         retry_after: int | None = None,
         method: str | None = None,
+        body: FaultBody = "wordpress",
     ) -> None:
-        """Answer with `status` and a WordPress-style error, without touching the shop."""
-        fault = Fault("fail", status=status, retry_after=retry_after, method=method)
+        """Answer with `status` and a failure's `body`, without touching the shop.
+
+        `body` is "wordpress" (a WordPress JSON error), "html" (a proxy's error
+        page), "empty", or "truncated" (WordPress's JSON cut halfway); see
+        `woocommerce_faults`.
+        """
+        fault = Fault("fail", status=status, retry_after=retry_after, method=method, body=body)
         self._faults.add(fault, count)
 
     def time_out_next(
@@ -266,7 +278,7 @@ class WooCommerceSimulator:
                 await asyncio.wait_for(self._closing.wait(), fault.seconds)
             return self._abort(request, fault)
         if fault is not None and fault.kind == "fail":
-            response = _json_response(RestResponse(fault.status, fault_body(fault.status)), home)
+            response = _fault_response(fault, home)
             if fault.retry_after is not None:
                 response.headers["Retry-After"] = str(fault.retry_after)
             self.requests.append(
@@ -367,10 +379,23 @@ def _rest_route(request: web.Request, home: str) -> str | None:
     return None
 
 
-def _json_response(answer: RestResponse, home: str) -> web.Response:
-    headers = {**_WORDPRESS_HEADERS, **answer.headers}
+def _wordpress_headers(headers: Mapping[str, str], home: str) -> dict[str, str]:
+    merged = {**_WORDPRESS_HEADERS, **headers}
     # WordPress sends its API-root Link unless the answer has links of its own (pagination).
-    headers.setdefault("Link", f'<{home}/wp-json/>; rel="https://api.w.org/"')
+    merged.setdefault("Link", f'<{home}/wp-json/>; rel="https://api.w.org/"')
+    return merged
+
+
+def _json_response(answer: RestResponse, home: str) -> web.Response:
+    headers = _wordpress_headers(answer.headers, home)
     return web.Response(
         status=answer.status, body=json.dumps(answer.body).encode(), headers=headers
     )
+
+
+def _fault_response(fault: Fault, home: str) -> web.Response:
+    answer = fault_answer(fault.status, fault.body)
+    headers = {"Content-Type": answer.content_type}
+    if answer.from_wordpress:
+        headers = _wordpress_headers(headers, home)
+    return web.Response(status=fault.status, body=answer.body, headers=headers)

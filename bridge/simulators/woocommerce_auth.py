@@ -13,9 +13,22 @@ Simulated, in WooCommerce's order of checks:
 - key permissions (read, write, read_write) by HTTP method, checked after
   authentication, before the route runs (fixture 24).
 
-Not simulated: PHP's array query parameters (`a[]=`), the key's last-access
-bookkeeping, and WooCommerce's habit of remembering only the last nonce of each
-timestamp (the simulator remembers every nonce, which is stricter).
+Signatures are computed with oauthlib's RFC 5849 primitives (percent-encoding,
+the signature base string, HMAC-SHA1 and HMAC-SHA256), an implementation
+independent of the bridge's own signing. WooCommerce assembles the pieces its
+own way, so oauthlib's `collect_parameters`, `normalize_parameters` and
+`base_string_uri` are not used: the parameters are PHP's (`$_GET`, `$_POST`,
+then the header's `oauth_*`, one value per name, the last one winning), sorted
+by their names before encoding (`uksort` with `strcmp`, where RFC 5849 sorts
+the encoded names and values), and the URL is the home URL as WordPress stores
+it (RFC 5849 would lower-case the host and drop a default port). The JSON body
+is never signed, and an `oauth_body_hash` is signed like any other parameter
+but never compared with the body.
+
+Not simulated: PHP's array query parameters (`a[]=`) and its renaming of `.`
+and spaces in parameter names, the key's last-access bookkeeping, and
+WooCommerce's habit of remembering only the last nonce of each timestamp (the
+simulator remembers every nonce, which is stricter).
 """
 
 from __future__ import annotations
@@ -29,7 +42,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, unquote_plus, urlsplit
 
-from bridge.oauth1 import SIGNATURE_METHODS, signature, signature_base_string
+# oauthlib ships no type information: its functions are typed at the call sites below.
+from oauthlib.oauth1.rfc5849 import (  # type: ignore[import-untyped]
+    SIGNATURE_HMAC_SHA1,
+    SIGNATURE_HMAC_SHA256,
+    Client,
+    signature,
+    utils,
+)
+
 from bridge.simulators.woocommerce_errors import RestError
 
 __all__ = [
@@ -59,6 +80,11 @@ _OAUTH_PARAMETERS = (
 # The expression of the OAuth PHP library WooCommerce parses the header with.
 _HEADER_PARAMETER = re.compile(r'(oauth_[a-z_-]*)=(:?"([^"]*)"|([^,]*))')
 _AUTH_ERROR = "woocommerce_rest_authentication_error"
+# The signature methods WooCommerce accepts (fixtures 25, 26), each with oauthlib's signer.
+_SIGNERS = {
+    SIGNATURE_HMAC_SHA1: signature.sign_hmac_sha1_with_client,
+    SIGNATURE_HMAC_SHA256: signature.sign_hmac_sha256_with_client,
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +92,17 @@ class ApiKey:
     consumer_key: str
     consumer_secret: str
     permissions: Permissions = "read_write"
+
+    def __post_init__(self) -> None:
+        # WooCommerce keys its HMAC with the secret as it is, RFC 5849 (and
+        # oauthlib) with the secret percent-encoded. WooCommerce's secrets are
+        # `cs_` and hex digits, for which both agree; for any other secret the
+        # simulator could not tell which a real shop would want, so it refuses it.
+        if utils.escape(self.consumer_secret) != self.consumer_secret:
+            raise ValueError(
+                "a consumer secret may hold only letters, digits and -._~ "
+                "(WooCommerce's are cs_ and hex digits)"
+            )
 
 
 @dataclass(frozen=True)
@@ -215,16 +252,38 @@ def _oauth_authentication(
 def _check_signature(
     request: AuthRequest, params: Mapping[str, str], key: ApiKey, home_url: str
 ) -> None:
-    method = params["oauth_signature_method"]
-    if method not in SIGNATURE_METHODS:
+    signer = _SIGNERS.get(params["oauth_signature_method"])
+    if signer is None:
         raise RestError(401, _AUTH_ERROR, "Invalid signature - signature method is invalid.")
-    signed = [(name, value) for name, value in params.items() if name != "oauth_signature"]
-    base = signature_base_string(request.method, _signed_url(request, home_url), signed)
-    expected = signature(base, key.consumer_secret, method)
+    mismatch = RestError(401, _AUTH_ERROR, "Invalid signature - provided signature does not match.")
     # PHP decoded `+` to a space; WooCommerce undoes that, then URL-decodes once more.
     provided = unquote(params["oauth_signature"].replace(" ", "+"))
-    if not hmac.compare_digest(expected.encode(), provided.encode()):
-        raise RestError(401, _AUTH_ERROR, "Invalid signature - provided signature does not match.")
+    try:
+        base: str = signature.signature_base_string(
+            request.method, _signed_url(request, home_url), _normalized_parameters(params)
+        )
+        expected: str = signer(base, Client(key.consumer_key, client_secret=key.consumer_secret))
+        matches = hmac.compare_digest(expected.encode(), provided.encode())
+    except UnicodeEncodeError:
+        # A header's bytes that are not UTF-8 (kept by aiohttp as surrogates)
+        # cannot be percent-encoded as UTF-8. PHP would sign the raw bytes; no
+        # recording shows such a request, so the simulator strictly refuses it.
+        raise mismatch from None
+    if not matches:
+        raise mismatch
+
+
+def _normalized_parameters(params: Mapping[str, str]) -> str:
+    """Every parameter but the signature, sorted by name as WooCommerce sorts them, then encoded.
+
+    WooCommerce sorts the raw names with `strcmp` (byte order, which for UTF-8
+    is code-point order) before encoding them; RFC 5849 sorts the encoded
+    pairs. The two differ for names holding characters that encode to `%XX`:
+    `a/` comes after `a-` here and before it in RFC 5849. PHP keeps one value
+    per name, so values never decide the order.
+    """
+    signed = sorted((name, value) for name, value in params.items() if name != "oauth_signature")
+    return "&".join(f"{utils.escape(name)}={utils.escape(value)}" for name, value in signed)
 
 
 def _signed_url(request: AuthRequest, home_url: str) -> str:

@@ -1,21 +1,49 @@
 """Faults the simulated WooCommerce can inject, queued in the order a test sets them.
 
 Each fault applies to the next `count` requests to WooCommerce REST routes; a
-request takes the fault at the head of the queue. The error bodies are shaped
-like WordPress errors; the 500 is WordPress's own answer to a PHP fatal error,
-while WordPress has no 429 or 503 of its own (those come from hosts, proxies or
-maintenance mode), so their codes and messages are the simulator's.
+request takes the fault at the head of the queue. A failed answer's body has
+one of these shapes:
+- "wordpress" (the default): a WordPress error. The 500 is WordPress's own
+  answer to a PHP fatal error, while WordPress has no 429 or 503 of its own
+  (those come from hosts, proxies or maintenance mode), so their codes and
+  messages are the simulator's;
+- "html": the error page of a reverse proxy in front of WordPress (nginx's),
+  `text/html`, without WordPress's headers;
+- "empty": no body, with PHP's default Content-Type, as PHP answers a fatal
+  error raised before any output while it displays no errors;
+- "truncated": the "wordpress" error with WordPress's headers, its JSON cut
+  halfway, as PHP leaves its output when it dies while writing.
+The recordings show none of the last three. Every shape needs a status of 400
+to 599 and leaves the shop untouched: a failure never hides an applied change
+(a request WordPress ran whose answer never arrived is `drop_response`).
 """
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-__all__ = ["Fault", "FaultKind", "FaultQueue", "fault_body"]
+from bridge.simulators.fault_bodies import PROXY_PAGE_CONTENT_TYPE, cut_short, proxy_error_page
+
+__all__ = [
+    "Fault",
+    "FaultAnswer",
+    "FaultBody",
+    "FaultKind",
+    "FaultQueue",
+    "fault_answer",
+    "fault_body",
+]
 
 FaultKind = Literal["fail", "time_out", "reset", "drop_response"]
+FaultBody = Literal["wordpress", "html", "empty", "truncated"]
+
+# WordPress's REST answers (every recording).
+_JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
+# What PHP sends when nothing set a Content-Type (its `default_mimetype` and `default_charset`).
+_PHP_DEFAULT_CONTENT_TYPE = "text/html; charset=UTF-8"
 
 _FAULT_ERRORS = {
     500: (
@@ -36,6 +64,26 @@ class Fault:
     retry_after: int | None = None  # for "fail": the Retry-After header, in seconds
     seconds: float = 30.0  # for "time_out": how long the request is held
     method: str | None = None  # only requests with this method take it; None: any
+    body: FaultBody = "wordpress"  # for "fail": the shape of the answer's body
+
+    def __post_init__(self) -> None:
+        if self.kind != "fail":
+            return
+        if self.body not in get_args(FaultBody):
+            raise ValueError(f"unknown fault body {self.body!r}")
+        if not 400 <= self.status <= 599:
+            raise ValueError("a failure needs an HTTP status of 400 to 599")
+        if self.body == "html":
+            proxy_error_page(self.status)  # raises for a status the proxy has no page for
+
+
+@dataclass(frozen=True)
+class FaultAnswer:
+    """The body of a failed answer and the headers that go with it."""
+
+    body: bytes
+    content_type: str
+    from_wordpress: bool  # WordPress's own headers go with it; a proxy or bare PHP sends none
 
 
 def fault_body(status: int) -> dict[str, Any]:
@@ -44,6 +92,18 @@ def fault_body(status: int) -> dict[str, Any]:
     if status == 500:
         body["additional_errors"] = []
     return body
+
+
+def fault_answer(status: int, shape: FaultBody) -> FaultAnswer:
+    """What a failed answer of this `shape` carries; see the module's docstring."""
+    if shape == "html":
+        return FaultAnswer(proxy_error_page(status), PROXY_PAGE_CONTENT_TYPE, from_wordpress=False)
+    if shape == "empty":
+        return FaultAnswer(b"", _PHP_DEFAULT_CONTENT_TYPE, from_wordpress=False)
+    error = json.dumps(fault_body(status)).encode()
+    if shape == "truncated":
+        return FaultAnswer(cut_short(error), _JSON_CONTENT_TYPE, from_wordpress=True)
+    return FaultAnswer(error, _JSON_CONTENT_TYPE, from_wordpress=True)
 
 
 @dataclass
