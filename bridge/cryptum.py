@@ -106,32 +106,45 @@ class OrderPage(BaseModel):
     orders: list[ListedOrder]
 
 
-def _error_message(answer: Any) -> str:
+def _error_message(answer: Any) -> str | None:
+    """The message of Cryptum's error shape, or None for a body not shaped like it."""
     if isinstance(answer, dict):
         error = answer.get("error")
         for holder in (error, answer):
             message = holder.get("message") if isinstance(holder, dict) else None
             if isinstance(message, str):
                 return message[:200]
-    return "no message"
+    return None
 
 
-def classify(status: int, message: str) -> UpstreamFailure:
+def classify(status: int, message: str | None) -> UpstreamFailure:
+    """The failure of an answer with `status`; `message` is None when the body is not Cryptum's."""
+    text = message if message is not None else "no message"
     if status in (401, 403):
         return UpstreamFailure(
             FailureKind.CONFIG,
-            f"Cryptum refused the API key ({status}: {message}): check cryptum_api_key "
+            f"Cryptum refused the API key ({status}: {text}): check cryptum_api_key "
             "and cryptum_environment",
             status,
         )
     if status == 404:
+        if message is None:
+            # Not Cryptum's answer: a proxy's page, or no API at this URL. Only
+            # Cryptum saying so means the order is unknown; anything else must
+            # not dead-letter a payment, so it is retried, loudly.
+            return UpstreamFailure(
+                FailureKind.CONFIG,
+                "no Cryptum API answered at this URL (404 without Cryptum's error): check "
+                "cryptum_api_url and cryptum_environment, and any proxy in between",
+                status,
+            )
         return UpstreamFailure(
             FailureKind.ORDER_NOT_FOUND, "Cryptum does not know this order", status
         )
     if status in (408, 425, 429) or status >= 500:
         return UpstreamFailure(FailureKind.TRANSIENT, f"Cryptum API answered {status}", status)
     return UpstreamFailure(
-        FailureKind.REJECTED, f"Cryptum API refused the request ({status}: {message})", status
+        FailureKind.REJECTED, f"Cryptum API refused the request ({status}: {text})", status
     )
 
 
