@@ -148,7 +148,7 @@ def _plan(
     transaction_id = payment.transactions[0][1] if payment.transactions else None
 
     if action.changes_order and order.payment_method != gateway:
-        return _not_our_order(payment, order, gateway, action.kind, facts, marker)
+        return _not_our_order(order, gateway, action.kind, facts, marker)
 
     if action.kind is ActionKind.PAY:
         problem = _amount_problem(order, payment)
@@ -194,7 +194,6 @@ def _plan(
 
 
 def _not_our_order(
-    payment: PaymentFacts,
     order: WooOrder,
     gateway: str,
     kind: ActionKind,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from bridge.backoff import retry_delay
@@ -35,3 +37,13 @@ def test_a_retry_after_beyond_the_maximum_is_capped_to_it(attempt: int, draw: fl
 def test_a_retry_after_below_the_maximum_is_still_a_floor() -> None:
     assert retry_delay(1, initial=5, maximum=3600, retry_after=3599, random=lambda: 0.0) == 3599
     assert retry_delay(20, initial=5, maximum=3600, retry_after=600, random=lambda: 0.1) == 600
+
+
+@pytest.mark.parametrize("attempt", [63, 64, 1100, 10**9])
+def test_the_window_stops_growing_at_two_to_the_62_windows_before_floats_overflow(
+    attempt: int,
+) -> None:
+    # With no useful maximum, a delivery retried for ever must still get a
+    # finite, fixed window rather than an OverflowError at attempt ~1025.
+    delay = retry_delay(attempt, initial=0.5, maximum=math.inf, random=lambda: 1.0)
+    assert delay == 0.5 * 2.0**62

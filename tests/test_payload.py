@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from bridge.payload import InvalidPayload, is_woo_order_id, parse_callback
+from bridge.payload import CallbackPayload, InvalidPayload, is_woo_order_id, parse_callback
 
 from support import callback_body, signed_headers
 
@@ -78,6 +80,69 @@ def test_a_wrong_order_id_is_named_beside_other_problems() -> None:
     with pytest.raises(InvalidPayload) as refused:
         parse_callback(body.encode())
     assert refused.value.detail == "orderId: Input should be a valid string; " + REFUSED
+
+
+def test_the_order_id_check_has_its_own_error_type() -> None:
+    document = {"orderId": "o", "ecommerceOrderId": "01", "storeId": "s", "status": "x"}
+    with pytest.raises(ValidationError) as refused:
+        CallbackPayload.model_validate(document)
+    [problem] = refused.value.errors()
+    assert (problem["type"], problem["loc"]) == ("woo_order_id", ("ecommerceOrderId",))
+
+
+def test_the_detail_is_also_the_exceptions_message() -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        parse_callback(body_with("01"))
+    assert str(refused.value) == refused.value.detail == REFUSED
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{", b'{"orderId": "o-secret-7",', b"\xff", b"{'orderId': 'o'}", b"nul"],
+    ids=["empty", "open-brace", "cut-short", "not-utf8", "single-quotes", "bad-literal"],
+)
+def test_a_body_that_is_not_json_is_refused_naming_the_position(body: bytes) -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        parse_callback(body)
+    detail = refused.value.detail
+    assert detail.startswith("body is not valid JSON: ")
+    # The decoder's own prefix is not repeated; its position is kept; no content.
+    assert "Invalid JSON" not in detail
+    assert re.search(r" at line 1 column \d+$", detail)
+    assert "secret" not in detail
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"x"', b"2", b"null", b"true", b'[{"orderId": "o"}]'])
+def test_a_json_value_that_is_not_an_object_is_refused(body: bytes) -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        parse_callback(body)
+    assert refused.value.detail == "body must be a JSON object"
+
+
+@pytest.mark.parametrize(
+    ("transactions", "where"),
+    [
+        (["0xabc"], "transactions.0"),
+        ([{"protocol": "CELO", "hash": "0x1"}, 7], "transactions.1"),
+        ([{"protocol": "CELO"}], "transactions.0.hash"),
+        ([{"protocol": 1, "hash": "0x1"}], "transactions.0.protocol"),
+        ({"protocol": "CELO"}, "transactions"),
+    ],
+)
+def test_a_problem_inside_the_body_is_named_by_its_path(transactions: Any, where: str) -> None:
+    document = {
+        "orderId": "o",
+        "ecommerceOrderId": "2",
+        "storeId": "s",
+        "status": "x",
+        "transactions": transactions,
+    }
+    with pytest.raises(InvalidPayload) as refused:
+        parse_callback(json.dumps(document).encode())
+    detail = refused.value.detail
+    assert detail.startswith(f"{where}: ")
+    assert ";" not in detail  # one problem, one line
+    assert "0xabc" not in detail and "CELO" not in detail
 
 
 @pytest.mark.parametrize("order_id", ["../customers/1", "0", "1e3", "2 ", "1" * 20])

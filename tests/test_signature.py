@@ -9,11 +9,13 @@ import json
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge import signature as signature_module
 from bridge.signature import (
     InvalidSignature,
     SignatureForm,
@@ -90,6 +92,137 @@ def test_each_failure_has_its_reason(header: str | None, reason: str) -> None:
     assert caught.value.reason == reason
 
 
+def test_the_reason_is_also_the_exceptions_message() -> None:
+    with pytest.raises(InvalidSignature) as caught:
+        verify(b"{}", None, "secret")
+    assert str(caught.value) == caught.value.reason == "missing"
+
+
+def _flip_byte(header: str, index: int) -> str:
+    digest = bytearray(base64.b64decode(header))
+    digest[index] ^= 0x01
+    return base64.b64encode(bytes(digest)).decode()
+
+
+@pytest.mark.parametrize("index", [0, 16, 31], ids=["first", "middle", "last"])
+@pytest.mark.parametrize("name", ["compact", "escaped_quote_in_string"])
+def test_a_forgery_differing_in_one_byte_is_refused(name: str, index: int) -> None:
+    """Same length, same encoding, one bit off: refused, whichever byte it is.
+
+    The escaped-quote body has two canonical forms, so the forgery is also
+    checked against the reference form before it is refused.
+    """
+    vector = POSITIVE[name]
+    body = vector["body"].encode()
+    for genuine in {vector["signature"], vector["php_regex_signature"]}:
+        forged = _flip_byte(genuine, index)
+        assert len(forged) == len(genuine)
+        with pytest.raises(InvalidSignature) as caught:
+            verify(body, forged, vector["secret"])
+        assert caught.value.reason == "mismatch"
+
+
+def test_a_wrong_signature_is_refused_when_the_canonical_forms_differ() -> None:
+    vector = POSITIVE["escaped_quote_in_string"]
+    body = vector["body"].encode()
+    assert reference_canonical(body) != json_canonical(body)
+    with pytest.raises(InvalidSignature) as caught:
+        verify(body, base64.b64encode(bytes(32)).decode(), vector["secret"])
+    assert caught.value.reason == "mismatch"
+
+
+@pytest.mark.parametrize("junk", ["*", "!", "\x00", "-", "_", " ", "\n"])
+def test_characters_outside_base64_inside_a_genuine_signature_are_refused(junk: str) -> None:
+    """A lenient decoder would drop them and accept the genuine digest underneath."""
+    vector = POSITIVE["compact"]
+    genuine = vector["signature"]
+    with pytest.raises(InvalidSignature) as caught:
+        verify(vector["body"].encode(), genuine[:20] + junk + genuine[20:], vector["secret"])
+    assert caught.value.reason == "not_base64"
+
+
+def test_surrounding_white_space_in_the_header_is_ignored() -> None:
+    vector = POSITIVE["compact"]
+    header = f" {vector['signature']}\t"
+    assert verify(vector["body"].encode(), header, vector["secret"]) is SignatureForm.JSON
+
+
+@pytest.mark.parametrize("name", ["compact", "utf8_raw"])
+def test_a_secret_given_as_bytes_is_the_same_secret(name: str) -> None:
+    vector = POSITIVE[name]
+    body = vector["body"].encode()
+    secret = vector["secret"].encode()
+    assert sign(body, secret) == vector["signature"]
+    assert verify(body, vector["signature"], secret) is SignatureForm.JSON
+
+
+def test_a_given_json_form_is_the_one_checked() -> None:
+    # The caller computed the JSON-aware form already; it is not computed again.
+    signed = b'{"a":1}'
+    header = sign(signed, "k")
+    assert verify(b"unrelated", header, "k", json_form=signed) is SignatureForm.JSON
+
+
+class _CompareSpy:
+    """Stands in for `hmac.compare_digest`, recording each comparison."""
+
+    def __init__(self, answer: bool | None = None) -> None:
+        self.calls: list[tuple[bytes, bytes]] = []
+        self.answer = answer
+
+    def __call__(self, claimed: bytes, expected: bytes) -> bool:
+        self.calls.append((claimed, expected))
+        if self.answer is not None:
+            return self.answer
+        return hmac.compare_digest(claimed, expected)
+
+
+def _spy_on_compare_digest(monkeypatch: pytest.MonkeyPatch, spy: _CompareSpy) -> None:
+    # Only the module's view of `hmac` is replaced; HMAC itself stays real.
+    fake_hmac = SimpleNamespace(new=hmac.new, compare_digest=spy)
+    monkeypatch.setattr(signature_module, "hmac", fake_hmac)
+
+
+def _expected_digest(secret: str, canonical: bytes) -> bytes:
+    return hmac.new(secret.encode(), canonical, hashlib.sha256).digest()
+
+
+def test_digests_are_compared_with_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Constant time: the claimed and the expected digest go to `hmac.compare_digest`."""
+    vector = POSITIVE["escaped_quote_in_string"]
+    body, secret = vector["body"].encode(), vector["secret"]
+    json_digest = _expected_digest(secret, vector["json_canonical"].encode())
+    reference_digest = _expected_digest(secret, vector["php_regex_canonical"].encode())
+
+    spy = _CompareSpy()
+    _spy_on_compare_digest(monkeypatch, spy)
+    assert verify(body, vector["signature"], secret) is SignatureForm.JSON
+    assert spy.calls == [(json_digest, json_digest)]
+
+    spy.calls.clear()
+    assert verify(body, vector["php_regex_signature"], secret) is SignatureForm.REFERENCE
+    assert spy.calls == [(reference_digest, json_digest), (reference_digest, reference_digest)]
+
+    spy.calls.clear()
+    forged = base64.b64encode(bytes(32)).decode()
+    with pytest.raises(InvalidSignature):
+        verify(body, forged, secret)
+    assert spy.calls == [(bytes(32), json_digest), (bytes(32), reference_digest)]
+
+
+@pytest.mark.parametrize("name", ["compact", "escaped_quote_in_string"])
+def test_the_comparisons_answer_alone_decides(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """No other comparison sits beside `compare_digest`: what it answers is the verdict."""
+    vector = POSITIVE[name]
+    body = vector["body"].encode()
+    _spy_on_compare_digest(monkeypatch, _CompareSpy(answer=False))
+    with pytest.raises(InvalidSignature):
+        verify(body, vector["signature"], vector["secret"])
+    _spy_on_compare_digest(monkeypatch, _CompareSpy(answer=True))
+    forged = base64.b64encode(bytes(32)).decode()
+    assert verify(body, forged, vector["secret"]) is SignatureForm.JSON
+
+
 def test_sign_matches_the_shared_vector() -> None:
     vector = POSITIVE["pretty_2space"]
     assert sign(vector["body"].encode(), vector["secret"]) == vector["signature"]
@@ -117,6 +250,24 @@ def test_json_canonical_equals_compact_reserialisation(
     pretty = json.dumps(value, indent=indent or None, ensure_ascii=ascii_only).encode()
     compact = json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_only).encode()
     assert json_canonical(pretty) == compact
+
+
+@pytest.mark.parametrize(
+    ("body", "canonical"),
+    [
+        # Three quotes: the spaces before the first are followed by an odd
+        # number and kept, the one inside "a b" by two and dropped, the ones
+        # around c and d by one and kept, the last by none and dropped.
+        (b'x y "a b" c d "e f', b'x y "ab" c d "ef'),
+        (b'{"a": "b c", "d": "e f', b'{"a": "bc", "d": "ef'),
+        # Right after the first of three quotes, two are left: dropped.
+        (b'" a b" "c', b'"ab" "c'),
+        (b'{ "a" :\t"b c" }', b'{"a":"b c"}'),
+        (b"{ 1 }", b"{1}"),
+    ],
+)
+def test_reference_canonical_known_answers(body: bytes, canonical: bytes) -> None:
+    assert reference_canonical(body) == canonical == _quadratic_reference(body)
 
 
 @given(

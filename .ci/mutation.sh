@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Mutation testing of the pure modules, each against its own unit tests.
+#
+#   bash .ci/mutation.sh [module ...]     # default: every pure module
+#
+# A module NAME is bridge/NAME.py, tested by tests/test_NAME.py alone: a
+# mutant counts as killed only if the module's own tests notice it. Each
+# module runs afresh in mutants/NAME/ (a copy of bridge/ and tests/ with
+# [tool.mutmut] of pyproject.toml narrowed to it), so no result comes from an
+# older run. Prints killed/total per module, the survivors listed in
+# EQUIVALENT, the diff of every other mutant not killed, and exits 1 if one
+# of those is in a GATED module. docs/testing.md has the figures and says why
+# each listed mutant cannot change behaviour.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PURE=(signature status_rules delivery_plan oauth1 confirmation payload backoff url_path)
+# No mutant may survive in these but the EQUIVALENT ones.
+GATED=(signature status_rules delivery_plan oauth1 confirmation payload backoff url_path)
+# Mutants that cannot change behaviour: "module|the mutated line". Any edit
+# to such a line makes a new mutant, which must be looked at again.
+EQUIVALENT=(
+    'signature|return base64.b64encode(_digest(key, json_canonical(body))).decode("ASCII")'
+    'delivery_plan|equal = None'
+    'oauth1|return quote(value, safe="XX~XX")'
+    'confirmation|if claimed in _STAGE and _stage(None) > _stage(claimed):'
+    'payload|for item in error.errors(include_input=False):'
+    'payload|for item in error.errors(include_url=False, ):'
+    'payload|for item in error.errors(include_url=True, include_input=False):'
+    'payload|for item in error.errors(include_url=False, include_input=True):'
+    'url_path|return quote(value, safe="XXXX", errors="surrogatepass")'
+)
+
+if [ "$#" -gt 0 ]; then
+    modules=("$@")
+else
+    modules=("${PURE[@]}")
+fi
+for module in "${modules[@]}"; do
+    if [ ! -f "bridge/$module.py" ] || [ ! -f "tests/test_$module.py" ]; then
+        echo "mutation: no bridge/$module.py with tests/test_$module.py" >&2
+        exit 2
+    fi
+done
+if ! command -v mutmut >/dev/null 2>&1; then
+    echo "mutation: mutmut is not installed: pip install -e '.[test,mutation]'" >&2
+    exit 2
+fi
+
+# pyproject.toml with its [tool.mutmut] narrowed to one module and its tests.
+narrowed_pyproject() {
+    python - "$1" <<'PY'
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+module = sys.argv[1]
+text = Path("pyproject.toml").read_text(encoding="utf-8")
+settings = tomllib.loads(text)["tool"]["mutmut"]
+settings["only_mutate"] = [f"bridge/{module}.py"]
+settings["pytest_add_cli_args_test_selection"] = [f"tests/test_{module}.py"]
+# Every run starts from an empty directory: there is no cache to invalidate.
+settings["use_git_change_detection"] = False
+# The section runs from its header to the next table header, or the end.
+text = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", text)
+lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+print(text.rstrip() + "\n\n[tool.mutmut]\n" + "\n".join(lines))
+PY
+}
+
+is_gated() {
+    local gated
+    for gated in "${GATED[@]}"; do
+        [ "$gated" = "$1" ] && return 0
+    done
+    return 1
+}
+
+# The mutated line(s) of a mutant's diff, trimmed and joined.
+mutated_line() {
+    sed -n '/^+++/d; s/^+[[:space:]]*//p' | sed 's/[[:space:]]*$//' | paste -sd ' ' -
+}
+
+started_all=$SECONDS
+failed=()
+table=$(printf '%-14s %7s %6s %11s %9s %6s %8s' \
+    module killed total equivalent survived other seconds)
+echo "$table"
+survivors=""
+equivalents=""
+for module in "${modules[@]}"; do
+    work="mutants/$module"
+    rm -rf "$work"
+    mkdir -p "$work"
+    cp -R bridge tests "$work/"
+    find "$work" -name __pycache__ -prune -exec rm -rf {} +
+    narrowed_pyproject "$module" >"$work/pyproject.toml"
+
+    started=$SECONDS
+    if ! (cd "$work" && mutmut run >run.log 2>&1); then
+        tail -n 40 "$work/run.log" >&2
+        echo "mutation: mutmut failed on $module (log: $work/run.log)" >&2
+        exit 1
+    fi
+    elapsed=$((SECONDS - started))
+    # Lines are "    bridge.MODULE.x_FUNCTION__mutmut_N: STATUS".
+    (cd "$work" && mutmut results --all true) >"$work/results.txt"
+
+    killed=0 total=0 equivalent=0 survived=0 other=0
+    while IFS= read -r line; do
+        name=${line%%: *}
+        name=${name#"${name%%[![:space:]]*}"}
+        result=${line##*: }
+        total=$((total + 1))
+        if [ "$result" = killed ] || [ "$result" = timeout ]; then
+            killed=$((killed + 1))
+            continue
+        fi
+        diff=$(cd "$work" && mutmut show "$name")
+        if [ "$result" = survived ]; then
+            mutated=$(mutated_line <<<"$diff")
+            listed=""
+            for entry in "${EQUIVALENT[@]}"; do
+                if [ "$entry" = "$module|$mutated" ]; then
+                    listed=yes
+                fi
+            done
+            if [ -n "$listed" ]; then
+                equivalent=$((equivalent + 1))
+                equivalents+="  $name: $mutated"$'\n'
+                continue
+            fi
+            survived=$((survived + 1))
+        else
+            other=$((other + 1))
+        fi
+        survivors+=$'\n'"$diff"$'\n'
+        if is_gated "$module" && [[ " ${failed[*]} " != *" $module "* ]]; then
+            failed+=("$module")
+        fi
+    done <"$work/results.txt"
+    if [ "$total" -eq 0 ]; then
+        echo "mutation: no mutant was made of bridge/$module.py" >&2
+        failed+=("$module")
+    fi
+    row=$(printf '%-14s %7s %6s %11s %9s %6s %8s' \
+        "$module" "$killed" "$total" "$equivalent" "$survived" "$other" "$elapsed")
+    echo "$row"
+    table+=$'\n'"$row"
+done
+
+if [ -n "$equivalents" ]; then
+    printf '\nSurvivors that cannot change behaviour (docs/testing.md says why):\n%s' \
+        "$equivalents"
+fi
+if [ -n "$survivors" ]; then
+    printf '\nMutants not killed:\n%s' "$survivors"
+fi
+printf '\n%s\n(mutmut %s, %s s in all)\n' "$table" \
+    "$(mutmut --version | awk '{ print $NF }')" "$((SECONDS - started_all))"
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "mutation: mutants not killed in ${failed[*]} (gated); see above" >&2
+    exit 1
+fi
