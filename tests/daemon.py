@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from bridge.delivery_plan import note_marker
 from bridge.simulators.woocommerce import WooCommerceSimulator
 
 from support import (
@@ -32,12 +33,21 @@ MARKER = "[cryptum-bridge delivery"
 
 
 class Daemon:
-    """A `cryptum-bridge serve` subprocess; its output joins the session's logs."""
+    """A `cryptum-bridge serve` subprocess; its output joins the session's logs.
 
-    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
-        """`env` adds variables to the process's environment."""
+    `Daemon(path)` and `stop()` wait by blocking, for sync tests. An async test
+    uses `await Daemon.started(path)` and `await stopped()`, which wait without
+    blocking the event loop: the simulators the daemon talks to run on it.
+    """
+
+    def __init__(
+        self, config_path: Path, env: dict[str, str] | None = None, *, wait: bool = True
+    ) -> None:
+        """`env` adds variables to the process's environment; `wait=False` returns at once."""
         self.config_path = config_path
         self.lines: list[str] = []
+        self.url = ""
+        self._logs_kept = False
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bridge", "serve", "--config", str(config_path)],
             stdout=subprocess.PIPE,
@@ -47,7 +57,22 @@ class Daemon:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.url = self._wait_until_started()
+        if wait:
+            self._wait_until_started()
+
+    @classmethod
+    async def started(
+        cls, config_path: Path, env: dict[str, str] | None = None, *, timeout: float = 15.0
+    ) -> Daemon:
+        """Start a daemon and wait, without blocking the loop, until it listens."""
+        daemon = cls(config_path, env, wait=False)
+        deadline = time.monotonic() + timeout
+        while not daemon._check_started():
+            if time.monotonic() > deadline:
+                await daemon.finished(timeout=0)
+                raise RuntimeError("daemon did not start:\n" + "".join(daemon.lines))
+            await asyncio.sleep(0.02)
+        return daemon
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -57,17 +82,25 @@ class Daemon:
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in list(self.lines) if line.startswith("{")]
 
-    def _wait_until_started(self, timeout: float = 15.0) -> str:
+    def _check_started(self) -> bool:
+        """Whether the daemon listens (`url` is then set); raises if it exited instead."""
+        for event in self.events():
+            if event["event"] == "server.started":
+                self.url = f"http://{event['listen'][0]}"
+                return True
+        if self.process.poll() is not None:
+            self._reader.join(timeout=5)
+            self._keep_logs()
+            raise RuntimeError("daemon exited before it started:\n" + "".join(self.lines))
+        return False
+
+    def _wait_until_started(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for event in self.events():
-                if event["event"] == "server.started":
-                    return f"http://{event['listen'][0]}"
-            if self.process.poll() is not None:
-                break
+        while not self._check_started():
+            if time.monotonic() > deadline:
+                self.finish(timeout=0)
+                raise RuntimeError("daemon did not start:\n" + "".join(self.lines))
             time.sleep(0.02)
-        self.finish()
-        raise RuntimeError("daemon did not start:\n" + "".join(self.lines))
 
     def signal(self, signum: int) -> None:
         os.kill(self.process.pid, signum)
@@ -80,13 +113,39 @@ class Daemon:
             self.process.kill()
             code = self.process.wait()
         self._reader.join(timeout=5)
-        SESSION_LOGS.add("".join(self.lines))
+        self._keep_logs()
+        return code
+
+    async def finished(self, timeout: float = 15.0) -> int:
+        """`finish`, polling the process instead of blocking the event loop."""
+        deadline = time.monotonic() + timeout
+        killed = False
+        while (code := self.process.poll()) is None:
+            if not killed and time.monotonic() > deadline:
+                self.process.kill()
+                killed = True
+            await asyncio.sleep(0.02)
+        # The pipe closes with the process; the reader is at most a few lines behind.
+        await asyncio.to_thread(self._reader.join, 5)
+        self._keep_logs()
         return code
 
     def stop(self) -> int:
         if self.process.poll() is None:
             self.signal(signal.SIGTERM)
         return self.finish()
+
+    async def stopped(self) -> int:
+        """`stop`, without blocking the event loop."""
+        if self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+        return await self.finished()
+
+    def _keep_logs(self) -> None:
+        # Once per process, so that the session's log scan sees each line once.
+        if not self._logs_kept:
+            self._logs_kept = True
+            SESSION_LOGS.add("".join(self.lines))
 
 
 class Bridge:
@@ -122,7 +181,13 @@ class Bridge:
         self.daemon: Daemon | None = None
 
     def start(self) -> Bridge:
+        """Start the process, blocking until it listens: for sync tests."""
         self.daemon = Daemon(self.config_path)
+        return self
+
+    async def started(self) -> Bridge:
+        """Start the process without blocking the loop the simulated shop runs on."""
+        self.daemon = await Daemon.started(self.config_path)
         return self
 
     @property
@@ -143,11 +208,30 @@ class Bridge:
             assert response.status == 200
             return await response.json()
 
-    def deliveries(self) -> list[dict[str, Any]]:
+    def rows(self, query: str, *parameters: Any) -> list[dict[str, Any]]:
+        """What the bridge recorded, read from its database."""
         with sqlite3.connect(self.database) as connection:
             connection.row_factory = sqlite3.Row
-            rows = connection.execute("SELECT * FROM deliveries ORDER BY id").fetchall()
+            rows = connection.execute(query, parameters).fetchall()
         return [dict(row) for row in rows]
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        return self.rows("SELECT * FROM deliveries ORDER BY id")
+
+    def event(self, event_id: int) -> dict[str, Any]:
+        (found,) = self.rows("SELECT * FROM events WHERE id = ?", event_id)
+        return found
+
+    def source_of(self, delivery: dict[str, Any]) -> str:
+        """Where the delivery's event came from: `callback` or `reconcile`."""
+        return str(self.event(delivery["event_id"])["source"])
+
+    def applied(self) -> list[tuple[str, str, int]]:
+        """(Cryptum order, status, delivery) for every payment status the bridge applied."""
+        return [
+            (row["cryptum_order_id"], row["status"], row["delivery_id"])
+            for row in self.rows("SELECT * FROM applied_payments ORDER BY delivery_id")
+        ]
 
     def delivery_of(self, event_id: int) -> dict[str, Any]:
         (found,) = [d for d in self.deliveries() if d["event_id"] == event_id]
@@ -162,6 +246,15 @@ class Bridge:
         assert self.daemon is not None
         return self.daemon.stop()
 
+    async def stopped(self) -> int:
+        assert self.daemon is not None
+        return await self.daemon.stopped()
+
+    def logged(self, name: str) -> list[dict[str, Any]]:
+        """The daemon's log lines named `name`."""
+        assert self.daemon is not None
+        return [event for event in self.daemon.events() if event["event"] == name]
+
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
@@ -173,6 +266,13 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> No
 
 def bridge_notes(shop: WooCommerceSimulator, order_id: int) -> list[str]:
     return [note.note for note in shop.notes(order_id) if MARKER in note.note]
+
+
+def note_of(shop: WooCommerceSimulator, delivery: dict[str, Any]) -> str:
+    """The one note on the delivery's order that carries the delivery's own marker."""
+    marker = note_marker(delivery["id"], delivery["generation"])
+    (note,) = [n.note for n in shop.notes(int(delivery["woo_order_id"])) if marker in n.note]
+    return note
 
 
 def requests_for(shop: WooCommerceSimulator, order_id: int) -> list[str]:

@@ -1,13 +1,19 @@
-"""Test helpers: the stores the tests configure, signed callbacks, the session's log sink."""
+"""Test helpers: the stores the tests configure, signed callbacks, the session's log sink,
+and the skips CI must not take.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import tomllib
 import uuid
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bridge.signature import sign
 
@@ -144,3 +150,43 @@ def to_toml(document: dict[str, Any]) -> str:
     text = "\n".join(lines) + "\n"
     assert tomllib.loads(text) == document
     return text
+
+
+# The tools `.ci/run` installs, each with the Debian package it comes from.
+CI_TOOLS = {"php": "php-cli", "phpunit": "phpunit", "systemd-analyze": "systemd"}
+ROOT_NEEDED = "needs root: "
+
+
+def tool_missing(tool: str) -> str:
+    """The reason to skip a test for want of `tool`, one of `CI_TOOLS`."""
+    return f"{tool} not on PATH: install {CI_TOOLS[tool]}"
+
+
+def root_needed(why: str) -> str:
+    """The reason to skip a test that needs root (CI runs as root)."""
+    return ROOT_NEEDED + why
+
+
+def ci_should_have(reason: str) -> bool:
+    """Whether a skip for `reason` means CI lacks something it is meant to provide."""
+    return reason in {tool_missing(tool) for tool in CI_TOOLS} or reason.startswith(ROOT_NEEDED)
+
+
+@pytest.hookimpl(wrapper=True)
+def fail_skips_ci_must_not_take(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A `pytest_runtest_makereport`: with CI=true, such a skip fails the test instead.
+
+    Else a CI machine without php or systemd-analyze, or not running as root,
+    would pass while never running the tests that need them.
+    """
+    report = yield
+    if os.environ.get("CI") != "true" or not report.skipped or hasattr(report, "wasxfail"):
+        return report
+    assert isinstance(report.longrepr, tuple)  # how pytest reports a skip
+    reason = report.longrepr[2].removeprefix("Skipped: ")
+    if ci_should_have(reason):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true, but skipped: {reason}"
+    return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -87,12 +88,46 @@ async def test_a_different_status_for_the_same_order_is_a_new_event(client: Any)
     assert answers[0]["event_id"] != answers[1]["event_id"]
 
 
-async def test_same_body_for_two_stores_is_two_events(client: Any) -> None:
+async def test_same_body_for_two_stores_is_two_events(
+    client: Any, tmp_path: Path, database_path: Path
+) -> None:
+    """A callback is a duplicate only within its store.
+
+    A body names its Cryptum store, so the same bytes reach a second store of
+    the config only once that store has taken over the Cryptum store id and
+    its secret (here by a reload that swaps the two stores' ids and secrets).
+    """
     body = callback_body(store_id=SECOND_STORE_ID)
-    in_second = await client.post(
-        "/callbacks/cryptum/second", data=body, headers=signed_headers(body, SECOND_SECRET)
-    )
-    assert (await in_second.json())["status"] == "accepted"
+    headers = signed_headers(body, SECOND_SECRET)
+    in_second = await client.post("/callbacks/cryptum/second", data=body, headers=headers)
+    assert in_second.status == 200
+    first = await in_second.json()
+    assert first["status"] == "accepted"
+
+    document = config_document(database_path)
+    main, second = document["stores"]
+    for key in ("cryptum_store_id", "webhook_secret"):
+        main[key], second[key] = second[key], main[key]
+    apply_config(client.app, parse_config(document, base_dir=tmp_path))
+
+    in_main = await client.post("/callbacks/cryptum/main", data=body, headers=headers)
+    assert in_main.status == 200
+    other = await in_main.json()
+    assert other["status"] == "accepted"
+    assert other["event_id"] != first["event_id"]
+    # Within one store the same bytes are still the same callback.
+    again = await client.post("/callbacks/cryptum/main", data=body, headers=headers)
+    assert await again.json() == {"status": "duplicate", "event_id": other["event_id"]}
+
+    order_id = json.loads(body)["orderId"]
+    assert stored_events(database_path) == [
+        (first["event_id"], "second", order_id, "101", "confirmed", "pending"),
+        (other["event_id"], "main", order_id, "101", "confirmed", "pending"),
+    ]
+    with sqlite3.connect(database_path) as connection:
+        stored = connection.execute("SELECT payload, body_sha256 FROM events").fetchall()
+    assert [payload for payload, _ in stored] == [body, body]
+    assert stored[0][1] == stored[1][1]
 
 
 async def test_fifty_identical_concurrent_callbacks_give_one_accepted(

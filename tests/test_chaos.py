@@ -50,8 +50,7 @@ async def test_nothing_acknowledged_is_lost_and_nothing_is_applied_twice(
     tmp_path: Path, shop: WooCommerceSimulator
 ) -> None:
     rng = random.Random(int(os.environ.get("CHAOS_SEED", "7")))
-    bridge = Bridge(tmp_path, shop, key=KEY, secret=SECRET)
-    await asyncio.to_thread(bridge.start)
+    bridge = await Bridge(tmp_path, shop, key=KEY, secret=SECRET).started()
     acknowledged: set[tuple[str, str]] = set()
 
     # Per order: a confirmation, sometimes sent twice, then a cancellation.
@@ -101,13 +100,13 @@ async def test_nothing_acknowledged_is_lost_and_nothing_is_applied_twice(
             await asyncio.sleep(0.2 + rng.random() * 0.4)
             assert bridge.daemon is not None
             bridge.daemon.signal(signal.SIGKILL)
-            await asyncio.to_thread(bridge.daemon.finish)
+            await bridge.daemon.finished()
             interrupted += sum(
                 event.get("count", 0)
                 for event in bridge.daemon.events()
                 if event["event"] == "delivery.leases_released"
             )
-            await asyncio.to_thread(bridge.start)
+            await bridge.started()
 
     connector = aiohttp.TCPConnector(limit=32, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -132,7 +131,7 @@ async def test_nothing_acknowledged_is_lost_and_nothing_is_applied_twice(
             await asyncio.sleep(0.1)
         assert all_settled()
     finally:
-        assert bridge.stop() == 0
+        assert await bridge.stopped() == 0
 
     with sqlite3.connect(bridge.database) as connection:
         stored = {str(event_id) for (event_id,) in connection.execute("SELECT id FROM events")}
@@ -153,7 +152,7 @@ async def test_a_faulty_shop_gets_everything_once_when_it_recovers(
     tmp_path: Path, shop: WooCommerceSimulator
 ) -> None:
     rng = random.Random(int(os.environ.get("CHAOS_SEED", "7")))
-    bridge = Bridge(
+    bridge = await Bridge(
         tmp_path,
         shop,
         key=KEY,
@@ -163,8 +162,7 @@ async def test_a_faulty_shop_gets_everything_once_when_it_recovers(
             "backoff_initial_seconds": 0.05,
             "backoff_max_seconds": 0.5,
         },
-    )
-    await asyncio.to_thread(bridge.start)
+    ).started()
     faults = 0
     stop_faults = asyncio.Event()
 
@@ -219,7 +217,7 @@ async def test_a_faulty_shop_gets_everything_once_when_it_recovers(
         assert pending() == 0
     finally:
         stop_faults.set()
-        assert bridge.stop() == 0
+        assert await bridge.stopped() == 0
 
     assert faults > 50
     with sqlite3.connect(bridge.database) as connection:

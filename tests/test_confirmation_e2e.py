@@ -6,11 +6,10 @@ callback sender) and the simulated WooCommerce, all on 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -20,7 +19,7 @@ from bridge.reconcile import RECONCILED_STATUSES
 from bridge.simulators.cryptum import CryptumSimulator
 from bridge.simulators.woocommerce import WooCommerceSimulator
 
-from daemon import Bridge, bridge_notes, wait_until
+from daemon import Bridge, bridge_notes, note_of, wait_until
 from support import MAIN_SECRET, MAIN_STORE_ID, signed_headers
 
 pytestmark = pytest.mark.slow
@@ -73,22 +72,36 @@ def confirming_bridge(
 
 
 @pytest.fixture
-def bridge(
+async def bridge(
     tmp_path: Path, shop: WooCommerceSimulator, cryptum: CryptumSimulator
-) -> Iterator[Bridge]:
-    running = confirming_bridge(tmp_path, shop, cryptum).start()
+) -> AsyncIterator[Bridge]:
+    running = await confirming_bridge(tmp_path, shop, cryptum).started()
     yield running
-    assert running.stop() == 0
+    assert await running.stopped() == 0
+
+
+def reconciliation_passes(cryptum: CryptumSimulator) -> int:
+    """Passes that have listed every reconciled status, counted by the last one they list.
+
+    By the time that listing is answered, the pass has dealt with what the
+    earlier ones held (the tests' orders are never in the last status).
+    """
+    last = RECONCILED_STATUSES[-1]
+    return sum(
+        r.path == "/plugins/orders/" and r.status == 200 and r.query.get("paymentStatus") == last
+        for r in cryptum.api_requests
+    )
+
+
+async def more_reconciliation_passes(cryptum: CryptumSimulator, count: int) -> None:
+    """Wait until `count` more passes have finished; the first may have begun earlier."""
+    target = reconciliation_passes(cryptum) + count
+    await wait_until(lambda: reconciliation_passes(cryptum) >= target)
 
 
 async def first_reconciliation_done(cryptum: CryptumSimulator) -> None:
-    """Wait for the pass a starting bridge makes: one listing per reconciled status."""
-    await wait_until(
-        lambda: (
-            sum(r.path == "/plugins/orders/" and r.status == 200 for r in cryptum.api_requests)
-            >= len(RECONCILED_STATUSES)
-        )
-    )
+    """Wait for the pass a starting bridge makes."""
+    await wait_until(lambda: reconciliation_passes(cryptum) >= 1)
 
 
 def order_for(cryptum: CryptumSimulator, bridge: Bridge, woo_order_id: str, total: str) -> str:
@@ -117,26 +130,41 @@ async def test_the_api_decides_not_the_callback(
     cryptum.set_status(order_id, "confirmed", transactions=TX)  # no callback this time
     delivery = await bridge.settled(event_id)
     assert delivery["state"] == "done"
+    assert delivery["outcome"].startswith("pay: ")
+    assert bridge.applied() == [(order_id, "confirmed", delivery["id"])]
     assert shop.orders[11].status == "processing"
     assert shop.orders[11].transaction_id == TX[0][1]
-    assert len(bridge_notes(shop, 11)) == 1
+    assert bridge_notes(shop, 11) == [note_of(shop, delivery)]
+    # The note names the transaction the API reported; the callback carried none.
+    assert TX[0][1] in note_of(shop, delivery)
 
 
 async def test_after_the_recheck_window_the_api_status_is_acted_on(
     tmp_path: Path, shop: WooCommerceSimulator, cryptum: CryptumSimulator
 ) -> None:
-    bridge = confirming_bridge(tmp_path, shop, cryptum, recheck_seconds=0).start()
+    bridge = await confirming_bridge(tmp_path, shop, cryptum, recheck_seconds=0).started()
     try:
         # Else that pass may find the cancellation first, and the callback has nothing to do.
         await first_reconciliation_done(cryptum)
         order_id = order_for(cryptum, bridge, "11", "20.00")
         cryptum.set_status(order_id, "cancelled")
         sent = await cryptum.send_callback(order_id, status="confirmed")
-        delivery = await bridge.settled(sent.final_answer["event_id"])
+        event_id = sent.final_answer["event_id"]
+        delivery = await bridge.settled(event_id)
         assert shop.orders[11].status == "cancelled"  # what the API says, not the callback
         assert delivery["state"] == "done"
+        assert delivery["outcome"].startswith("set_status: ")
+        assert bridge.event(event_id)["status"] == "confirmed"
+        # What was applied is the API's status, recorded as such.
+        assert bridge.applied() == [(order_id, "cancelled", delivery["id"])]
+        (disagrees,) = bridge.logged("delivery.api_disagrees")
+        assert (disagrees["callback_status"], disagrees["api_status"]) == (
+            "confirmed",
+            "cancelled",
+        )
+        assert "order moved from pending to cancelled" in note_of(shop, delivery)
     finally:
-        assert bridge.stop() == 0
+        assert await bridge.stopped() == 0
 
 
 async def test_an_amount_mismatch_holds_the_order_with_a_note(
@@ -144,12 +172,16 @@ async def test_an_amount_mismatch_holds_the_order_with_a_note(
 ) -> None:
     order_id = order_for(cryptum, bridge, "11", "15.00")  # the WooCommerce order is 20.00
     sent = await cryptum.change_status(order_id, "confirmed", transactions=TX)
-    await bridge.settled(sent.final_answer["event_id"])
+    delivery = await bridge.settled(sent.final_answer["event_id"])
     order = shop.orders[11]
     assert order.status == "on-hold"
     assert order.date_paid is None
+    assert delivery["state"] == "done"
+    assert delivery["outcome"] == (
+        "set_status: amount mismatch: the order total is 20.00, the Cryptum order's is 15.00"
+    )
     notes = bridge_notes(shop, 11)
-    assert len(notes) == 1, (notes, bridge.deliveries())
+    assert notes == [note_of(shop, delivery)], (notes, bridge.deliveries())
     (note,) = notes
     assert "amount mismatch" in note and "NOT marked paid" in note
 
@@ -179,10 +211,12 @@ async def test_an_order_of_another_store_is_dead_lettered(
     delivery = await bridge.settled(answer["event_id"])
     assert delivery["state"] == "dead"
     assert delivery["outcome"] == "the Cryptum order belongs to another store"
+    assert bridge.applied() == []
     assert shop.orders[11].status == "pending"
-    assert bridge.daemon is not None
-    await asyncio.sleep(0.2)
-    assert any(e["event"] == "security.callback_not_confirmed" for e in bridge.daemon.events())
+    assert bridge_notes(shop, 11) == []
+    await wait_until(lambda: bool(bridge.logged("security.callback_not_confirmed")))
+    (alert,) = bridge.logged("security.callback_not_confirmed")
+    assert (alert["event_id"], alert["reason"]) == (answer["event_id"], delivery["outcome"])
 
 
 async def test_an_order_unknown_to_cryptum_is_dead_lettered(
@@ -191,8 +225,11 @@ async def test_an_order_unknown_to_cryptum_is_dead_lettered(
     answer = await bridge.send(order_id="made-up", woo_order_id="11", status="confirmed")
     delivery = await bridge.settled(answer["event_id"])
     assert delivery["state"] == "dead"
-    assert "Cryptum does not know order made-up" in delivery["outcome"]
+    assert delivery["outcome"] == "Cryptum does not know order made-up"
+    assert bridge.applied() == []
     assert shop.orders[11].status == "pending"
+    assert bridge_notes(shop, 11) == []
+    await wait_until(lambda: bool(bridge.logged("security.callback_not_confirmed")))
 
 
 async def test_a_down_api_delays_the_payment_until_it_returns(
@@ -204,58 +241,91 @@ async def test_a_down_api_delays_the_payment_until_it_returns(
     event_id = sent.final_answer["event_id"]
     await wait_until(lambda: (bridge.delivery_of(event_id)["attempts"] or 0) >= 3)
     assert shop.orders[11].status == "pending"  # nothing unverified is applied
+    assert "Cryptum API unreachable" in bridge.delivery_of(event_id)["last_error"]
     cryptum.down = False
     delivery = await bridge.settled(event_id)
     assert delivery["state"] == "done"
+    assert delivery["outcome"].startswith("pay: ")
+    assert bridge.applied() == [(order_id, "confirmed", delivery["id"])]
     assert shop.orders[11].status == "processing"
-    assert len(bridge_notes(shop, 11)) == 1
+    assert bridge_notes(shop, 11) == [note_of(shop, delivery)]
 
 
 async def test_a_lost_callback_is_found_by_reconciliation_once(
     tmp_path: Path, shop: WooCommerceSimulator, cryptum: CryptumSimulator
 ) -> None:
-    bridge = confirming_bridge(tmp_path, shop, cryptum, reconcile_seconds=1).start()
+    bridge = await confirming_bridge(tmp_path, shop, cryptum, reconcile_seconds=1).started()
     try:
         order_id = order_for(cryptum, bridge, "12", "10.00")
         lost = await cryptum.change_status(order_id, "confirmed", transactions=TX, lose=True)
         assert lost.lost and not lost.attempts
-        await wait_until(lambda: shop.orders[12].status == "processing", timeout=10)
-        await asyncio.sleep(2.5)  # two more reconciliation runs find nothing new
-        assert len(bridge_notes(shop, 12)) == 1
-        sources = [d for d in bridge.deliveries() if d["woo_order_id"] == "12"]
-        assert len(sources) == 1
-        assert bridge.daemon is not None
-        enqueued = [e for e in bridge.daemon.events() if e["event"] == "reconcile.enqueued"]
-        assert [e["cryptum_order_id"] for e in enqueued] == [order_id]
+        await wait_until(lambda: [d["state"] for d in bridge.deliveries()] == ["done"], 10)
+        assert shop.orders[12].status == "processing"
+        # The payment came in through reconciliation's own event, and nothing else.
+        (found,) = bridge.deliveries()
+        event = bridge.event(found["event_id"])
+        assert (event["source"], event["cryptum_order_id"], event["status"]) == (
+            "reconcile",
+            order_id,
+            "confirmed",
+        )
+        assert event["signature_form"] is None
+        assert [
+            (e["event_id"], e["cryptum_order_id"]) for e in bridge.logged("reconcile.enqueued")
+        ] == [(found["event_id"], order_id)]
+        assert bridge.applied() == [(order_id, "confirmed", found["id"])]
+        assert bridge_notes(shop, 12) == [note_of(shop, found)]
+
+        await more_reconciliation_passes(cryptum, 2)  # and they find nothing new
+        assert bridge.deliveries() == [found]
+        assert len(bridge.logged("reconcile.enqueued")) == 1
 
         # The callback turns up late: stored, but it changes nothing more.
         late = await cryptum.send_callback(order_id)
         assert late.delivered
         delivery = await bridge.settled(late.final_answer["event_id"])
         assert delivery["state"] == "skipped"
-        assert len(bridge_notes(shop, 12)) == 1
+        assert delivery["outcome"] == f"confirmed already applied by delivery {found['id']}"
+        assert bridge.source_of(delivery) == "callback"
+        assert bridge_notes(shop, 12) == [note_of(shop, found)]
         assert shop.products[10].stock == 99
     finally:
-        assert bridge.stop() == 0
+        assert await bridge.stopped() == 0
 
 
 async def test_a_callback_then_reconciliation_is_one_effect(
     tmp_path: Path, shop: WooCommerceSimulator, cryptum: CryptumSimulator
 ) -> None:
-    bridge = confirming_bridge(tmp_path, shop, cryptum, reconcile_seconds=1).start()
+    bridge = await confirming_bridge(tmp_path, shop, cryptum, reconcile_seconds=1).started()
     try:
         order_id = order_for(cryptum, bridge, "13", "30.00")
         sent = await cryptum.change_status(order_id, "confirmed", transactions=TX)
         await bridge.settled(sent.final_answer["event_id"])
-        await asyncio.sleep(2.5)  # reconciliation sees the payment
-        # Reconciliation may list the payment before the callback's event is
-        # stored, and enqueue it too: then that delivery finds it applied.
-        states = sorted(d["state"] for d in bridge.deliveries())
-        assert states in (["done"], ["done", "skipped"])
-        assert len(bridge_notes(shop, 13)) == 1
+        # Two passes: the first may have begun before the payment was applied.
+        await more_reconciliation_passes(cryptum, 2)
+        deliveries = bridge.deliveries()
+        (done,) = [d for d in deliveries if d["state"] == "done"]
+        assert bridge.applied() == [(order_id, "confirmed", done["id"])]
+        assert bridge_notes(shop, 13) == [note_of(shop, done)]
         assert shop.products[10].stock == 97
+        # Reconciliation may list the payment before the callback's event is
+        # stored, and enqueue it too: then the later of the two deliveries
+        # finds it applied. Either way one callback event, and one event of
+        # reconciliation's for each payment it logged as enqueued.
+        others = [d for d in deliveries if d is not done]
+        assert [(d["state"], d["outcome"]) for d in others] in (
+            [],
+            [("skipped", f"confirmed already applied by delivery {done['id']}")],
+        )
+        by_source = {
+            source: [d["event_id"] for d in deliveries if bridge.source_of(d) == source]
+            for source in ("callback", "reconcile")
+        }
+        assert by_source["callback"] == [sent.final_answer["event_id"]]
+        enqueued = [e["event_id"] for e in bridge.logged("reconcile.enqueued")]
+        assert by_source["reconcile"] == enqueued == [d["event_id"] for d in others]
     finally:
-        assert bridge.stop() == 0
+        assert await bridge.stopped() == 0
 
 
 async def test_unsigned_callbacks_are_confirmed_before_anything_is_applied(
@@ -266,23 +336,31 @@ async def test_unsigned_callbacks_are_confirmed_before_anything_is_applied(
         "[[stores]]\n", "[[stores]]\nallow_unsigned = true\n"
     )
     bridge.config_path.write_text(text)
-    bridge.start()
+    await bridge.started()
     try:
         order_id = order_for(cryptum, bridge, "11", "20.00")
         cryptum.set_status(order_id, "confirmed", transactions=TX)
         sent = await cryptum.send_callback(order_id, unsigned=True)
         assert sent.attempts == [200]
-        await bridge.settled(sent.final_answer["event_id"])
+        event_id = sent.final_answer["event_id"]
+        delivery = await bridge.settled(event_id)
         assert shop.orders[11].status == "processing"
+        assert bridge.event(event_id)["signature_form"] == "unsigned"
+        assert delivery["state"] == "done"
+        assert bridge_notes(shop, 11) == [note_of(shop, delivery)]
         # An unsigned claim the API does not back changes nothing.
         other = order_for(cryptum, bridge, "12", "10.00")
         claim = await cryptum.send_callback(other, unsigned=True, status="confirmed")
-        await wait_until(
-            lambda: (bridge.delivery_of(claim.final_answer["event_id"])["attempts"] or 0) >= 2
-        )
+        claim_id = claim.final_answer["event_id"]
+        await wait_until(lambda: (bridge.delivery_of(claim_id)["attempts"] or 0) >= 2)
         assert shop.orders[12].status == "pending"
+        waiting = bridge.delivery_of(claim_id)
+        assert waiting["state"] == "pending"
+        assert "the Cryptum API says 'pending'" in waiting["last_error"]
+        assert bridge.applied() == [(order_id, "confirmed", delivery["id"])]
+        assert bridge_notes(shop, 12) == []
     finally:
-        assert bridge.stop() == 0
+        assert await bridge.stopped() == 0
 
 
 def test_the_demo_tells_its_story_and_exits_0() -> None:
@@ -322,5 +400,9 @@ async def test_callbacks_through_the_path_route_are_confirmed_too(
         ) as response,
     ):
         answer = await response.json()
-    await bridge.settled(answer["event_id"])
+    delivery = await bridge.settled(answer["event_id"])
     assert shop.orders[11].status == "processing"
+    assert bridge.event(answer["event_id"])["store"] == "main"
+    assert delivery["state"] == "done"
+    assert bridge.applied() == [(order_id, "confirmed", delivery["id"])]
+    assert bridge_notes(shop, 11) == [note_of(shop, delivery)]

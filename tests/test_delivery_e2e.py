@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 
 from bridge.simulators.woocommerce import WooCommerceSimulator
 
-from daemon import Bridge, bridge_notes, requests_for, wait_until
+from daemon import Bridge, bridge_notes, note_of, requests_for, wait_until
 from support import callback_body
 
 pytestmark = pytest.mark.slow
@@ -40,10 +40,10 @@ async def shop() -> AsyncIterator[WooCommerceSimulator]:
 
 
 @pytest.fixture
-def bridge(tmp_path: Path, shop: WooCommerceSimulator) -> Iterator[Bridge]:
-    running = Bridge(tmp_path, shop, key=KEY, secret=SECRET).start()
+async def bridge(tmp_path: Path, shop: WooCommerceSimulator) -> AsyncIterator[Bridge]:
+    running = await Bridge(tmp_path, shop, key=KEY, secret=SECRET).started()
     yield running
-    assert running.stop() == 0
+    assert await running.stopped() == 0
 
 
 async def test_confirmed_payment_is_completed_with_one_note_in_three_requests(
@@ -52,7 +52,15 @@ async def test_confirmed_payment_is_completed_with_one_note_in_three_requests(
     body = callback_body(order_id="pay-11", woo_order_id="11", status="confirmed")
     answer = await bridge.post(body)
     delivery = await bridge.settled(answer["event_id"])
-    assert delivery["state"] == "done"
+    assert (delivery["state"], delivery["attempts"]) == ("done", 1)
+    assert delivery["outcome"].startswith("pay: ")
+    event = bridge.event(answer["event_id"])
+    assert (event["source"], event["cryptum_order_id"], event["status"]) == (
+        "callback",
+        "pay-11",
+        "confirmed",
+    )
+    assert bridge.applied() == [("pay-11", "confirmed", delivery["id"])]
 
     order = shop.orders[11]
     assert order.status == "processing"
@@ -62,13 +70,14 @@ async def test_confirmed_payment_is_completed_with_one_note_in_three_requests(
     assert {"_cryptum_checkout_order_transactions", "_cryptum_order_id"} <= meta
     notes = [note.note for note in shop.notes(11)]
     assert any(note.startswith("Payment via Cryptum Checkout") for note in notes)
-    assert len(bridge_notes(shop, 11)) == 1
+    assert bridge_notes(shop, 11) == [note_of(shop, delivery)]
+    assert "Cryptum payment confirmed: order marked paid" in note_of(shop, delivery)
     assert requests_for(shop, 11) == ["GET", "PUT", "POST"]
 
-    # The same callback again changes nothing more.
+    # The same callback again changes nothing more: no event, no delivery to run.
     again = await bridge.post(body)
     assert again == {"status": "duplicate", "event_id": answer["event_id"]}
-    await asyncio.sleep(0.3)
+    assert bridge.deliveries() == [delivery]
     assert requests_for(shop, 11) == ["GET", "PUT", "POST"]
 
 
@@ -76,24 +85,36 @@ async def test_cancellation_after_payment_leaves_the_order_paid(
     bridge: Bridge, shop: WooCommerceSimulator
 ) -> None:
     paid = await bridge.send(order_id="c-11", woo_order_id="11", status="confirmed")
-    await bridge.settled(paid["event_id"])
+    payment = await bridge.settled(paid["event_id"])
     cancelled = await bridge.send(order_id="c-11", woo_order_id="11", status="cancelled")
     delivery = await bridge.settled(cancelled["event_id"])
+    assert payment["state"] == "done"
     assert delivery["state"] == "skipped"
+    assert delivery["outcome"].startswith("nothing: ")
     assert shop.orders[11].status == "processing"
     assert shop.products[10].stock == 98
-    assert len(bridge_notes(shop, 11)) == 1
+    assert bridge_notes(shop, 11) == [note_of(shop, payment)]
+    assert bridge.applied() == [
+        ("c-11", "confirmed", payment["id"]),
+        ("c-11", "cancelled", delivery["id"]),
+    ]
 
 
 async def test_on_hold_then_confirmed_is_paid(bridge: Bridge, shop: WooCommerceSimulator) -> None:
     held = await bridge.send(order_id="h-12", woo_order_id="12", status="on-hold")
-    await bridge.settled(held["event_id"])
+    holding = await bridge.settled(held["event_id"])
     assert shop.orders[12].status == "on-hold"
     paid = await bridge.send(order_id="h-12", woo_order_id="12", status="confirmed")
-    await bridge.settled(paid["event_id"])
+    paying = await bridge.settled(paid["event_id"])
     assert shop.orders[12].status == "processing"
     assert shop.orders[12].date_paid is not None
-    assert len(bridge_notes(shop, 12)) == 2  # one per change
+    assert [holding["state"], paying["state"]] == ["done", "done"]
+    assert holding["outcome"].startswith("set_status: ")
+    assert paying["outcome"].startswith("pay: ")
+    # One note per change, each carrying its own delivery's marker.
+    assert bridge_notes(shop, 12) == [note_of(shop, holding), note_of(shop, paying)]
+    assert "order moved from pending to on-hold" in note_of(shop, holding)
+    assert "order marked paid" in note_of(shop, paying)
 
 
 async def test_503s_are_retried_until_delivered_with_one_note(
@@ -104,23 +125,30 @@ async def test_503s_are_retried_until_delivered_with_one_note(
     delivery = await bridge.settled(answer["event_id"])
     assert delivery["state"] == "done"
     assert delivery["attempts"] == 6
+    assert "503" in delivery["last_error"]
+    assert len(bridge.logged("delivery.retry")) == 5
     assert shop.orders[13].status == "processing"
-    assert len(bridge_notes(shop, 13)) == 1
+    assert bridge_notes(shop, 13) == [note_of(shop, delivery)]
 
 
 async def test_429_retry_after_is_honoured(tmp_path: Path, shop: WooCommerceSimulator) -> None:
     delivery = {"timeout_seconds": 2, "backoff_initial_seconds": 0.05, "backoff_max_seconds": 3}
-    bridge = Bridge(tmp_path, shop, key=KEY, secret=SECRET, delivery=delivery).start()
+    bridge = await Bridge(tmp_path, shop, key=KEY, secret=SECRET, delivery=delivery).started()
     try:
         shop.fail_next(1, status=429, retry_after=1)
         answer = await bridge.send(order_id="ra-13", woo_order_id="13", status="confirmed")
         started = asyncio.get_running_loop().time()
-        await bridge.settled(answer["event_id"])
+        delivery = await bridge.settled(answer["event_id"])
         # The first backoff is at most 0.05 s: only Retry-After explains a wait of a second.
         assert asyncio.get_running_loop().time() - started >= 1.0
         assert shop.orders[13].status == "processing"
+        assert (delivery["state"], delivery["attempts"]) == ("done", 2)
+        assert "429" in delivery["last_error"]
+        (retry,) = bridge.logged("delivery.retry")
+        assert retry["delay_seconds"] >= 1.0
+        assert bridge_notes(shop, 13) == [note_of(shop, delivery)]
     finally:
-        assert bridge.stop() == 0
+        assert await bridge.stopped() == 0
 
 
 async def test_a_retry_after_past_the_longest_backoff_is_capped_not_dead(
@@ -130,11 +158,11 @@ async def test_a_retry_after_past_the_longest_backoff_is_capped_not_dead(
     shop.fail_next(1, status=429, retry_after=10 * 86400)
     answer = await bridge.send(order_id="rc-13", woo_order_id="13", status="confirmed")
     delivery = await bridge.settled(answer["event_id"])
-    assert delivery["state"] == "done"
+    assert (delivery["state"], delivery["attempts"]) == ("done", 2)
     assert shop.orders[13].status == "processing"
-    assert bridge.daemon is not None
-    (capped,) = [e for e in bridge.daemon.events() if e["event"] == "delivery.retry_after_capped"]
+    (capped,) = bridge.logged("delivery.retry_after_capped")
     assert (capped["retry_after_seconds"], capped["capped_seconds"]) == (864000, 0.5)
+    assert bridge_notes(shop, 13) == [note_of(shop, delivery)]
 
 
 async def test_lost_put_response_adds_no_second_note(
@@ -145,9 +173,11 @@ async def test_lost_put_response_adds_no_second_note(
     delivery = await bridge.settled(answer["event_id"])
     assert delivery["state"] == "done"
     assert delivery["attempts"] == 2
+    assert delivery["progress"] == "acting"  # the retry resumed the saved plan
+    assert delivery["outcome"].startswith("pay: ")
     assert shop.orders[11].status == "processing"
     assert shop.products[10].stock == 98
-    assert len(bridge_notes(shop, 11)) == 1
+    assert bridge_notes(shop, 11) == [note_of(shop, delivery)]
     # The retry saw the change already made and did not send it again.
     assert requests_for(shop, 11)[-2:] == ["GET", "POST"]
 
@@ -158,8 +188,9 @@ async def test_lost_note_response_adds_no_second_note(
     shop.drop_response_next(1, method="POST")
     answer = await bridge.send(order_id="n-11", woo_order_id="11", status="confirmed")
     delivery = await bridge.settled(answer["event_id"])
-    assert delivery["state"] == "done"
-    assert len(bridge_notes(shop, 11)) == 1
+    assert (delivery["state"], delivery["attempts"]) == ("done", 2)
+    assert delivery["outcome"].startswith("pay: ")
+    assert bridge_notes(shop, 11) == [note_of(shop, delivery)]
     # The retry looked for its note before posting, and found it.
     assert requests_for(shop, 11) == ["GET", "PUT", "POST", "GET", "GET"]
 
@@ -170,6 +201,10 @@ async def test_missing_order_is_dead_lettered(bridge: Bridge, shop: WooCommerceS
     assert delivery["state"] == "dead"
     assert delivery["outcome"] == "order not found in WooCommerce"
     assert delivery["attempts"] == 1
+    assert bridge.event(answer["event_id"])["woo_order_id"] == "999999"
+    assert bridge.applied() == []
+    (dead,) = bridge.logged("delivery.dead")
+    assert (dead["delivery_id"], dead["reason"]) == (delivery["id"], delivery["outcome"])
 
 
 async def test_another_gateways_order_is_held_unpaid_and_dead_lettered(
@@ -179,23 +214,28 @@ async def test_another_gateways_order_is_held_unpaid_and_dead_lettered(
     shop.add_order(41, payment_method="bacs", payment_method_title="Bank transfer")
     paid = await bridge.send(order_id="w-40", woo_order_id="40", status="confirmed")
     cancelled = await bridge.send(order_id="w-41", woo_order_id="41", status="cancelled")
-    for answer in (paid, cancelled):
-        delivery = await bridge.settled(answer["event_id"])
+    held, left = [await bridge.settled(answer["event_id"]) for answer in (paid, cancelled)]
+    for delivery in (held, left):
         assert delivery["state"] == "dead"
-        assert "bacs" in delivery["outcome"]
+        assert delivery["outcome"] == (
+            "the order's payment method is 'bacs', not 'cryptumcheckout_gateway'"
+        )
+    assert bridge.applied() == []  # dead-lettered: an admin decides
     # Money arrived for order 40: held for review, never marked paid.
     assert shop.orders[40].status == "on-hold"
     assert shop.orders[40].date_paid is None
-    assert len(bridge_notes(shop, 40)) == 1
+    assert bridge_notes(shop, 40) == [note_of(shop, held)]
+    assert "NOT marked paid, review" in note_of(shop, held)
     # A cancellation of another gateway's order changes nothing.
     assert shop.orders[41].status == "pending"
     assert requests_for(shop, 41) == ["GET"]
+    assert bridge_notes(shop, 41) == []
 
 
 async def test_read_only_key_makes_readyz_fail_with_the_reason(
     tmp_path: Path, shop: WooCommerceSimulator
 ) -> None:
-    bridge = Bridge(tmp_path, shop, key=READ_ONLY_KEY, secret=READ_ONLY_SECRET).start()
+    bridge = await Bridge(tmp_path, shop, key=READ_ONLY_KEY, secret=READ_ONLY_SECRET).started()
     try:
         answer = await bridge.send(order_id="ro-11", woo_order_id="11", status="confirmed")
 
@@ -214,35 +254,41 @@ async def test_read_only_key_makes_readyz_fail_with_the_reason(
             await asyncio.sleep(0.2)
         assert status == 503
         assert any("read-only" in reason for reason in body["reasons"])
-        assert bridge.delivery_of(answer["event_id"])["state"] == "pending"
+        delivery = bridge.delivery_of(answer["event_id"])
+        assert delivery["state"] == "pending"
+        assert "read-only" in delivery["last_error"]
         assert shop.orders[11].status == "pending"
+        assert bridge_notes(shop, 11) == []
     finally:
-        assert bridge.stop() == 0
-    assert any(event["event"] == "delivery.config_error" for event in bridge.daemon.events())
+        assert await bridge.stopped() == 0
+    assert bridge.logged("delivery.config_error")
 
 
 async def test_kill_9_during_a_delivery_completes_after_restart_with_one_note(
     tmp_path: Path, shop: WooCommerceSimulator
 ) -> None:
     shop.latency_by_method = {"PUT": 1.0}
-    bridge = Bridge(tmp_path, shop, key=KEY, secret=SECRET).start()
+    bridge = await Bridge(tmp_path, shop, key=KEY, secret=SECRET).started()
     answer = await bridge.send(order_id="k-11", woo_order_id="11", status="confirmed")
     await wait_until(lambda: bridge.delivery_of(answer["event_id"])["progress"] == "acting")
     assert bridge.daemon is not None
     bridge.daemon.signal(signal.SIGKILL)
-    assert bridge.daemon.finish() == -signal.SIGKILL
+    assert await bridge.daemon.finished() == -signal.SIGKILL
     shop.latency_by_method = {}
     await asyncio.sleep(1.2)  # the PUT the killed bridge sent lands meanwhile
 
-    bridge.start()
+    await bridge.started()
     try:
         delivery = await bridge.settled(answer["event_id"])
-        assert delivery["state"] == "done"
+        assert (delivery["state"], delivery["attempts"]) == ("done", 2)
+        assert delivery["outcome"].startswith("pay: ")
+        # The new process took over the lease the killed one held.
+        assert [line["count"] for line in bridge.logged("delivery.leases_released")] == [1]
         assert shop.orders[11].status == "processing"
         assert shop.products[10].stock == 98
-        assert len(bridge_notes(shop, 11)) == 1
+        assert bridge_notes(shop, 11) == [note_of(shop, delivery)]
     finally:
-        assert bridge.stop() == 0
+        assert await bridge.stopped() == 0
 
 
 async def test_a_hundred_orders_in_parallel_keep_per_order_order(
@@ -252,7 +298,7 @@ async def test_a_hundred_orders_in_parallel_keep_per_order_order(
     order_ids = list(range(1000, 1100))
     for order_id in order_ids:
         shop.add_order(order_id, items=[(10, 1)])
-    bridge = Bridge(tmp_path, shop, key=KEY, secret=SECRET).start()
+    bridge = await Bridge(tmp_path, shop, key=KEY, secret=SECRET).started()
     try:
         # Confirmed then cancelled, per order: in order, the order ends paid;
         # reversed, it would end on hold ("paid after cancellation").
@@ -272,13 +318,16 @@ async def test_a_hundred_orders_in_parallel_keep_per_order_order(
                 for order_id in order_ids
             )
         )
-        for answer in answers + later:
-            await bridge.settled(answer["event_id"], timeout=60)
+        payments = [await bridge.settled(a["event_id"], timeout=60) for a in answers]
+        cancellations = [await bridge.settled(a["event_id"], timeout=60) for a in later]
         assert {shop.orders[order_id].status for order_id in order_ids} == {"processing"}
-        assert all(len(bridge_notes(shop, order_id)) == 1 for order_id in order_ids)
+        assert {d["state"] for d in payments} == {"done"}
+        assert {d["state"] for d in cancellations} == {"skipped"}
+        for payment in payments:
+            assert bridge_notes(shop, int(payment["woo_order_id"])) == [note_of(shop, payment)]
         assert shop.products[10].stock == 100 - len(order_ids)
     finally:
-        assert bridge.stop() == 0
+        assert await bridge.stopped() == 0
 
 
 async def test_send_test_drives_a_real_order_end_to_end(
@@ -307,7 +356,13 @@ async def test_send_test_drives_a_real_order_end_to_end(
     assert process.returncode == 0, err
     assert b'answer: 200 {"status": "accepted"' in out
     await wait_until(lambda: shop.orders[12].status == "processing")
-    assert len(bridge_notes(shop, 12)) == 1
+    (delivery,) = bridge.deliveries()
+    delivery = await bridge.settled(delivery["event_id"])
+    event = bridge.event(delivery["event_id"])
+    assert (event["store"], event["woo_order_id"], event["source"]) == ("main", "12", "callback")
+    assert event["cryptum_order_id"].startswith("send-test-")
+    assert delivery["state"] == "done"
+    assert bridge_notes(shop, 12) == [note_of(shop, delivery)]
 
 
 async def test_send_test_reports_a_bridge_that_does_not_answer(

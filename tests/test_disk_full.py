@@ -14,7 +14,7 @@ import pytest
 from bridge.app import create_app
 from bridge.config import parse_config
 
-from support import callback_body, config_document, signed_headers
+from support import callback_body, config_document, root_needed, signed_headers
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
+        pytest.skip(root_needed("mounting a small tmpfs"))
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
     result = subprocess.run(

@@ -45,7 +45,7 @@ async def test_sighup_applies_a_new_secret_without_failing_a_request(tmp_path: P
     config = tmp_path / "config.toml"
     database = tmp_path / "state" / "bridge.sqlite3"
     write(config, database)
-    daemon = Daemon(config)
+    daemon = await Daemon.started(config)
     url = f"{daemon.url}/callbacks/cryptum"
     statuses: list[int] = []
     done = asyncio.Event()
@@ -77,14 +77,14 @@ async def test_sighup_applies_a_new_secret_without_failing_a_request(tmp_path: P
                 ) as response:
                     assert response.status == status
     finally:
-        assert daemon.stop() == 0
+        assert await daemon.stopped() == 0
 
 
 async def test_an_invalid_config_is_refused_and_the_old_one_kept(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     database = tmp_path / "state" / "bridge.sqlite3"
     write(config, database)
-    daemon = Daemon(config)
+    daemon = await Daemon.started(config)
     try:
         config.write_text("[[stores]]\nname = 'broken'\n")
         daemon.signal(signal.SIGHUP)
@@ -100,14 +100,14 @@ async def test_an_invalid_config_is_refused_and_the_old_one_kept(tmp_path: Path)
         ):
             assert response.status == 200
     finally:
-        assert daemon.stop() == 0
+        assert await daemon.stopped() == 0
 
 
 async def test_the_log_level_changes_on_reload(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     database = tmp_path / "state" / "bridge.sqlite3"
     write(config, database, level="info")
-    daemon = Daemon(config)
+    daemon = await Daemon.started(config)
     try:
         write(config, database, level="warning")
         daemon.signal(signal.SIGHUP)
@@ -122,6 +122,6 @@ async def test_the_log_level_changes_on_reload(tmp_path: Path) -> None:
             assert response.status == 200
         await asyncio.sleep(0.2)
     finally:
-        assert daemon.stop() == 0
+        assert await daemon.stopped() == 0
     events = [e["event"] for e in daemon.events()]
     assert "callback.accepted" not in events  # info lines are off after the reload

@@ -27,7 +27,7 @@ async def test_every_acknowledged_callback_survives_kill_9(tmp_path: Path) -> No
     config_path = write_config(tmp_path)
     acknowledged: set[str] = set()
     for round_number in range(3):
-        daemon = Daemon(config_path)
+        daemon = await Daemon.started(config_path)
         url = daemon.url
         bodies = {
             f"r{round_number}-{n}": callback_body(order_id=f"r{round_number}-{n}")
@@ -55,14 +55,14 @@ async def test_every_acknowledged_callback_survives_kill_9(tmp_path: Path) -> No
             await asyncio.wait_for(first_ack.wait(), timeout=10)
             daemon.signal(signal.SIGKILL)  # right after a 200, with others in flight
             await asyncio.gather(*tasks)
-        assert daemon.finish() == -signal.SIGKILL
+        assert await daemon.finished() == -signal.SIGKILL
 
     assert acknowledged
     database = tmp_path / "state" / "bridge.sqlite3"
     assert acknowledged <= stored_cryptum_orders(database)
 
     # After the crashes the daemon starts cleanly and recognises the old events.
-    daemon = Daemon(config_path)
+    daemon = await Daemon.started(config_path)
     try:
         order = sorted(acknowledged)[0]
         body = callback_body(order_id=order)
@@ -74,14 +74,14 @@ async def test_every_acknowledged_callback_survives_kill_9(tmp_path: Path) -> No
         ):
             assert response.status == 200
     finally:
-        assert daemon.stop() == 0
+        assert await daemon.stopped() == 0
 
 
 async def test_sigterm_finishes_in_flight_requests_then_exits_0(tmp_path: Path) -> None:
     config_path = write_config(tmp_path)
     text = config_path.read_text().replace("busy_timeout_ms = 200", "busy_timeout_ms = 10000")
     config_path.write_text(text)
-    daemon = Daemon(config_path)
+    daemon = await Daemon.started(config_path)
     database = tmp_path / "state" / "bridge.sqlite3"
     # Another process holds the write lock, so the callback is in flight,
     # waiting for its commit, when SIGTERM arrives.
@@ -104,7 +104,7 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_0(tmp_path: Path) 
         assert response.status == 200
         assert (await response.json())["status"] == "accepted"
 
-    assert daemon.finish() == 0
+    assert await daemon.finished() == 0
     events = [event["event"] for event in daemon.events()]
     assert events.index("server.stopping") < events.index("callback.accepted")
     assert events[-1] == "server.stopped"

@@ -24,7 +24,7 @@ from bridge.migrations import MIGRATIONS, SCHEMA_VERSION
 from bridge.systemd_notify import notify, watchdog_interval
 
 from daemon import Daemon
-from support import write_config
+from support import tool_missing, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "cryptum-bridge.service"
@@ -162,7 +162,7 @@ def test_serve_asks_systemd_for_time_to_migrate_an_old_database(
 
 def test_unit_exposure_is_at_most_1_5() -> None:
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+        pytest.skip(tool_missing("systemd-analyze"))
     result = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
         capture_output=True,
