@@ -3,8 +3,9 @@
 #
 #   bash .ci/mutation.sh [module ...]     # default: every pure module
 #
-# A module NAME is bridge/NAME.py, tested by tests/test_NAME.py alone: a
-# mutant counts as killed only if the module's own tests notice it. Each
+# A module NAME is bridge/NAME.py, tested by tests/test_NAME.py alone (or by
+# the in-process test files TESTS names for it): a mutant counts as killed
+# only if those tests notice it. Each
 # module runs afresh in mutants/NAME/ (a copy of bridge/ and tests/ with
 # [tool.mutmut] of pyproject.toml narrowed to it), so no result comes from an
 # older run. Prints killed/total per module, the survivors listed in
@@ -17,6 +18,15 @@ cd "$(dirname "$0")/.."
 PURE=(signature status_rules delivery_plan oauth1 confirmation payload backoff url_path)
 # No mutant may survive in these but the EQUIVALENT ones.
 GATED=(signature status_rules delivery_plan oauth1 confirmation payload backoff url_path)
+# The I/O modules of the money path, run on demand (each takes minutes):
+# their in-process tests, never the daemon-process ones.
+declare -A TESTS=(
+    [delivery]="tests/test_delivery_worker.py tests/test_delivery_trust.py tests/test_fault_bodies.py"
+    [reconcile]="tests/test_reconcile.py"
+    [delivery_queue]="tests/test_delivery_queue.py"
+    [storage]="tests/test_storage.py tests/test_delivery_queue.py"
+    [callbacks]="tests/test_callbacks.py"
+)
 # Mutants that cannot change behaviour: "module|the mutated line". Any edit
 # to such a line makes a new mutant, which must be looked at again.
 EQUIVALENT=(
@@ -36,11 +46,16 @@ if [ "$#" -gt 0 ]; then
 else
     modules=("${PURE[@]}")
 fi
+tests_of() {
+    echo "${TESTS[$1]:-tests/test_$1.py}"
+}
 for module in "${modules[@]}"; do
-    if [ ! -f "bridge/$module.py" ] || [ ! -f "tests/test_$module.py" ]; then
-        echo "mutation: no bridge/$module.py with tests/test_$module.py" >&2
-        exit 2
-    fi
+    for test_file in $(tests_of "$module"); do
+        if [ ! -f "bridge/$module.py" ] || [ ! -f "$test_file" ]; then
+            echo "mutation: no bridge/$module.py with $test_file" >&2
+            exit 2
+        fi
+    done
 done
 if ! command -v mutmut >/dev/null 2>&1; then
     echo "mutation: mutmut is not installed: pip install -e '.[test,mutation]'" >&2
@@ -49,18 +64,18 @@ fi
 
 # pyproject.toml with its [tool.mutmut] narrowed to one module and its tests.
 narrowed_pyproject() {
-    python - "$1" <<'PY'
+    python - "$@" <<'PY'
 import json
 import re
 import sys
 import tomllib
 from pathlib import Path
 
-module = sys.argv[1]
+module, *tests = sys.argv[1:]
 text = Path("pyproject.toml").read_text(encoding="utf-8")
 settings = tomllib.loads(text)["tool"]["mutmut"]
 settings["only_mutate"] = [f"bridge/{module}.py"]
-settings["pytest_add_cli_args_test_selection"] = [f"tests/test_{module}.py"]
+settings["pytest_add_cli_args_test_selection"] = tests
 # Every run starts from an empty directory: there is no cache to invalidate.
 settings["use_git_change_detection"] = False
 # The section runs from its header to the next table header, or the end.
@@ -96,7 +111,8 @@ for module in "${modules[@]}"; do
     mkdir -p "$work"
     cp -R bridge tests "$work/"
     find "$work" -name __pycache__ -prune -exec rm -rf {} +
-    narrowed_pyproject "$module" >"$work/pyproject.toml"
+    # shellcheck disable=SC2046 # the file list splits on purpose
+    narrowed_pyproject "$module" $(tests_of "$module") >"$work/pyproject.toml"
 
     started=$SECONDS
     if ! (cd "$work" && mutmut run >run.log 2>&1); then

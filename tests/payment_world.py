@@ -162,6 +162,11 @@ class World:
         await self.restart()
 
     @property
+    def app(self) -> web.Application:
+        assert self._runner is not None
+        return self._runner.app
+
+    @property
     def worker(self) -> DeliveryWorker:
         assert self._runner is not None
         return self._runner.app[WORKER]

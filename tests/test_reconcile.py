@@ -6,18 +6,25 @@ so a small server on 127.0.0.1 stands in for an API that does.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import web
 
 from bridge.app import create_app
 from bridge.config import parse_config
-from bridge.reconcile import RECONCILED_STATUSES
+from bridge.cryptum import CryptumClient
+from bridge.reconcile import RECONCILED_STATUSES, Reconciler
 from bridge.state import RECONCILER
+from bridge.storage import Database
 
-from payment_world import VirtualClock
+from payment_world import LOOKBACK_HOURS, RECONCILE_SECONDS, VirtualClock, World
 from support import CONFIGURED_SECRETS, MAIN_STORE_ID, config_document
 
 API_KEY = "cryptum-api-key-reconcile"
@@ -77,3 +84,275 @@ async def test_a_listed_order_of_another_store_is_never_enqueued(
 
     # Nor on a later pass.
     assert await client.app[RECONCILER].run_once() == 0
+
+
+# Against the simulated Cryptum and shop, as in payment_world ------------------------
+
+TX = "0x7ec0"
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    started = World(tmp_path)
+    await started.start()
+    yield started
+    await started.close()
+
+
+def recorded(world: World, query: str) -> list[dict[str, Any]]:
+    with sqlite3.connect(world.directory / "bridge.sqlite3") as connection:
+        connection.row_factory = sqlite3.Row
+        return [dict(row) for row in connection.execute(query)]
+
+
+def meta(world: World, woo_order_id: int) -> dict[str, Any]:
+    return {item["key"]: item["value"] for item in world.shop.orders[woo_order_id].meta_data}
+
+
+async def test_a_payment_whose_callback_never_came_is_found_and_paid_once(world: World) -> None:
+    cryptum_id = world.checkout(11)
+    world.cryptum.set_status(cryptum_id, "confirmed", transactions=[("POLYGON", TX)])
+
+    assert await world.reconciler.run_once() == 1
+    (event,) = recorded(world, "SELECT * FROM events")
+    assert (event["source"], event["signature_form"], event["status"]) == (
+        "reconcile",
+        None,
+        "confirmed",
+    )
+    assert (event["cryptum_order_id"], event["woo_order_id"]) == (cryptum_id, "11")
+
+    assert await world.worker.run_due() == 1
+    order = world.shop.orders[11]
+    assert (order.status, order.transaction_id) == ("processing", TX)
+    # The delivery read the event as a callback: its message and the Cryptum id are the meta.
+    assert meta(world, 11)["_cryptum_checkout_order_transactions_message"] == (
+        "found by reconciliation"
+    )
+    assert meta(world, 11)["_cryptum_order_id"] == cryptum_id
+    assert len(world.bridge_notes(11)) == 1
+    assert recorded(world, "SELECT cryptum_order_id, status FROM applied_payments") == [
+        {"cryptum_order_id": cryptum_id, "status": "confirmed"}
+    ]
+
+    # Found again on the next pass, and by the callback arriving at last: nothing more.
+    world.clock.now += RECONCILE_SECONDS
+    assert await world.reconciler.run_once() == 0
+    assert await world.post(world.callback(cryptum_id, "confirmed", tx=TX)) == 200
+    await world.worker.run_due()
+    assert len(world.bridge_notes(11)) == 1
+    assert world.shop.orders[11].status == "processing"
+
+
+async def test_each_reconciled_status_is_found(world: World) -> None:
+    ids = {status: world.checkout(woo_id) for woo_id, status in enumerate(RECONCILED_STATUSES, 21)}
+    for status, cryptum_id in ids.items():
+        world.cryptum.set_status(cryptum_id, status)
+    pending = world.checkout(30)  # not a status reconciliation acts on
+
+    assert await world.reconciler.run_once() == len(RECONCILED_STATUSES)
+    found = recorded(world, "SELECT cryptum_order_id, status FROM events ORDER BY woo_order_id")
+    assert found == [{"cryptum_order_id": ids[s], "status": s} for s in RECONCILED_STATUSES]
+    assert pending not in {row["cryptum_order_id"] for row in found}
+
+
+async def test_a_payment_older_than_the_lookback_is_not_listed(world: World) -> None:
+    cryptum_id = world.checkout(11)
+    world.cryptum.set_status(cryptum_id, "confirmed", transactions=[("POLYGON", TX)])
+    world.clock.now += LOOKBACK_HOURS * 3600 + 60
+
+    assert await world.reconciler.run_once() == 0
+    assert recorded(world, "SELECT * FROM events") == []
+
+
+async def test_a_payment_a_pending_delivery_will_apply_is_left_to_it(world: World) -> None:
+    cryptum_id = world.checkout(11)
+    world.cryptum.set_status(cryptum_id, "confirmed", transactions=[("POLYGON", TX)])
+    assert await world.post(world.callback(cryptum_id, "confirmed", tx=TX)) == 200
+
+    assert await world.reconciler.run_once() == 0
+    assert len(recorded(world, "SELECT * FROM events")) == 1
+
+
+async def test_a_status_found_again_after_its_delivery_applied_another_is_run_again(
+    world: World,
+) -> None:
+    cryptum_id = world.checkout(11)
+    world.cryptum.set_status(cryptum_id, "confirmed", transactions=[("POLYGON", TX)])
+    assert await world.reconciler.run_once() == 1
+    # Before the delivery runs, the API says the payment failed; after the
+    # recheck the API wins and "failed" is what the delivery applies.
+    world.cryptum.set_status(cryptum_id, "failed")
+    while recorded(world, "SELECT state FROM deliveries") != [{"state": "done"}]:
+        await world.worker.run_due()
+        world.clock.now += 60
+    assert world.shop.orders[11].status == "failed"
+
+    # The API settles on confirmed: the event found before is delivered again.
+    world.cryptum.set_status(cryptum_id, "confirmed", transactions=[("POLYGON", TX)])
+    assert await world.reconciler.run_once() == 1
+    assert len(recorded(world, "SELECT * FROM events")) == 1  # the same event, run again
+    await world.worker.run_due()
+    assert world.shop.orders[11].status == "processing"
+    assert world.shop.orders[11].transaction_id == TX
+    assert len(world.bridge_notes(11)) == 2  # failed, then paid
+
+
+# Against a scripted listing ---------------------------------------------------------
+
+
+async def scripted_reconciler(
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    tmp_path: Path,
+    listed: dict[str, list[dict[str, Any]]],
+) -> tuple[Any, list[dict[str, str]]]:
+    asked: list[dict[str, str]] = []
+    api = await aiohttp_server(listing_api(listed, asked))
+    document = config_document(tmp_path / "bridge.sqlite3")
+    document["stores"][0] |= {
+        "cryptum_api_key": API_KEY,
+        "cryptum_api_url": str(api.make_url("/plugins")),
+    }
+    config = parse_config(document, base_dir=tmp_path)
+    client = await aiohttp_client(create_app(config, clock=VirtualClock(), background=False))
+    return client.app[RECONCILER], asked
+
+
+async def test_an_order_listed_in_another_status_than_asked_waits_for_the_next_pass(
+    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    moved = entry("c-moved", "12", MAIN_STORE_ID) | {"paymentStatus": "cancelled"}
+    stays = entry("c-stays", "13", MAIN_STORE_ID) | {"paymentStatus": "confirmed"}
+    reconciler, _ = await scripted_reconciler(
+        aiohttp_server, aiohttp_client, tmp_path, {"confirmed": [moved, stays]}
+    )
+
+    assert await reconciler.run_once() == 1
+    with sqlite3.connect(tmp_path / "bridge.sqlite3") as connection:
+        found = connection.execute("SELECT cryptum_order_id, status FROM events").fetchall()
+    assert found == [("c-stays", "confirmed")]
+
+
+async def test_an_order_of_no_woocommerce_order_is_logged_and_skipped(
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    tmp_path: Path,
+    logs: Callable[[], list[dict[str, Any]]],
+) -> None:
+    listed = {"confirmed": [entry("c-elsewhere", "INV-7", MAIN_STORE_ID)]}
+    reconciler, _ = await scripted_reconciler(aiohttp_server, aiohttp_client, tmp_path, listed)
+
+    assert await reconciler.run_once() == 0
+    (warning,) = [line for line in logs() if line["event"] == "reconcile.unusable_order"]
+    assert (warning["store"], warning["cryptum_order_id"]) == ("main", "c-elsewhere")
+    with sqlite3.connect(tmp_path / "bridge.sqlite3") as connection:
+        assert connection.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+async def test_an_unreachable_api_is_logged_and_the_other_stores_still_reconciled(
+    aiohttp_server: Any, tmp_path: Path, logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    async def unavailable(_: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    down = web.Application()
+    down.router.add_get("/plugins/orders/", unavailable)
+    down_api = await aiohttp_server(down)
+    asked: list[dict[str, str]] = []
+    listed = {"confirmed": [entry("c-1", "12", OTHER_STORE_ID)]}
+    up_api = await aiohttp_server(listing_api(listed, asked))
+    document = config_document(tmp_path / "bridge.sqlite3")
+    first = document["stores"][0] | {
+        "cryptum_api_key": API_KEY,
+        "cryptum_api_url": str(down_api.make_url("/plugins")),
+    }
+    second = first | {
+        "name": "second",
+        "cryptum_store_id": OTHER_STORE_ID,
+        "cryptum_api_url": str(up_api.make_url("/plugins")),
+    }
+    document["stores"] = [first, second]
+    config = parse_config(document, base_dir=tmp_path)
+    enqueued: list[None] = []
+    async with (
+        opened_database(tmp_path / "bridge.sqlite3") as database,
+        aiohttp.ClientSession() as session,
+    ):
+        clients = {
+            store.name: CryptumClient(
+                base_url=str(store.cryptum_api_url),
+                api_key=API_KEY,
+                session=session,
+                timeout_seconds=5,
+            )
+            for store in config.stores
+        }
+        reconciler = Reconciler(
+            config, database, clients, on_enqueued=lambda: enqueued.append(None)
+        )
+        assert await reconciler.run_once() == 1
+        assert enqueued == [None]  # the worker is woken once per pass that found something
+        assert await reconciler.run_once() == 0
+        assert enqueued == [None]
+
+    (failure,) = {line["store"] for line in logs() if line["event"] == "reconcile.failed"}
+    assert failure == "main"
+    assert asked  # the second store was asked after the first failed
+
+
+async def test_the_loop_passes_at_start_survives_a_crash_and_stops_mid_wait(
+    aiohttp_server: Any, tmp_path: Path, logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    asked: list[dict[str, str]] = []
+    listed = {"confirmed": [entry("c-1", "12", MAIN_STORE_ID)]}
+    api = await aiohttp_server(listing_api(listed, asked))
+    document = config_document(tmp_path / "bridge.sqlite3")
+    document["reconcile"] = {"interval_seconds": 1}
+    config = parse_config(document, base_dir=tmp_path)
+    wakeups: list[None] = []
+
+    def wake_then_crash() -> None:
+        wakeups.append(None)
+        raise RuntimeError("the worker could not be woken")
+
+    async with (
+        opened_database(tmp_path / "bridge.sqlite3") as database,
+        aiohttp.ClientSession() as session,
+    ):
+        client = CryptumClient(
+            base_url=str(api.make_url("/plugins")),
+            api_key=API_KEY,
+            session=session,
+            timeout_seconds=5,
+        )
+        reconciler = Reconciler(config, database, {}, on_enqueued=wake_then_crash)
+        reconciler.start()  # no store has a key: nothing runs
+        await asyncio.sleep(0.05)
+        assert asked == []
+
+        reconciler.reconfigure(config, {"main": client})
+        await wait_for(lambda: len(asked) >= 2 * len(RECONCILED_STATUSES))
+        assert wakeups == [None]  # the pass that found the payment, then a quiet one
+        assert [line["event"] for line in logs()].count("reconcile.crashed") == 1
+
+        await asyncio.wait_for(reconciler.stop(), timeout=0.5)  # not a whole interval
+        passes = len(asked)
+        await asyncio.sleep(1.2)
+        assert len(asked) == passes
+
+
+@contextlib.asynccontextmanager
+async def opened_database(path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(path)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)

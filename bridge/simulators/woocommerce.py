@@ -207,6 +207,11 @@ class WooCommerceSimulator:
         """Apply the request, then close the connection without answering."""
         self._faults.add(Fault("drop_response", method=method), count)
 
+    @property
+    def faults_pending(self) -> int:
+        """How many injected faults no request has taken yet."""
+        return len(self._faults)
+
     # Serving ---------------------------------------------------------------------
 
     @property
