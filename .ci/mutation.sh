@@ -109,7 +109,7 @@ for module in "${modules[@]}"; do
     work="mutants/$module"
     rm -rf "$work"
     mkdir -p "$work"
-    cp -R bridge tests "$work/"
+    cp -R bridge bridge_simulators tests "$work/"
     find "$work" -name __pycache__ -prune -exec rm -rf {} +
     # shellcheck disable=SC2046 # the file list splits on purpose
     narrowed_pyproject "$module" $(tests_of "$module") >"$work/pyproject.toml"

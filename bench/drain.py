@@ -26,8 +26,8 @@ import uuid
 from pathlib import Path
 
 from bridge.signature import json_canonical
-from bridge.simulators.woocommerce import WooCommerceSimulator
 from bridge.storage import Database, NewEvent
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 STORE_ID = "drain-store-0001"
 REQUESTS_PER_DELIVERY = 3

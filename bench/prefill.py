@@ -40,8 +40,8 @@ from bridge.retention import redact_payload
 from bridge.signature import json_canonical
 from bridge.status_rules import StatusRules
 from bridge.storage import Database
-from bridge.woocommerce import WooOrder
 from bridge.woocommerce_errors import classify
+from bridge.woocommerce_models import WooOrder
 
 __all__ = ["BENCH_SHOP", "Prefilled", "Shop", "prefill"]
 

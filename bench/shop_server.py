@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bridge.simulators.woocommerce import WooCommerceSimulator
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 KEY, SECRET = "ck_bench", "cs_bench"
 FIRST_ORDER = 1000

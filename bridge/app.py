@@ -15,6 +15,18 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from .app_keys import (
+    CONFIG,
+    DATABASE,
+    HTTP_SESSION,
+    METRICS,
+    READINESS,
+    RECONCILER,
+    RETENTION,
+    UNSIGNED_LIMITS,
+    WORKER,
+    LiveConfig,
+)
 from .callbacks import receive_callback
 from .config import Config
 from .cryptum import CryptumClient
@@ -27,18 +39,6 @@ from .rate_limit import StoreLimits
 from .readiness import Readiness
 from .reconcile import Reconciler
 from .retention import RetentionJob
-from .state import (
-    CONFIG,
-    DATABASE,
-    HTTP_SESSION,
-    METRICS,
-    READINESS,
-    RECONCILER,
-    RETENTION,
-    UNSIGNED_LIMITS,
-    WORKER,
-    LiveConfig,
-)
 from .storage import Database
 from .systemd_notify import notify
 from .woocommerce import WooCommerceClient

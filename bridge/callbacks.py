@@ -13,6 +13,7 @@ import hashlib
 import structlog
 from aiohttp import web
 
+from .app_keys import CONFIG, DATABASE, METRICS, REQUEST_ID, UNSIGNED_LIMITS, WORKER
 from .config import Config, StoreConfig
 from .errors import (
     HTTPError,
@@ -27,7 +28,6 @@ from .errors import (
 from .payload import CallbackPayload, InvalidPayload, parse_callback
 from .rate_limit import TokenBucket
 from .signature import InvalidSignature, json_canonical, verify
-from .state import CONFIG, DATABASE, METRICS, REQUEST_ID, UNSIGNED_LIMITS, WORKER
 from .storage import NewEvent, Recorded, StorageUnavailable
 from .text import escape_controls
 

@@ -7,7 +7,7 @@ transient ones are retried, a missing order and a refused key are not.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -16,8 +16,9 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from yarl import URL
 
+from .http_call import Service, call_json, retry_after_seconds
 from .payload import Transaction
-from .upstream import FailureKind, UpstreamFailure, connection_failure, parse_answer
+from .upstream import FailureKind, UpstreamFailure, parse_answer
 from .url_path import path_segment
 
 __all__ = [
@@ -148,6 +149,20 @@ def classify(status: int, message: str | None) -> UpstreamFailure:
     )
 
 
+def _classify_answer(status: int, answer: Any, headers: Mapping[str, str]) -> UpstreamFailure:
+    failure = classify(status, _error_message(answer))
+    failure.retry_after = retry_after_seconds(headers.get("Retry-After"))
+    return failure
+
+
+_API = Service(
+    label="cryptum",
+    name="the Cryptum API",
+    classify=_classify_answer,
+    tls_hint="check the system's CA certificates and any proxy in between",
+)
+
+
 class CryptumClient:
     """Calls one store's Cryptum API with its key."""
 
@@ -224,31 +239,15 @@ class CryptumClient:
                 return
 
     async def _get(self, path: str, query: dict[str, str]) -> Any:
-        try:
-            return await self._send(path, query)
-        except UpstreamFailure as failure:
-            failure.service = "cryptum"
-            raise
-
-    async def _send(self, path: str, query: dict[str, str]) -> Any:
         # Built encoded: the path's segments are percent-encoded already, and a
         # URL parsed from text would have its dot segments resolved.
         url = URL(self._base_url + path, encoded=True)
-        try:
-            async with self._session.get(
-                url,
-                params=query,
-                headers={"x-api-key": self._api_key, "Accept": "application/json"},
-                timeout=self._timeout,
-            ) as response:
-                try:
-                    answer = await response.json(content_type=None)
-                except ValueError:
-                    answer = None
-                if response.status >= 300:
-                    raise classify(response.status, _error_message(answer))
-                return answer
-        except TimeoutError:
-            raise connection_failure("no answer from the Cryptum API") from None
-        except aiohttp.ClientError as error:
-            raise connection_failure(f"Cryptum API unreachable: {type(error).__name__}") from None
+        return await call_json(
+            self._session,
+            _API,
+            "GET",
+            url,
+            headers={"x-api-key": self._api_key},
+            params=query,
+            timeout=self._timeout,
+        )

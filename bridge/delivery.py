@@ -46,7 +46,8 @@ from .metrics import Metrics
 from .payload import InvalidPayload, parse_callback
 from .storage import Database
 from .upstream import FailureKind, UpstreamFailure
-from .woocommerce import WooCommerceClient, WooOrder
+from .woocommerce import WooCommerceClient
+from .woocommerce_models import WooOrder
 
 __all__ = ["DeliveryWorker"]
 

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .status_rules import PAID, ActionKind, OrderView, StatusRules, decide
-from .woocommerce import WooOrder
+from .woocommerce_models import WooOrder
 
 __all__ = [
     "PaymentFacts",

@@ -20,13 +20,14 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
+from bridge_simulators.cryptum import CryptumSimulator
+from bridge_simulators.woocommerce import WooCommerceSimulator
+
 from .app import create_app
+from .app_keys import DATABASE, RECONCILER
 from .config import Config, LoggingConfig, parse_config
 from .delivery_queue import DeliveryQueue, DeliveryRow
 from .log_setup import configure_logging
-from .simulators.cryptum import CryptumSimulator
-from .simulators.woocommerce import WooCommerceSimulator
-from .state import DATABASE, RECONCILER
 
 __all__ = ["run_demo"]
 

@@ -11,8 +11,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from .app_keys import REQUEST_ID
 from .errors import HTTPError
-from .state import REQUEST_ID
 
 __all__ = ["request_context"]
 

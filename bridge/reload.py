@@ -15,9 +15,9 @@ import structlog
 from aiohttp import web
 
 from .app import build_clients
+from .app_keys import CONFIG, HTTP_SESSION, METRICS, RECONCILER, UNSIGNED_LIMITS, WORKER
 from .config import Config, ConfigError, load_config
 from .log_setup import set_level
-from .state import CONFIG, HTTP_SESSION, METRICS, RECONCILER, UNSIGNED_LIMITS, WORKER
 
 __all__ = ["RESTART_SECTIONS", "reload_config"]
 

@@ -32,6 +32,8 @@ class UpstreamFailure(Exception):
         reason: str,
         status: int | None = None,
         retry_after: float | None = None,
+        *,
+        service: str = "unknown",
     ) -> None:
         super().__init__(reason)
         self.kind = kind
@@ -39,7 +41,7 @@ class UpstreamFailure(Exception):
         self.status = status
         self.retry_after = retry_after
         # "woocommerce" or "cryptum", set by the client that raised it (metrics label).
-        self.service = "unknown"
+        self.service = service
 
 
 def connection_failure(description: str) -> UpstreamFailure:

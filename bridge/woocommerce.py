@@ -14,52 +14,25 @@ what was signed.
 from __future__ import annotations
 
 import base64
+import functools
 import ssl
-import time
-from email.utils import parsedate_to_datetime
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict
 from yarl import URL
 
 from .config import WooCommerceConfig
+from .http_call import Service, call_json, retry_after_seconds
 from .oauth1 import oauth_query
-from .upstream import FailureKind, UpstreamFailure, connection_failure, parse_answer
+from .upstream import FailureKind, UpstreamFailure, parse_answer
 from .url_path import path_segment
 from .woocommerce_errors import classify
+from .woocommerce_models import WooNote, WooOrder
 
-__all__ = ["MetaEntry", "WooCommerceClient", "WooNote", "WooOrder", "tls_context"]
+__all__ = ["WooCommerceClient", "tls_context"]
 
 API_PREFIX = "/wp-json/wc/v3"
-
-
-class MetaEntry(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    key: str
-    value: Any = None
-
-
-class WooOrder(BaseModel):
-    """The fields of a WooCommerce order the bridge reads; the rest is kept."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: int
-    status: str
-    total: str = "0"
-    currency: str = ""
-    payment_method: str = ""
-    transaction_id: str = ""
-    meta_data: list[MetaEntry] = []
-
-
-class WooNote(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: int
-    note: str
 
 
 def tls_context(config: WooCommerceConfig) -> ssl.SSLContext:
@@ -70,16 +43,17 @@ def tls_context(config: WooCommerceConfig) -> ssl.SSLContext:
     return context
 
 
-def _retry_after(header: str | None) -> float | None:
-    """Seconds to wait, from either form of `Retry-After`."""
-    if not header:
-        return None
-    if header.strip().isdigit():
-        return float(header.strip())
-    try:
-        return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+def _classify_answer(
+    status: int, answer: Any, headers: Mapping[str, str], *, auth_method: str
+) -> UpstreamFailure:
+    error = answer if isinstance(answer, dict) else {}
+    return classify(
+        status,
+        error.get("code"),
+        error.get("message"),
+        auth_method=auth_method,
+        retry_after=retry_after_seconds(headers.get("Retry-After")),
+    )
 
 
 class WooCommerceClient:
@@ -101,6 +75,12 @@ class WooCommerceClient:
             self.auth_method = "basic" if config.url.startswith("https://") else "oauth1"
         else:
             self.auth_method = config.auth
+        self._service = Service(
+            label="woocommerce",
+            name="WooCommerce",
+            classify=functools.partial(_classify_answer, auth_method=self.auth_method),
+            tls_hint="check woocommerce.ca_file",
+        )
 
     async def get_order(self, order_id: str) -> WooOrder:
         answer = await self._request("GET", ("orders", order_id))
@@ -164,11 +144,19 @@ class WooCommerceClient:
         body: dict[str, Any] | None = None,
         query: dict[str, str] | None = None,
     ) -> Any:
-        try:
-            return await self._send(method, segments, body=body, query=query or {})
-        except UpstreamFailure as failure:
-            failure.service = "woocommerce"
-            raise
+        path, url = self._url(segments)
+        headers, signed_query = self._authenticate(method, path, query or {})
+        return await call_json(
+            self._session,
+            self._service,
+            method,
+            url,
+            headers=headers,
+            params=signed_query,
+            body=body,
+            timeout=self._timeout,
+            tls=self._ssl,
+        )
 
     def _url(self, segments: tuple[str, ...]) -> tuple[str, URL]:
         """The API path under the home URL, and the full URL to send as it is."""
@@ -177,56 +165,9 @@ class WooCommerceClient:
         except ValueError:
             # An empty id would name the collection (`/orders/`), not an item in it.
             raise UpstreamFailure(
-                FailureKind.REJECTED, "an empty id names no WooCommerce resource"
+                FailureKind.REJECTED,
+                "an empty id names no WooCommerce resource",
+                service=self._service.label,
             ) from None
         home_path = self._home.raw_path.rstrip("/")
         return path, self._home.with_path(home_path + path, encoded=True)
-
-    async def _send(
-        self,
-        method: str,
-        segments: tuple[str, ...],
-        *,
-        body: dict[str, Any] | None,
-        query: dict[str, str],
-    ) -> Any:
-        path, url = self._url(segments)
-        headers, query = self._authenticate(method, path, query)
-        try:
-            async with self._session.request(
-                method,
-                url,
-                json=body,
-                timeout=self._timeout,
-                ssl=self._ssl if self._ssl is not None else True,
-                headers={"Accept": "application/json", **headers},
-                params=query,
-            ) as response:
-                try:
-                    answer = await response.json(content_type=None)
-                except ValueError:
-                    answer = None
-                if response.status >= 300:
-                    error = answer if isinstance(answer, dict) else {}
-                    raise classify(
-                        response.status,
-                        error.get("code"),
-                        error.get("message"),
-                        auth_method=self.auth_method,
-                        retry_after=_retry_after(response.headers.get("Retry-After")),
-                    )
-                if answer is None:
-                    raise UpstreamFailure(
-                        FailureKind.TRANSIENT,
-                        f"WooCommerce answered {response.status} without JSON",
-                        response.status,
-                    )
-                return answer
-        except TimeoutError:
-            timeout = self._timeout.total
-            raise connection_failure(f"no answer from WooCommerce within {timeout} s") from None
-        except aiohttp.ClientSSLError as error:
-            reason = f"TLS verification of the shop failed ({type(error).__name__}): check ca_file"
-            raise UpstreamFailure(FailureKind.CONFIG, reason) from None
-        except aiohttp.ClientError as error:
-            raise connection_failure(f"WooCommerce unreachable: {type(error).__name__}") from None

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from bridge.delivery_plan import note_marker
-from bridge.simulators.woocommerce import WooCommerceSimulator
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from support import (
     MAIN_STORE_ID,

@@ -22,13 +22,13 @@ import aiohttp
 from aiohttp import web
 
 from bridge.app import create_app
+from bridge.app_keys import RECONCILER, WORKER
 from bridge.config import parse_config
 from bridge.delivery import DeliveryWorker
 from bridge.reconcile import Reconciler
 from bridge.signature import sign
-from bridge.simulators.cryptum import CryptumSimulator
-from bridge.simulators.woocommerce import WooCommerceSimulator
-from bridge.state import RECONCILER, WORKER
+from bridge_simulators.cryptum import CryptumSimulator
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from support import CONFIGURED_SECRETS, MAIN_SECRET, MAIN_STORE_ID
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from bridge.app import create_app
+from bridge.app_keys import DATABASE, UNSIGNED_LIMITS
 from bridge.config import parse_config
 from bridge.rate_limit import StoreLimits
 from bridge.reload import apply_config
 from bridge.signature import sign
-from bridge.state import DATABASE, UNSIGNED_LIMITS
 
 from support import (
     CUSTOMER_EMAIL,

@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.simulators.woocommerce import WooCommerceSimulator
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from daemon import MARKER, Bridge
 from support import callback_body, signed_headers

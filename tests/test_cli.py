@@ -612,7 +612,7 @@ def test_replay_and_retry_keep_the_earlier_outcome_in_show_and_stats(
 
 @pytest.mark.slow
 async def test_replaying_a_delivered_payment_keeps_its_done_run(tmp_path: Path) -> None:
-    from bridge.simulators.woocommerce import WooCommerceSimulator
+    from bridge_simulators.woocommerce import WooCommerceSimulator
 
     from daemon import Bridge, wait_until
 

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from bridge.reconcile import RECONCILED_STATUSES
-from bridge.simulators.cryptum import CryptumSimulator
-from bridge.simulators.woocommerce import WooCommerceSimulator
+from bridge_simulators.cryptum import CryptumSimulator
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from daemon import Bridge, bridge_notes, note_of, wait_until
 from support import MAIN_SECRET, MAIN_STORE_ID, signed_headers

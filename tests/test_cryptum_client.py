@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 
 from bridge.cryptum import CryptumClient
-from bridge.simulators.cryptum import CryptumSimulator
 from bridge.upstream import FailureKind, UpstreamFailure
+from bridge_simulators.cryptum import CryptumSimulator
 
 STORE = "store-under-test"
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-import bridge.simulators
-from bridge.simulators.cryptum_signing import reference_canonical, sign
+import bridge_simulators
+from bridge_simulators.cryptum_signing import reference_canonical, sign
 
 VECTORS_FILE = Path(__file__).parent / "vectors" / "cryptum-signature-vectors.json"
 VECTORS: dict[str, Any] = json.loads(VECTORS_FILE.read_text())
-SIMULATORS = Path(bridge.simulators.__file__).parent
+SIMULATORS = Path(bridge_simulators.__file__).parent
 
 
 def by_name(vectors: list[dict[str, Any]]) -> Any:

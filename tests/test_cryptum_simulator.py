@@ -23,8 +23,8 @@ import pytest
 from aiohttp import web
 
 from bridge.signature import InvalidSignature, SignatureForm, verify
-from bridge.simulators import CallbackDelivery, CryptumSimulator, SimCryptumOrder
-from bridge.simulators.cryptum_signing import reference_canonical
+from bridge_simulators import CallbackDelivery, CryptumSimulator, SimCryptumOrder
+from bridge_simulators.cryptum_signing import reference_canonical
 
 STORE = "3ac0d5b2-1f7e-4a8e-9d0c-7d2e41ad4e9e"
 OTHER_STORE = "9b1e2f70-5c1d-4c0b-8f3e-2a6d9e4b7c11"

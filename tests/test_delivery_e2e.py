@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.simulators.woocommerce import WooCommerceSimulator
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from daemon import Bridge, bridge_notes, note_of, requests_for, wait_until
 from support import callback_body

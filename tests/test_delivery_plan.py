@@ -19,7 +19,7 @@ from bridge.delivery_plan import (
     plan_delivery,
 )
 from bridge.status_rules import StatusRules
-from bridge.woocommerce import WooOrder
+from bridge.woocommerce_models import WooOrder
 
 GATEWAY = "cryptumcheckout_gateway"
 MARKER = note_marker(7, 1)

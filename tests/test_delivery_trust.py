@@ -20,8 +20,8 @@ from bridge.app import build_clients
 from bridge.config import Config, parse_config
 from bridge.delivery import DeliveryWorker
 from bridge.delivery_queue import DeliveryQueue
-from bridge.simulators.woocommerce import WooCommerceSimulator
 from bridge.storage import Database, NewEvent
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from support import MAIN_STORE_ID, config_document
 

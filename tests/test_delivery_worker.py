@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from bridge import delivery as delivery_module
+from bridge.app_keys import METRICS
 from bridge.signature import sign
-from bridge.state import METRICS
 
 from payment_world import LOOKBACK_HOURS, Callback, World
 from support import MAIN_SECRET, MAIN_STORE_ID

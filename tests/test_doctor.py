@@ -15,9 +15,9 @@ import pytest
 from bridge.cli import main
 from bridge.config import CredentialFileError
 from bridge.doctor import Finding, explain_unreadable, run_doctor
-from bridge.simulators.cryptum import CryptumSimulator
-from bridge.simulators.tls import write_self_signed_certificate
-from bridge.simulators.woocommerce import WooCommerceSimulator
+from bridge_simulators.cryptum import CryptumSimulator
+from bridge_simulators.tls import write_self_signed_certificate
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from support import MAIN_STORE_ID, config_document, to_toml
 

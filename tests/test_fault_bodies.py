@@ -19,9 +19,9 @@ import pytest
 from bridge.config import WooCommerceConfig
 from bridge.cryptum import CryptumClient
 from bridge.reconcile import RECONCILED_STATUSES
-from bridge.simulators import CryptumSimulator, WooCommerceSimulator
 from bridge.upstream import FailureKind, UpstreamFailure
 from bridge.woocommerce import WooCommerceClient
+from bridge_simulators import CryptumSimulator, WooCommerceSimulator
 
 from daemon import Bridge, bridge_notes, wait_until
 from support import MAIN_SECRET, MAIN_STORE_ID

@@ -16,8 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.app_keys import DATABASE
 from bridge.signature import sign
-from bridge.state import DATABASE
 
 from support import MAIN_SECRET, MAIN_STORE_ID, SECOND_SECRET, callback_body, signed_headers
 

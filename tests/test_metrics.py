@@ -11,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import create_app
+from bridge.app_keys import DATABASE
 from bridge.config import parse_config
-from bridge.simulators.woocommerce import WooCommerceSimulator
-from bridge.state import DATABASE
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from support import SECOND_SECRET, SECOND_STORE_ID, callback_body, config_document, signed_headers
 

@@ -18,10 +18,10 @@ import pytest
 from aiohttp import web
 
 from bridge.app import create_app
+from bridge.app_keys import RECONCILER
 from bridge.config import parse_config
 from bridge.cryptum import CryptumClient
 from bridge.reconcile import RECONCILED_STATUSES, Reconciler
-from bridge.state import RECONCILER
 from bridge.storage import Database
 
 from payment_world import LOOKBACK_HOURS, RECONCILE_SECONDS, VirtualClock, World

@@ -193,7 +193,7 @@ def test_the_documented_statuses() -> None:
 
 @pytest.mark.slow
 async def test_with_yes_a_real_order_is_changed_end_to_end(tmp_path: Path) -> None:
-    from bridge.simulators.woocommerce import WooCommerceSimulator
+    from bridge_simulators.woocommerce import WooCommerceSimulator
 
     from daemon import Bridge, bridge_notes, wait_until
 

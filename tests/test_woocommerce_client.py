@@ -13,10 +13,10 @@ from aiohttp import web
 
 from bridge.config import WooCommerceConfig
 from bridge.oauth1 import signature, signature_base_string
-from bridge.simulators.tls import write_self_signed_certificate
-from bridge.simulators.woocommerce import WooCommerceSimulator
 from bridge.upstream import FailureKind, UpstreamFailure
 from bridge.woocommerce import WooCommerceClient
+from bridge_simulators.tls import write_self_signed_certificate
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 KEY, SECRET = "ck_client_test", "cs_client_test"
 

@@ -25,8 +25,8 @@ import pytest
 from oauthlib import oauth1 as oauthlib_oauth1
 
 from bridge.oauth1 import oauth_query, signature, signature_base_string
-from bridge.simulators import WooCommerceSimulator, write_self_signed_certificate
-from bridge.simulators.woocommerce_auth import (
+from bridge_simulators import WooCommerceSimulator, write_self_signed_certificate
+from bridge_simulators.woocommerce_auth import (
     NONCE_WINDOW,
     ApiKey,
     AuthRequest,
@@ -35,9 +35,9 @@ from bridge.simulators.woocommerce_auth import (
     authenticate,
     check_key_permissions,
 )
-from bridge.simulators.woocommerce_errors import RestError
-from bridge.simulators.woocommerce_faults import fault_body
-from bridge.simulators.woocommerce_shop import OrderUpdate, Shop
+from bridge_simulators.woocommerce_errors import RestError
+from bridge_simulators.woocommerce_faults import fault_body
+from bridge_simulators.woocommerce_shop import OrderUpdate, Shop
 
 FIXTURES = Path(__file__).parent / "fixtures" / "woocommerce"
 RECORDED_HOME = "http://127.0.0.1:8080"

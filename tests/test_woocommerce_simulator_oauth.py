@@ -21,9 +21,9 @@ import aiohttp
 import pytest
 from oauthlib import oauth1
 
-from bridge.simulators import WooCommerceSimulator
-from bridge.simulators.woocommerce_auth import ApiKey, AuthRequest, NonceStore, authenticate
-from bridge.simulators.woocommerce_errors import RestError
+from bridge_simulators import WooCommerceSimulator
+from bridge_simulators.woocommerce_auth import ApiKey, AuthRequest, NonceStore, authenticate
+from bridge_simulators.woocommerce_errors import RestError
 
 KEY, SECRET = "ck_REDACTED", "cs_REDACTED"
 ORDER_PATH = "/wp-json/wc/v3/orders/11"

@@ -51,7 +51,7 @@ from oauthlib.oauth1.rfc5849 import (  # type: ignore[import-untyped]
     utils,
 )
 
-from bridge.simulators.woocommerce_errors import RestError
+from bridge_simulators.woocommerce_errors import RestError
 
 __all__ = [
     "NONCE_WINDOW",

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from bridge.simulators.cryptum import CryptumSimulator, RecordedApiRequest
-from bridge.simulators.cryptum_callbacks import CallbackDelivery
-from bridge.simulators.cryptum_orders import SimCryptumOrder, SimCryptumStore
-from bridge.simulators.tls import write_self_signed_certificate
-from bridge.simulators.woocommerce import (
+from bridge_simulators.cryptum import CryptumSimulator, RecordedApiRequest
+from bridge_simulators.cryptum_callbacks import CallbackDelivery
+from bridge_simulators.cryptum_orders import SimCryptumOrder, SimCryptumStore
+from bridge_simulators.tls import write_self_signed_certificate
+from bridge_simulators.woocommerce import (
     RECORDED_LATENCY_BY_METHOD,
     RecordedRequest,
     WooCommerceSimulator,
 )
-from bridge.simulators.woocommerce_shop import SimLineItem, SimNote, SimOrder, SimProduct
+from bridge_simulators.woocommerce_shop import SimLineItem, SimNote, SimOrder, SimProduct
 
 __all__ = [
     "RECORDED_LATENCY_BY_METHOD",

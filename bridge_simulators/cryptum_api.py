@@ -34,7 +34,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.simulators.cryptum_orders import (
+from bridge_simulators.cryptum_orders import (
     ORDER_STATUSES,
     CryptumBackend,
     OrderQuery,

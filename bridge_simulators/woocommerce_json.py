@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.simulators.woocommerce_shop import SimLineItem, SimNote, SimOrder, SimProduct
+from bridge_simulators.woocommerce_shop import SimLineItem, SimNote, SimOrder, SimProduct
 
 __all__ = ["note_json", "order_json", "product_json"]
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bridge.simulators.woocommerce_errors import (
+from bridge_simulators.woocommerce_errors import (
     invalid_params,
     missing_params,
     param_error,

@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
 
-from bridge.simulators.woocommerce_auth import (
+from bridge_simulators.woocommerce_auth import (
     ApiKey,
     AuthRequest,
     NonceStore,
@@ -38,16 +38,16 @@ from bridge.simulators.woocommerce_auth import (
     authenticate,
     check_key_permissions,
 )
-from bridge.simulators.woocommerce_errors import RestError
-from bridge.simulators.woocommerce_faults import (
+from bridge_simulators.woocommerce_errors import RestError
+from bridge_simulators.woocommerce_faults import (
     Fault,
     FaultBody,
     FaultKind,
     FaultQueue,
     fault_answer,
 )
-from bridge.simulators.woocommerce_rest import RestApi, RestRequest, RestResponse
-from bridge.simulators.woocommerce_shop import Shop, SimNote, SimOrder, SimProduct
+from bridge_simulators.woocommerce_rest import RestApi, RestRequest, RestResponse
+from bridge_simulators.woocommerce_shop import Shop, SimNote, SimOrder, SimProduct
 
 __all__ = ["RECORDED_LATENCY_BY_METHOD", "RecordedRequest", "WooCommerceSimulator"]
 

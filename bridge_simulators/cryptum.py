@@ -33,11 +33,11 @@ from typing import Literal, get_args
 
 from aiohttp import web
 
-from bridge.simulators.cryptum_api import ApiRequest, ApiResponse, CryptumApi
-from bridge.simulators.cryptum_callbacks import CallbackDelivery, CallbackSender, callback_body
-from bridge.simulators.cryptum_orders import CryptumBackend, SimCryptumOrder, SimCryptumStore
-from bridge.simulators.cryptum_signing import sign
-from bridge.simulators.fault_bodies import PROXY_PAGE_CONTENT_TYPE, cut_short, proxy_error_page
+from bridge_simulators.cryptum_api import ApiRequest, ApiResponse, CryptumApi
+from bridge_simulators.cryptum_callbacks import CallbackDelivery, CallbackSender, callback_body
+from bridge_simulators.cryptum_orders import CryptumBackend, SimCryptumOrder, SimCryptumStore
+from bridge_simulators.cryptum_signing import sign
+from bridge_simulators.fault_bodies import PROXY_PAGE_CONTENT_TYPE, cut_short, proxy_error_page
 
 __all__ = ["BASE_PATH", "CryptumSimulator", "FailureBody", "RecordedApiRequest"]
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from bridge.simulators.woocommerce_auth import ApiKey
-from bridge.simulators.woocommerce_errors import RestError, invalid_json, no_route
-from bridge.simulators.woocommerce_json import note_json, order_json, product_json
-from bridge.simulators.woocommerce_params import Arg, validate
-from bridge.simulators.woocommerce_shop import ORDER_STATUSES, OrderUpdate, Shop, SimNote
+from bridge_simulators.woocommerce_auth import ApiKey
+from bridge_simulators.woocommerce_errors import RestError, invalid_json, no_route
+from bridge_simulators.woocommerce_json import note_json, order_json, product_json
+from bridge_simulators.woocommerce_params import Arg, validate
+from bridge_simulators.woocommerce_shop import ORDER_STATUSES, OrderUpdate, Shop, SimNote
 
 __all__ = ["RestApi", "RestRequest", "RestResponse"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.simulators.cryptum_orders import SimCryptumOrder, transactions_json
+from bridge_simulators.cryptum_orders import SimCryptumOrder, transactions_json
 
 __all__ = ["SIGNATURE_HEADER", "CallbackDelivery", "CallbackSender", "callback_body"]
 

@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from bridge.simulators.fault_bodies import PROXY_PAGE_CONTENT_TYPE, cut_short, proxy_error_page
+from bridge_simulators.fault_bodies import PROXY_PAGE_CONTENT_TYPE, cut_short, proxy_error_page
 
 __all__ = [
     "Fault",

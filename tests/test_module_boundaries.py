@@ -1,0 +1,95 @@
+"""The package's layers, read from the source: what may import what.
+
+The decision modules are pure (no I/O, so each is tested row by row without
+a server or a file), and the simulators share no code with the product
+(a simulator built on the product's own code would agree with its mistakes).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The protocol and the decisions: no I/O, no logging, no clock of their own.
+PURE = (
+    "backoff",
+    "confirmation",
+    "delivery_plan",
+    "oauth1",
+    "payload",
+    "signature",
+    "status_rules",
+    "text",
+    "upstream",
+    "url_path",
+    "woocommerce_errors",
+    "woocommerce_models",
+)
+# What a pure module may import besides the other pure modules.
+PURE_MAY_IMPORT = {
+    "__future__",
+    "base64",
+    "binascii",
+    "collections.abc",
+    "dataclasses",
+    "decimal",
+    "enum",
+    "hashlib",
+    "hmac",
+    "json",
+    "pydantic",
+    "pydantic_core",
+    "re",
+    "secrets",  # oauth1: a fresh nonce, when the caller passes none
+    "time",  # oauth1: the timestamp, when the caller passes none
+    "typing",
+    "urllib.parse",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, relative imports resolved within its package."""
+    package = path.parent.name
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            found.add(f"{package}.{module}" if node.level else module)
+    return found
+
+
+def package_modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("name", PURE)
+def test_a_decision_module_imports_nothing_that_does_io(name: str) -> None:
+    allowed = PURE_MAY_IMPORT | {f"bridge.{other}" for other in PURE}
+    imported = imported_modules(ROOT / "bridge" / f"{name}.py")
+    assert imported - allowed == set()
+
+
+def test_the_simulators_share_no_code_with_the_product() -> None:
+    for path in package_modules("bridge_simulators"):
+        product = {m for m in imported_modules(path) if m == "bridge" or m.startswith("bridge.")}
+        assert product == set(), path.name
+
+
+def test_only_the_demo_runs_the_simulators() -> None:
+    users = {
+        path.name
+        for path in package_modules("bridge")
+        if any(m.startswith("bridge_simulators") for m in imported_modules(path))
+    }
+    assert users == {"demo.py"}
+
+
+def test_the_import_check_sees_relative_imports() -> None:
+    imported = imported_modules(ROOT / "bridge" / "delivery_plan.py")
+    assert "bridge.status_rules" in imported
