@@ -165,7 +165,13 @@ def _resources(
                     app[WORKER] = worker
                     app[RECONCILER] = reconciler
                     app[RETENTION] = retention
-                    app[READINESS] = Readiness(database, worker)
+                    loops = [
+                        worker.loop,
+                        reconciler.loop,
+                        retention.loop,
+                        *database.background_loops,
+                    ]
+                    app[READINESS] = Readiness(database, worker, loops)
                     yield
                     # Stopped already when shutdown began (`stop_background_work`);
                     # again here for an app that failed before serving.

@@ -13,13 +13,12 @@ backstop with a high threshold (`WRITER_CHECKPOINT_PAGES`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import sqlite3
 from pathlib import Path
 
 import aiosqlite
 import structlog
+
+from .background import BackgroundLoop
 
 __all__ = ["WRITER_CHECKPOINT_PAGES", "WalCheckpointer"]
 
@@ -39,7 +38,12 @@ class WalCheckpointer:
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._connection = connection
-        self._task: asyncio.Task[None] | None = None
+        self._previous_size = -1
+        # A full or failing disk also fails the commits, which the callbacks
+        # and /readyz report; a failed checkpoint is only retried.
+        self.loop = BackgroundLoop(
+            "checkpoint", self._step, failed_event="storage.checkpoint_failed"
+        )
 
     @classmethod
     async def open(cls, path: Path, *, busy_timeout_ms: int) -> WalCheckpointer:
@@ -53,7 +57,7 @@ class WalCheckpointer:
             await connection.close()
             raise
         checkpointer = cls(connection)
-        checkpointer._task = asyncio.create_task(checkpointer._run())
+        checkpointer.loop.start()
         return checkpointer
 
     async def checkpoint(self) -> int:
@@ -62,24 +66,13 @@ class WalCheckpointer:
         _busy, pages_in_wal, _pages_copied = next(iter(rows))
         return int(pages_in_wal)
 
-    async def _run(self) -> None:
-        previous_size = -1
-        while True:
-            try:
-                size = await self.checkpoint()
-            except sqlite3.Error as error:
-                # A full or failing disk also fails the commits, which the
-                # callbacks and /readyz report; here it is only retried.
-                log.warning("storage.checkpoint_failed", reason=error.sqlite_errorname)
-                size = previous_size
-            # A WAL that changed since the last pass means commits are coming.
-            busy = size != previous_size
-            previous_size = size
-            await asyncio.sleep(BUSY_INTERVAL_SECONDS if busy else IDLE_INTERVAL_SECONDS)
+    async def _step(self) -> float:
+        size = await self.checkpoint()
+        # A WAL that changed since the last pass means commits are coming.
+        busy = size != self._previous_size
+        self._previous_size = size
+        return BUSY_INTERVAL_SECONDS if busy else IDLE_INTERVAL_SECONDS
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.loop.stop()
         await self._connection.close()

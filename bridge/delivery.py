@@ -22,7 +22,6 @@ per store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from .background import BackgroundLoop
 from .backoff import retry_delay
 from .config import Config, StoreConfig
 from .confirmation import Verdict, judge
@@ -117,9 +117,7 @@ class DeliveryWorker:
         }
         self._clock = clock
         self._jitter = jitter
-        self._wakeup = asyncio.Event()
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
+        self.loop = BackgroundLoop("delivery", self._step, failed_event="delivery.queue_error")
         # A job holds at most four requests, each bounded by the timeout.
         self._lease_seconds = 4 * self._settings.timeout_seconds + 30
 
@@ -159,7 +157,7 @@ class DeliveryWorker:
         if released:
             log.info("delivery.leases_released", count=released)
         if run_loop:
-            self._task = asyncio.create_task(self._run(), name="delivery-worker")
+            self.loop.start()
 
     async def run_due(self) -> int:
         """Work every delivery due now to its end (done, retry later, dead); returns how many."""
@@ -175,25 +173,20 @@ class DeliveryWorker:
 
     def wake(self) -> None:
         """New work may be due: look at the queue now rather than at the next poll."""
-        self._wakeup.set()
+        self.loop.wake()
 
     def problems(self) -> list[str]:
-        """What keeps deliveries from landing, for `/readyz`."""
+        """The stores whose shop refuses the bridge's configuration, for `/readyz`."""
         found = [
             f"store {name}: {store.config_problem}"
             for name, store in self._stores.items()
             if store.config_problem is not None
         ]
-        if self._task is not None and self._task.done() and not self._stopping:
-            found.append("delivery worker stopped")
         return found
 
     async def stop(self, *, timeout: float) -> None:
         """Claim nothing more; give running deliveries `timeout` seconds, then cancel them."""
-        self._stopping = True
-        self.wake()
-        if self._task is not None:
-            await self._task
+        await self.loop.stop(timeout=timeout)
         running = [task for store in self._stores.values() for task in store.tasks]
         if running:
             _, unfinished = await asyncio.wait(running, timeout=timeout)
@@ -201,22 +194,14 @@ class DeliveryWorker:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            self._wakeup.clear()
-            try:
-                await self._claim_and_start()
-                if self._has_free_slot():
-                    timeout = await self._idle_timeout()
-                else:
-                    # A finishing delivery wakes the loop; asking the queue when
-                    # work is due would only add queries beside the ingest path.
-                    timeout = _IDLE_POLL_SECONDS
-            except Exception:  # the database is unavailable: try again after a pause
-                log.exception("delivery.queue_error")
-                timeout = _IDLE_POLL_SECONDS
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+    async def _step(self) -> float:
+        """Start what is due; how long until the queue is worth another look."""
+        await self._claim_and_start()
+        if self._has_free_slot():
+            return await self._idle_timeout()
+        # A finishing delivery wakes the loop; asking the queue when work is
+        # due would only add queries beside the ingest path.
+        return _IDLE_POLL_SECONDS
 
     async def _claim_and_start(self) -> int:
         now = self._clock()

@@ -1,9 +1,15 @@
-"""What `/readyz` reports: can the bridge keep a callback now, and deliver it?"""
+"""What `/readyz` reports: can the bridge keep a callback now, and deliver it?
+
+Storage is probed with a real commit; every background loop (delivery,
+reconciliation, retention, checkpoints) reports whether its steps fail.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
+from .background import BackgroundLoop
 from .delivery import DeliveryWorker
 from .storage import Database, StorageUnavailable
 
@@ -17,10 +23,16 @@ class Readiness:
     """
 
     def __init__(
-        self, database: Database, worker: DeliveryWorker, *, cache_seconds: float = 2.0
+        self,
+        database: Database,
+        worker: DeliveryWorker,
+        loops: Sequence[BackgroundLoop],
+        *,
+        cache_seconds: float = 2.0,
     ) -> None:
         self._database = database
         self._worker = worker
+        self._loops = loops
         self._cache_seconds = cache_seconds
         self._checked_at = float("-inf")
         self._problems: list[str] = []
@@ -44,4 +56,5 @@ class Readiness:
                 # The probe fits, but the last callback did not (e.g. a nearly full disk).
                 failed = self._database.last_write_error
                 problems.append(f"storage: the last callback could not be stored ({failed})")
-        return problems + self._worker.problems()
+        problems += self._worker.problems()
+        return problems + [p for loop in self._loops if (p := loop.problem()) is not None]

@@ -15,8 +15,6 @@ once), and a callback arriving late for an applied status changes nothing.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 import time
@@ -25,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from .background import BackgroundLoop
 from .config import Config, StoreConfig
 from .cryptum import CryptumClient, ListedOrder
 from .delivery_queue import DeliveryQueue
@@ -77,38 +76,27 @@ class Reconciler:
         self._queue = DeliveryQueue(database)
         self._on_enqueued = on_enqueued
         self._clock = clock
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.loop = BackgroundLoop("reconcile", self._step, failed_event="reconcile.crashed")
 
     def reconfigure(self, config: Config, clients: dict[str, CryptumClient]) -> None:
         """Take new stores and API keys; the next pass uses them."""
         self._settings = config.reconcile
         self._stores = [store for store in config.stores if store.name in clients]
         self._clients = clients
-        if self._stores and self._task is None:
-            self.start()
+        self.start()
 
     def start(self) -> None:
-        if self._stores:
-            self._task = asyncio.create_task(self._run(), name="reconcile")
+        """Pass now, then every `interval_seconds`; nothing while no store has an API key."""
+        if self._stores and not self.loop.running:
+            self.loop.start()
 
     async def stop(self) -> None:
         """Stop at once, even mid-pass: a pass cut short loses nothing, the next one redoes it."""
-        self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.loop.stop()
 
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.run_once()
-            except Exception:  # a bug or a broken database: log it, try again next interval
-                log.exception("reconcile.crashed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._settings.interval_seconds)
+    async def _step(self) -> float:
+        await self.run_once()
+        return self._settings.interval_seconds
 
     async def run_once(self) -> int:
         """One pass over every store; returns how many payments were enqueued."""

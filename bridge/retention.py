@@ -11,15 +11,14 @@ never reads its plan again.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable
 
 import structlog
 
-from .storage import Database, StorageUnavailable
+from .background import BackgroundLoop
+from .storage import Database
 
 __all__ = ["KEPT_FIELDS", "RetentionJob", "redact_payload"]
 
@@ -92,20 +91,14 @@ class RetentionJob:
         self._database = database
         self._retention_seconds = retention_days * 86400
         self._clock = clock
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.loop = BackgroundLoop("retention", self._step, failed_event="retention.failed")
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="retention")
+        self.loop.start()
 
     async def stop(self) -> None:
         """Stop at once, even mid-run: every batch is committed on its own, the next run goes on."""
-        self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.loop.stop()
 
     async def run_once(self) -> int:
         now = self._clock()
@@ -116,13 +109,6 @@ class RetentionJob:
             log.info("retention.redacted", count=count)
         return count
 
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.run_once()
-            except StorageUnavailable as error:
-                log.warning("retention.failed", reason=error.reason)
-            except Exception:  # the next run tries again; the daemon goes on
-                log.exception("retention.failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), _RUN_EVERY_SECONDS)
+    async def _step(self) -> float:
+        await self.run_once()
+        return _RUN_EVERY_SECONDS

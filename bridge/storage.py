@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from .background import BackgroundLoop
 from .checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
 from .encryption import PayloadCipher, open_plain
 from .group_commit import GroupCommitter, WriterClosed
@@ -233,6 +234,11 @@ class Database:
     def connection(self) -> aiosqlite.Connection:
         """For the modules that own other tables; each write is one autocommitted statement."""
         return self._connection
+
+    @property
+    def background_loops(self) -> list[BackgroundLoop]:
+        """The loops the database runs on its own (WAL checkpoints), for `/readyz`."""
+        return [] if self._checkpointer is None else [self._checkpointer.loop]
 
     @property
     def commit_stats(self) -> tuple[int, int]:

@@ -380,7 +380,10 @@ async def test_storage_locked_by_another_process_is_503_then_recovers(
         assert await response.json() == {"error": "unavailable"}
         ready = await client.get("/readyz")
         assert ready.status == 503
-        assert (await ready.json())["reasons"] == ["storage: sqlite_busy"]
+        # The delivery loop may also have failed to claim from the locked database.
+        reasons = (await ready.json())["reasons"]
+        assert reasons[0] == "storage: sqlite_busy"
+        assert all(reason.startswith("delivery: failing") for reason in reasons[1:])
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
@@ -495,7 +498,10 @@ async def test_read_only_database_is_503_then_recovers(client: Any, database_pat
     assert refused.status == 503
     assert stored_events(database_path) == []
     ready = await client.get("/readyz")
-    assert (await ready.json())["reasons"] == ["storage: sqlite_readonly"]
+    # The delivery loop may also have failed to claim from the read-only database.
+    reasons = (await ready.json())["reasons"]
+    assert reasons[0] == "storage: sqlite_readonly"
+    assert all(reason.startswith("delivery: failing") for reason in reasons[1:])
 
     await connection.execute("PRAGMA query_only = OFF")
     accepted = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
