@@ -16,9 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .delivery_queue import FINISHED_STATES, DeliveryQueue, DeliveryRow
 from .encryption import PayloadCipher
-from .storage import Database, EventRow
+from .storage import (
+    FINISHED_STATES,
+    DeliveryRow,
+    DeliveryState,
+    EventRow,
+    SqliteStorage,
+    Storage,
+)
 from .text import escape_controls
 
 __all__ = [
@@ -36,12 +42,12 @@ __all__ = [
 @asynccontextmanager
 async def _opened(
     database_path: Path, cipher: PayloadCipher | None = None
-) -> AsyncIterator[Database]:
-    database = await Database.open(database_path, create=False, cipher=cipher)
+) -> AsyncIterator[Storage]:
+    storage = await SqliteStorage.open(database_path, create=False, cipher=cipher)
     try:
-        yield database
+        yield storage
     finally:
-        await database.close()
+        await storage.close()
 
 
 def _when(timestamp: float) -> str:
@@ -77,8 +83,8 @@ def _delivery(row: EventRow) -> str:
 async def list_events(
     database_path: Path, out: TextIO, *, limit: int, store: str | None, as_json: bool
 ) -> None:
-    async with _opened(database_path) as database:
-        rows = await database.list_events(limit=limit, store=store)
+    async with _opened(database_path) as storage:
+        rows = await storage.list_events(limit=limit, store=store)
     if as_json:
         json.dump([row.summary() for row in rows], out, indent=2)
         out.write("\n")
@@ -118,8 +124,8 @@ async def show_event(
     cipher: PayloadCipher | None = None,
 ) -> bool:
     """Print one event with its payload; False if there is no such event."""
-    async with _opened(database_path, cipher) as database:
-        row = await database.get_event(event_id)
+    async with _opened(database_path, cipher) as storage:
+        row = await storage.get_event(event_id)
     if row is None:
         return False
     details: dict[str, Any] = row.summary()
@@ -161,8 +167,8 @@ async def list_deliveries(
     limit: int,
     as_json: bool,
 ) -> None:
-    async with _opened(database_path) as database:
-        rows = await DeliveryQueue(database).list(state=state, store=store, limit=limit)
+    async with _opened(database_path) as storage:
+        rows = await storage.list_deliveries(state=state, store=store, limit=limit)
     if as_json:
         _dump([row.summary() for row in rows], out)
         return
@@ -198,10 +204,9 @@ async def show_delivery(
     database_path: Path, out: TextIO, delivery_id: int, *, as_json: bool
 ) -> bool:
     """One delivery with its earlier runs (before a replay or retry); False if there is none."""
-    async with _opened(database_path) as database:
-        queue = DeliveryQueue(database)
-        row: DeliveryRow | None = await queue.get(delivery_id)
-        runs = await queue.runs(delivery_id) if row is not None else []
+    async with _opened(database_path) as storage:
+        row: DeliveryRow | None = await storage.get_delivery(delivery_id)
+        runs = await storage.delivery_runs(delivery_id) if row is not None else []
     if row is None:
         return False
     details = row.summary()
@@ -232,16 +237,16 @@ async def show_delivery(
 
 async def retry_dead(database_path: Path, *, delivery_id: int | None) -> int:
     """Queue dead deliveries again (one, or all); returns how many."""
-    async with _opened(database_path) as database:
-        return await DeliveryQueue(database).requeue(
-            state="dead", delivery_id=delivery_id, now=time.time()
+    async with _opened(database_path) as storage:
+        return await storage.requeue(
+            state=DeliveryState.DEAD, delivery_id=delivery_id, now=time.time()
         )
 
 
 async def replay_event(database_path: Path, event_id: int) -> int:
     """Run an event's finished delivery again; returns 1, or 0 if it is still pending."""
-    async with _opened(database_path) as database:
-        return await DeliveryQueue(database).requeue_event(event_id, now=time.time())
+    async with _opened(database_path) as storage:
+        return await storage.requeue_event(event_id, now=time.time())
 
 
 async def show_stats(database_path: Path, out: TextIO, *, as_json: bool) -> None:
@@ -251,21 +256,18 @@ async def show_stats(database_path: Path, out: TextIO, *, as_json: bool) -> None
     a delivery that was done keeps it counted as done; `dead_letters` is what
     waits on the dead-letter list now.
     """
-    async with _opened(database_path) as database:
-        queue = DeliveryQueue(database)
-        counts = await queue.counts()
-        finished = await queue.finished_runs()
-        oldest = await queue.oldest_pending()
-        events = next(
-            iter(await database.connection.execute_fetchall("SELECT count(*) FROM events"))
-        )[0]
+    async with _opened(database_path) as storage:
+        counts = await storage.delivery_counts()
+        finished = await storage.finished_runs()
+        oldest = await storage.oldest_pending()
+        events = await storage.count_events()
     age = None if oldest is None else max(0.0, time.time() - oldest)
-    deliveries = {"pending": counts.get("pending", 0)}
-    deliveries |= {state: finished.get(state, 0) for state in FINISHED_STATES}
+    deliveries = {DeliveryState.PENDING.value: counts.get(DeliveryState.PENDING, 0)}
+    deliveries |= {state.value: finished.get(state, 0) for state in FINISHED_STATES}
     figures: dict[str, Any] = {
         "events": events,
         "deliveries": deliveries,
-        "dead_letters": counts.get("dead", 0),
+        "dead_letters": counts.get(DeliveryState.DEAD, 0),
         "oldest_pending_age_seconds": None if age is None else round(age, 1),
     }
     if as_json:

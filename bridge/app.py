@@ -17,12 +17,12 @@ from aiohttp import web
 
 from .app_keys import (
     CONFIG,
-    DATABASE,
     HTTP_SESSION,
     METRICS,
     READINESS,
     RECONCILER,
     RETENTION,
+    STORAGE,
     UNSIGNED_LIMITS,
     WORKER,
     LiveConfig,
@@ -31,7 +31,6 @@ from .callbacks import receive_callback
 from .config import Config
 from .cryptum import CryptumClient
 from .delivery import DeliveryWorker
-from .delivery_queue import DeliveryQueue
 from .instance_lock import InstanceLock
 from .metrics import CONTENT_TYPE, Metrics
 from .middlewares import request_context
@@ -39,7 +38,7 @@ from .rate_limit import StoreLimits
 from .readiness import Readiness
 from .reconcile import Reconciler
 from .retention import RetentionJob
-from .storage import Database
+from .storage import DeliveryState, open_storage
 from .systemd_notify import notify
 from .woocommerce import WooCommerceClient
 
@@ -62,13 +61,13 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format; the queue figures are read from the database now."""
     registry = request.app[METRICS]
-    queue = DeliveryQueue(request.app[DATABASE])
+    storage = request.app[STORAGE]
     # Scraped often: count only the open states, not every delivery ever made.
-    counts = await queue.counts(("pending", "dead"))
+    counts = await storage.delivery_counts((DeliveryState.PENDING, DeliveryState.DEAD))
     registry.set_queue(
-        pending=counts.get("pending", 0),
-        oldest_pending=await queue.oldest_pending(),
-        dead=counts.get("dead", 0),
+        pending=counts.get(DeliveryState.PENDING, 0),
+        oldest_pending=await storage.oldest_pending(),
+        dead=counts.get(DeliveryState.DEAD, 0),
     )
     return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE})
 
@@ -125,18 +124,11 @@ def _resources(
     """Open, in order, what the app needs, and close it in reverse order."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        storage = config.storage
-        lock = InstanceLock(storage.database_path)
+        lock = InstanceLock(config.storage.database_path)
         lock.acquire()
         try:
-            database = await Database.open(
-                storage.database_path,
-                busy_timeout_ms=storage.busy_timeout_ms,
-                commit_batch_max=storage.commit_batch_max,
-                cipher=storage.cipher(),
-                background_checkpoints=True,
-                before_migrating=_announce_migration,
-                clock=clock,
+            storage = await open_storage(
+                config.storage, clock=clock, before_migrating=_announce_migration
             )
             try:
                 async with aiohttp.ClientSession() as session:
@@ -144,7 +136,7 @@ def _resources(
                     clients, cryptum_clients = build_clients(config, session)
                     worker = DeliveryWorker(
                         config,
-                        database,
+                        storage,
                         clients,
                         cryptum_clients,
                         metrics=app[METRICS],
@@ -153,15 +145,15 @@ def _resources(
                     )
                     await worker.start(run_loop=background)
                     reconciler = Reconciler(
-                        config, database, cryptum_clients, on_enqueued=worker.wake, clock=clock
+                        config, storage, cryptum_clients, on_enqueued=worker.wake, clock=clock
                     )
                     retention = RetentionJob(
-                        database, retention_days=config.storage.retention_days, clock=clock
+                        storage, retention_days=config.storage.retention_days, clock=clock
                     )
                     if background:
                         reconciler.start()
                         retention.start()
-                    app[DATABASE] = database
+                    app[STORAGE] = storage
                     app[WORKER] = worker
                     app[RECONCILER] = reconciler
                     app[RETENTION] = retention
@@ -169,15 +161,15 @@ def _resources(
                         worker.loop,
                         reconciler.loop,
                         retention.loop,
-                        *database.background_loops,
+                        *storage.background_loops,
                     ]
-                    app[READINESS] = Readiness(database, worker, loops)
+                    app[READINESS] = Readiness(storage, worker, loops)
                     yield
                     # Stopped already when shutdown began (`stop_background_work`);
                     # again here for an app that failed before serving.
                     await stop_background_work(app)
             finally:
-                await database.close()
+                await storage.close()
         finally:
             lock.release()
 

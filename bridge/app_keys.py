@@ -12,17 +12,17 @@ from .rate_limit import StoreLimits
 from .readiness import Readiness
 from .reconcile import Reconciler
 from .retention import RetentionJob
-from .storage import Database
+from .storage import Storage
 
 __all__ = [
     "CONFIG",
-    "DATABASE",
     "HTTP_SESSION",
     "METRICS",
     "READINESS",
     "RECONCILER",
     "REQUEST_ID",
     "RETENTION",
+    "STORAGE",
     "UNSIGNED_LIMITS",
     "WORKER",
     "LiveConfig",
@@ -37,7 +37,7 @@ class LiveConfig:
 
 
 CONFIG = web.AppKey("config", LiveConfig)
-DATABASE = web.AppKey("database", Database)
+STORAGE = web.AppKey("storage", Storage)
 METRICS = web.AppKey("metrics", Metrics)
 READINESS = web.AppKey("readiness", Readiness)
 WORKER = web.AppKey("worker", DeliveryWorker)

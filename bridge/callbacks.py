@@ -13,7 +13,7 @@ import hashlib
 import structlog
 from aiohttp import web
 
-from .app_keys import CONFIG, DATABASE, METRICS, REQUEST_ID, UNSIGNED_LIMITS, WORKER
+from .app_keys import CONFIG, METRICS, REQUEST_ID, STORAGE, UNSIGNED_LIMITS, WORKER
 from .config import Config, StoreConfig
 from .errors import (
     HTTPError,
@@ -195,7 +195,7 @@ async def receive_callback(request: web.Request) -> web.Response:
     )
     recorded: Recorded | None = None
     try:
-        recorded = await request.app[DATABASE].record_event(event)
+        recorded = await request.app[STORAGE].record_event(event)
     except StorageUnavailable as error:
         log.error("callback.unavailable", reason=error.reason)
         metrics.callbacks.labels(store.name, "unavailable").inc()

@@ -39,7 +39,7 @@ from .encryption import PayloadCipher, PayloadKeyError
 from .log_setup import configure_logging
 from .send_test import STATUSES
 from .signature import sign
-from .storage import StorageError
+from .storage import DeliveryState, StorageError
 
 __all__ = ["Commands", "SharedOption", "build_parser", "main", "parse_arguments"]
 
@@ -235,7 +235,7 @@ def run_deliveries(arguments: argparse.Namespace) -> int:
 
 def run_dead_letter(arguments: argparse.Namespace) -> int:
     if arguments.action == "list":
-        return _list_deliveries(arguments, state="dead")
+        return _list_deliveries(arguments, state=DeliveryState.DEAD)
     if arguments.all == (arguments.delivery_id is not None):
         print("dead-letter retry: give one DELIVERY_ID or --all", file=sys.stderr)
         return EXIT_USAGE
@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     action = commands.actions("deliveries")
     listing = action("list", "newest deliveries first")
-    listing.add_argument("--state", choices=["pending", "done", "skipped", "dead"])
+    listing.add_argument("--state", choices=[state.value for state in DeliveryState])
     listing.add_argument("--store", help="only this store's deliveries")
     listing.add_argument("--limit", type=int, default=50)
     action("show", "one delivery, with its earlier runs").add_argument(

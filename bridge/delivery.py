@@ -41,10 +41,9 @@ from .delivery_plan import (
     note_marker,
     plan_delivery,
 )
-from .delivery_queue import DeliveryQueue, Job
 from .metrics import Metrics
 from .payload import InvalidPayload, parse_callback
-from .storage import Database
+from .storage import DeliveryState, Job, Progress, Storage
 from .upstream import FailureKind, UpstreamFailure
 from .woocommerce import WooCommerceClient
 from .woocommerce_models import WooOrder
@@ -98,7 +97,7 @@ class DeliveryWorker:
     def __init__(
         self,
         config: Config,
-        database: Database,
+        storage: Storage,
         clients: dict[str, WooCommerceClient],
         cryptum_clients: dict[str, CryptumClient] | None = None,
         *,
@@ -109,7 +108,7 @@ class DeliveryWorker:
         self._settings = config.delivery
         self._reconcile = config.reconcile
         self._metrics = metrics or Metrics([store.name for store in config.stores])
-        self._queue = DeliveryQueue(database)
+        self._storage = storage
         cryptum_clients = cryptum_clients or {}
         self._stores = {
             store.name: _Store(store, clients[store.name], cryptum_clients.get(store.name))
@@ -153,7 +152,7 @@ class DeliveryWorker:
         `run_loop=False` leaves the queue to `run_due`, for a caller that
         drives time itself (a virtual clock in tests).
         """
-        released = await self._queue.release_leases()
+        released = await self._storage.release_leases()
         if released:
             log.info("delivery.leases_released", count=released)
         if run_loop:
@@ -208,7 +207,7 @@ class DeliveryWorker:
         started = 0
         for store in self._stores.values():
             free = self._settings.concurrency - store.in_flight
-            jobs = await self._queue.claim(
+            jobs = await self._storage.claim(
                 store.config.name, free, now=now, lease_seconds=self._lease_seconds
             )
             for job in jobs:
@@ -223,7 +222,7 @@ class DeliveryWorker:
         return any(s.in_flight < self._settings.concurrency for s in self._stores.values())
 
     async def _idle_timeout(self) -> float:
-        due = await self._queue.next_due()
+        due = await self._storage.next_due()
         now = self._clock()
         if due is None or due <= now:
             # Nothing queued, or due work waiting for a free slot, which a
@@ -270,7 +269,7 @@ class DeliveryWorker:
         plan = Plan.from_json(job.decision) if job.decision else None
         order: WooOrder | None = None
 
-        if job.progress == "acting" and plan is not None:
+        if job.progress is Progress.ACTING and plan is not None:
             # An earlier run fixed this plan and may have acted on it before it
             # stopped (a lost answer, a crash): finish it rather than decide
             # again on an order the bridge itself changed.
@@ -297,8 +296,8 @@ class DeliveryWorker:
         )
         if plan.changes is not None or plan.note is not None:
             # Saved before the first side effect: a retry resumes this plan.
-            await self._queue.save_progress(
-                job.delivery_id, "acting", plan.to_json(), now=self._clock()
+            await self._storage.save_progress(
+                job.delivery_id, Progress.ACTING, plan.to_json(), now=self._clock()
             )
         if plan.changes is not None:
             await client.update_order(job.woo_order_id, plan.changes)  # stage: update
@@ -308,14 +307,16 @@ class DeliveryWorker:
 
     async def _skip_if_applied(self, job: Job, status: str) -> bool:
         """End the delivery as skipped if another one already applied `status` of this payment."""
-        earlier = await self._queue.applied_by(job.store, job.cryptum_order_id, status)
+        earlier = await self._storage.applied_by(job.store, job.cryptum_order_id, status)
         if earlier is None or earlier == job.delivery_id:
             # A delivery run again by an admin decides anew; the rules see
             # whatever it did the first time on the order itself.
             return False
         reason = f"{status} already applied by delivery {earlier}"
-        await self._queue.finish(job.delivery_id, "skipped", reason, now=self._clock())
-        self._metrics.deliveries.labels(job.store, "skipped").inc()
+        await self._storage.finish(
+            job.delivery_id, DeliveryState.SKIPPED, reason, now=self._clock()
+        )
+        self._metrics.deliveries.labels(job.store, DeliveryState.SKIPPED).inc()
         log.info("delivery.skipped", reason=reason)
         return True
 
@@ -402,7 +403,7 @@ class DeliveryWorker:
         # The last look is at the end of the lookback, when the verdict is final.
         deadline = job.age_from + self._reconcile.lookback_hours * 3600
         at = min(now + delay, deadline)
-        await self._queue.retry_later(job.delivery_id, at=at, error=reason, now=now)
+        await self._storage.retry_later(job.delivery_id, at=at, error=reason, now=now)
         self._metrics.deliveries.labels(job.store, "retry").inc()
         log.info("delivery.awaiting_cryptum", reason=reason, delay_seconds=round(at - now, 3))
 
@@ -412,11 +413,11 @@ class DeliveryWorker:
             return
         changed = plan.changes is not None or plan.note is not None
         outcome = f"{plan.kind}: {plan.reason}"
-        state = "done" if changed else "skipped"
+        state = DeliveryState.DONE if changed else DeliveryState.SKIPPED
         # Decided on the live order and carried out: this status is applied,
         # even where the rules found nothing to change.
         applied = plan.payment_status or job.status
-        await self._queue.finish(
+        await self._storage.finish(
             job.delivery_id, state, outcome, now=self._clock(), applied_status=applied
         )
         self._metrics.deliveries.labels(job.store, state).inc()
@@ -462,7 +463,7 @@ class DeliveryWorker:
             hours = self._settings.max_age_hours
             await self._dead(job, f"gave up after {hours:g} h: {failure.reason}")
             return
-        await self._queue.retry_later(
+        await self._storage.retry_later(
             job.delivery_id, at=now + delay, error=failure.reason, now=now
         )
         outcome = "config_error" if failure.kind is FailureKind.CONFIG else "retry"
@@ -476,6 +477,6 @@ class DeliveryWorker:
         )
 
     async def _dead(self, job: Job, reason: str) -> None:
-        await self._queue.finish(job.delivery_id, "dead", reason, now=self._clock())
-        self._metrics.deliveries.labels(job.store, "dead").inc()
+        await self._storage.finish(job.delivery_id, DeliveryState.DEAD, reason, now=self._clock())
+        self._metrics.deliveries.labels(job.store, DeliveryState.DEAD).inc()
         log.error("delivery.dead", reason=reason, attempts=job.attempts)

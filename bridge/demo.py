@@ -24,10 +24,10 @@ from bridge_simulators.cryptum import CryptumSimulator
 from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from .app import create_app
-from .app_keys import DATABASE, RECONCILER
+from .app_keys import RECONCILER, STORAGE
 from .config import Config, LoggingConfig, parse_config
-from .delivery_queue import DeliveryQueue, DeliveryRow
 from .log_setup import configure_logging
+from .storage import DeliveryRow, DeliveryState
 
 __all__ = ["run_demo"]
 
@@ -58,7 +58,7 @@ class Story:
         self.cryptum = cryptum
         self.app = app
         self.callback_url = callback_url
-        self.queue = DeliveryQueue(app[DATABASE])
+        self.storage = app[STORAGE]
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -76,9 +76,9 @@ class Story:
         """Wait for the event's delivery to finish."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            rows = await self.queue.list(limit=1000)
+            rows = await self.storage.list_deliveries(limit=1000)
             row = next((r for r in rows if r.event_id == event_id), None)
-            if row is not None and row.state != "pending":
+            if row is not None and row.state != DeliveryState.PENDING:
                 return row
             await asyncio.sleep(0.02)
         raise DemoFailed(f"event {event_id} was not delivered within 10 s")
@@ -115,7 +115,10 @@ async def _story(story: Story) -> None:
     story.answered(pending)
     row = await story.settled(pending.final_answer["event_id"])
     story.say(f"   bridge decided: {row.state} ({row.outcome})")
-    story.check(row.state == "skipped" and woo.orders[101].status == "pending", "pending changed")
+    story.check(
+        row.state == DeliveryState.SKIPPED and woo.orders[101].status == "pending",
+        "pending changed",
+    )
     story.shop_shows(101)
 
     story.step(3, "The payment confirms on-chain; Cryptum reports it confirmed.")
@@ -154,7 +157,7 @@ async def _story(story: Story) -> None:
     story.say("   reconciliation lists recent Cryptum orders (every 5 minutes; now):")
     found = await story.app[RECONCILER].run_once()
     story.say(f"   it found {found} payment that never arrived as a callback.")
-    rows = await story.queue.list(limit=1)
+    rows = await story.storage.list_deliveries(limit=1)
     row = await story.settled(rows[0].event_id)
     story.say(f"   bridge decided: {row.outcome}")
     story.check(woo.orders[102].status == "processing", "order 102 was not paid")

@@ -34,8 +34,7 @@ from yarl import URL
 
 from .config import Config, ConfigError, CredentialFileError, StoreConfig, load_config
 from .cryptum import CryptumClient
-from .migrations import SCHEMA_VERSION
-from .storage import Database, StorageError
+from .storage import SqliteStorage, StorageError
 from .upstream import FailureKind, UpstreamFailure
 from .woocommerce import WooCommerceClient, tls_context
 
@@ -89,15 +88,15 @@ async def _check_database(config: Config) -> list[Finding]:
             _problem(subject, f"mode {mode:o} lets other users read payments", f"chmod 600 {path}")
         )
     try:
-        database = await Database.open(path, create=False)
+        storage = await SqliteStorage.open(path, create=False)
     except StorageError as error:
         return [*findings, _problem(subject, str(error), "restore from a backup, or upgrade")]
     try:
-        rows = await database.connection.execute_fetchall("PRAGMA user_version")
-        version = next(iter(rows))[0]
+        version = await storage.schema_version()
     finally:
-        await database.close()
-    findings.append(_ok(subject, f"opens, schema version {version} of {SCHEMA_VERSION}"))
+        await storage.close()
+    latest = SqliteStorage.SCHEMA_VERSION
+    findings.append(_ok(subject, f"opens, schema version {version} of {latest}"))
     return findings
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from .background import BackgroundLoop
 from .delivery import DeliveryWorker
-from .storage import Database, StorageUnavailable
+from .storage import Storage, StorageUnavailable
 
 __all__ = ["Readiness"]
 
@@ -24,13 +24,13 @@ class Readiness:
 
     def __init__(
         self,
-        database: Database,
+        storage: Storage,
         worker: DeliveryWorker,
         loops: Sequence[BackgroundLoop],
         *,
         cache_seconds: float = 2.0,
     ) -> None:
-        self._database = database
+        self._storage = storage
         self._worker = worker
         self._loops = loops
         self._cache_seconds = cache_seconds
@@ -48,13 +48,13 @@ class Readiness:
     async def _check(self) -> list[str]:
         problems = []
         try:
-            await self._database.check_writable()
+            await self._storage.check_writable()
         except StorageUnavailable as error:
             problems.append(f"storage: {error.reason}")
         else:
-            if self._database.last_write_error is not None:
+            if self._storage.last_write_error is not None:
                 # The probe fits, but the last callback did not (e.g. a nearly full disk).
-                failed = self._database.last_write_error
+                failed = self._storage.last_write_error
                 problems.append(f"storage: the last callback could not be stored ({failed})")
         problems += self._worker.problems()
         return problems + [p for loop in self._loops if (p := loop.problem()) is not None]

@@ -26,10 +26,9 @@ import structlog
 from .background import BackgroundLoop
 from .config import Config, StoreConfig
 from .cryptum import CryptumClient, ListedOrder
-from .delivery_queue import DeliveryQueue
 from .payload import is_woo_order_id
 from .signature import json_canonical
-from .storage import Database, NewEvent, StorageUnavailable
+from .storage import NewEvent, Storage, StorageUnavailable
 from .upstream import UpstreamFailure
 
 __all__ = ["RECONCILED_STATUSES", "Reconciler", "synthetic_callback"]
@@ -63,7 +62,7 @@ class Reconciler:
     def __init__(
         self,
         config: Config,
-        database: Database,
+        storage: Storage,
         clients: dict[str, CryptumClient],
         *,
         on_enqueued: Callable[[], None],
@@ -72,8 +71,7 @@ class Reconciler:
         self._settings = config.reconcile
         self._stores = [store for store in config.stores if store.name in clients]
         self._clients = clients
-        self._database = database
-        self._queue = DeliveryQueue(database)
+        self._storage = storage
         self._on_enqueued = on_enqueued
         self._clock = clock
         self.loop = BackgroundLoop("reconcile", self._step, failed_event="reconcile.crashed")
@@ -135,10 +133,10 @@ class Reconciler:
             # Not an order of a WooCommerce shop: nothing the bridge could apply.
             log.warning("reconcile.unusable_order", store=store.name, cryptum_order_id=order.id)
             return False
-        if await self._queue.knows_payment(store.name, order.id, status):
+        if await self._storage.knows_payment(store.name, order.id, status):
             return False
         body = synthetic_callback(order, status, store.cryptum_store_id)
-        recorded = await self._database.record_event(
+        recorded = await self._storage.record_event(
             NewEvent(
                 store=store.name,
                 body_sha256=hashlib.sha256(json_canonical(body)).digest(),
@@ -155,7 +153,7 @@ class Reconciler:
             # Found before, and its delivery ended without applying this
             # status (the API moved on meanwhile, and has come back to it):
             # run it again. One that ended dead waits for an admin.
-            requeued = await self._queue.requeue_finished_event(
+            requeued = await self._storage.requeue_finished_event(
                 recorded.event_id, now=self._clock()
             )
             if not requeued:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import structlog
 
 from .background import BackgroundLoop
-from .storage import Database
+from .storage import Storage
 
 __all__ = ["KEPT_FIELDS", "RetentionJob", "redact_payload"]
 
@@ -26,7 +26,6 @@ log = structlog.get_logger("bridge.retention")
 
 # Fields of a callback that carry no personal data. `message` is free text, so it goes.
 KEPT_FIELDS = ("status", "orderId", "ecommerceOrderId", "storeId", "transactions")
-_BATCH = 500
 _RUN_EVERY_SECONDS = 6 * 3600
 
 
@@ -48,47 +47,13 @@ def redact_payload(payload: bytes) -> bytes:
     return json.dumps(kept, separators=(",", ":")).encode()
 
 
-async def purge_personal_data(database: Database, *, older_than: float, now: float) -> int:
-    """Redact every stored payload received before `older_than`; returns how many."""
-    connection = database.connection
-    redacted = 0
-    while True:
-        rows = list(
-            await connection.execute_fetchall(
-                "SELECT id, payload FROM events WHERE redacted_at IS NULL AND received_at < ?"
-                " ORDER BY received_at LIMIT ?",
-                (older_than, _BATCH),
-            )
-        )
-        if not rows:
-            return redacted
-        await connection.executemany(
-            "UPDATE events SET payload = ?, redacted_at = ? WHERE id = ?",
-            [
-                (
-                    database.seal_payload(redact_payload(database.open_payload(stored))),
-                    now,
-                    event_id,
-                )
-                for event_id, stored in rows
-            ],
-        )
-        # A pending delivery may still resume its plan; it is cleared once finished.
-        await connection.executemany(
-            "UPDATE deliveries SET decision = NULL"
-            " WHERE event_id = ? AND state != 'pending' AND decision IS NOT NULL",
-            [(event_id,) for event_id, _ in rows],
-        )
-        redacted += len(rows)
-
-
 class RetentionJob:
     """Purges at start and every few hours, until stopped."""
 
     def __init__(
-        self, database: Database, *, retention_days: int, clock: Callable[[], float] = time.time
+        self, storage: Storage, *, retention_days: int, clock: Callable[[], float] = time.time
     ) -> None:
-        self._database = database
+        self._storage = storage
         self._retention_seconds = retention_days * 86400
         self._clock = clock
         self.loop = BackgroundLoop("retention", self._step, failed_event="retention.failed")
@@ -102,8 +67,8 @@ class RetentionJob:
 
     async def run_once(self) -> int:
         now = self._clock()
-        count = await purge_personal_data(
-            self._database, older_than=now - self._retention_seconds, now=now
+        count = await self._storage.redact_payloads(
+            received_before=now - self._retention_seconds, now=now, redact=redact_payload
         )
         if count:
             log.info("retention.redacted", count=count)

@@ -14,104 +14,24 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 
-from .background import BackgroundLoop
-from .checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
-from .encryption import PayloadCipher, open_plain
+from ..background import BackgroundLoop
+from ..encryption import PayloadCipher, open_plain
+from .errors import StorageError, StorageUnavailable
 from .group_commit import GroupCommitter, WriterClosed
-from .migrations import MIGRATIONS, SCHEMA_VERSION
+from .records import EventRow, NewEvent, Recorded
+from .sqlite_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
+from .sqlite_migrations import MIGRATIONS, SCHEMA_VERSION
+from .sqlite_queue import SqliteQueue
 
-__all__ = [
-    "Database",
-    "EventRow",
-    "NewEvent",
-    "Recorded",
-    "StorageError",
-    "StorageUnavailable",
-]
+__all__ = ["SqliteStorage"]
 
-
-class StorageError(Exception):
-    """The database cannot be opened or used at all (a start-up or admin error)."""
-
-
-class StorageUnavailable(Exception):
-    """A write could not be committed, so nothing of it is on disk.
-
-    `reason` is a short SQLite error name, safe to log and to show in `/readyz`.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """A verified callback, ready to be stored."""
-
-    store: str
-    body_sha256: bytes
-    source: str
-    signature_form: str | None
-    request_id: str | None
-    cryptum_order_id: str
-    woo_order_id: str
-    status: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    event_id: int
-    duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    """An event as the admin commands show it."""
-
-    id: int
-    store: str
-    received_at: float
-    source: str
-    signature_form: str | None
-    request_id: str | None
-    cryptum_order_id: str
-    woo_order_id: str
-    status: str
-    delivery_id: int | None
-    delivery_state: str | None
-    delivery_attempts: int | None
-    delivery_last_error: str | None
-    payload: bytes | None = None
-
-    def summary(self) -> dict[str, Any]:
-        """The row as plain data, without the payload."""
-        return {
-            "id": self.id,
-            "store": self.store,
-            "received_at": self.received_at,
-            "source": self.source,
-            "signature_form": self.signature_form,
-            "request_id": self.request_id,
-            "cryptum_order_id": self.cryptum_order_id,
-            "woo_order_id": self.woo_order_id,
-            "status": self.status,
-            "delivery": None
-            if self.delivery_id is None
-            else {
-                "id": self.delivery_id,
-                "state": self.delivery_state,
-                "attempts": self.delivery_attempts,
-                "last_error": self.delivery_last_error,
-            },
-        }
+# Payloads redacted per statement: a run over a large backlog commits as it goes.
+_REDACT_BATCH = 500
 
 
 class _Probe:
@@ -144,8 +64,11 @@ def _create_private_file(path: Path) -> None:
         os.close(descriptor)
 
 
-class Database:
-    """One open database and its single writer."""
+class SqliteStorage(SqliteQueue):
+    """The SQLite engine: one database file, its single writer, and the queue over it."""
+
+    # The schema this program brings a database to.
+    SCHEMA_VERSION = SCHEMA_VERSION
 
     def __init__(
         self,
@@ -178,7 +101,7 @@ class Database:
         background_checkpoints: bool = False,
         before_migrating: Callable[[int, int], None] | None = None,
         clock: Callable[[], float] = time.time,
-    ) -> Database:
+    ) -> SqliteStorage:
         """Open (creating and migrating if needed) the database at `path`.
 
         `background_checkpoints` is for the long-running daemon: WAL checkpoints
@@ -230,10 +153,43 @@ class Database:
         await self._writer.close()
         await self._connection.close()
 
-    @property
-    def connection(self) -> aiosqlite.Connection:
-        """For the modules that own other tables; each write is one autocommitted statement."""
-        return self._connection
+    async def schema_version(self) -> int:
+        rows = await self._connection.execute_fetchall("PRAGMA user_version")
+        return int(next(iter(rows))[0])
+
+    async def count_events(self) -> int:
+        rows = await self._connection.execute_fetchall("SELECT count(*) FROM events")
+        return int(next(iter(rows))[0])
+
+    async def redact_payloads(
+        self, *, received_before: float, now: float, redact: Callable[[bytes], bytes]
+    ) -> int:
+        """Replace each payload received before `received_before` by `redact(payload)`, once."""
+        redacted = 0
+        while True:
+            rows = list(
+                await self._connection.execute_fetchall(
+                    "SELECT id, payload FROM events WHERE redacted_at IS NULL AND received_at < ?"
+                    " ORDER BY received_at LIMIT ?",
+                    (received_before, _REDACT_BATCH),
+                )
+            )
+            if not rows:
+                return redacted
+            await self._connection.executemany(
+                "UPDATE events SET payload = ?, redacted_at = ? WHERE id = ?",
+                [
+                    (self.seal_payload(redact(self.open_payload(stored))), now, event_id)
+                    for event_id, stored in rows
+                ],
+            )
+            # A pending delivery may still resume its plan; it is cleared once finished.
+            await self._connection.executemany(
+                "UPDATE deliveries SET decision = NULL"
+                " WHERE event_id = ? AND state != 'pending' AND decision IS NOT NULL",
+                [(event_id,) for event_id, _ in rows],
+            )
+            redacted += len(rows)
 
     @property
     def background_loops(self) -> list[BackgroundLoop]:

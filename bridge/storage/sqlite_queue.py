@@ -16,76 +16,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from .storage import Database
+import aiosqlite
 
-__all__ = ["FINISHED_STATES", "DeliveryQueue", "DeliveryRow", "DeliveryRun", "Job"]
+from .records import DeliveryRow, DeliveryRun, DeliveryState, Job, Progress
 
-FINISHED_STATES = ("done", "skipped", "dead")
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A claimed delivery with what the worker needs from its event."""
-
-    delivery_id: int
-    event_id: int
-    store: str
-    woo_order_id: str
-    cryptum_order_id: str
-    status: str
-    payload: bytes
-    attempts: int
-    progress: str
-    decision: dict[str, Any] | None
-    generation: int
-    age_from: float
-    # How the event's callback was authenticated: a signature form, "unsigned"
-    # (a store with allow_unsigned), or None for reconciliation's own events.
-    signature_form: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryRow:
-    """A delivery as the admin commands show it."""
-
-    id: int
-    event_id: int
-    store: str
-    woo_order_id: str
-    cryptum_order_id: str
-    status: str
-    state: str
-    progress: str
-    attempts: int
-    next_attempt_at: float
-    last_error: str | None
-    outcome: str | None
-    created_at: float
-    updated_at: float
-
-    def summary(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryRun:
-    """An earlier run of a delivery, as it ended before the delivery was run again."""
-
-    generation: int
-    state: str
-    outcome: str | None
-    last_error: str | None
-    attempts: int
-    started_at: float
-    finished_at: float
-    requeued_at: float
-
-    def summary(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
+__all__ = ["SqliteQueue"]
 
 _ROW_COLUMNS = """
     d.id, d.event_id, d.store, d.woo_order_id, e.cryptum_order_id, e.status, d.state,
@@ -101,12 +38,13 @@ _REQUEUE = """
 """
 
 
-class DeliveryQueue:
-    """Queue operations over the database's single connection; each is one statement."""
+class SqliteQueue:
+    """The queue operations of `SqliteStorage`, over its one connection; each is one statement."""
 
-    def __init__(self, database: Database) -> None:
-        self._database = database
-        self._connection = database.connection
+    _connection: aiosqlite.Connection
+
+    def open_payload(self, stored: bytes) -> bytes:
+        raise NotImplementedError  # `SqliteStorage` opens what its cipher sealed
 
     async def release_leases(self) -> int:
         """Free every lease: called by the one `serve` that owns the database, at start."""
@@ -162,9 +100,9 @@ class DeliveryQueue:
                 woo_order_id=woo_order_id,
                 cryptum_order_id=cryptum_order_id,
                 status=status,
-                payload=self._database.open_payload(payload),
+                payload=self.open_payload(payload),
                 attempts=attempts,
-                progress=progress,
+                progress=Progress(progress),
                 decision=json.loads(decision) if decision else None,
                 generation=generation,
                 age_from=age_from,
@@ -224,7 +162,7 @@ class DeliveryQueue:
         return bool(next(iter(rows))[0])
 
     async def save_progress(
-        self, delivery_id: int, progress: str, decision: dict[str, Any] | None, *, now: float
+        self, delivery_id: int, progress: Progress, decision: dict[str, Any] | None, *, now: float
     ) -> None:
         await self._connection.execute(
             "UPDATE deliveries SET progress = ?, decision = ?, updated_at = ? WHERE id = ?",
@@ -234,7 +172,7 @@ class DeliveryQueue:
     async def finish(
         self,
         delivery_id: int,
-        state: str,
+        state: DeliveryState,
         outcome: str,
         *,
         now: float,
@@ -273,7 +211,9 @@ class DeliveryQueue:
         due: float | None = next(iter(rows))[0]
         return due
 
-    async def requeue(self, *, state: str, delivery_id: int | None = None, now: float) -> int:
+    async def requeue(
+        self, *, state: DeliveryState, delivery_id: int | None = None, now: float
+    ) -> int:
         """Run finished deliveries again (all in `state`, or just one) as a new generation."""
         where = "state = :state" + (" AND id = :id" if delivery_id is not None else "")
         cursor = await self._connection.execute(
@@ -299,7 +239,7 @@ class DeliveryQueue:
         )
         return cursor.rowcount
 
-    async def runs(self, delivery_id: int) -> list[DeliveryRun]:
+    async def delivery_runs(self, delivery_id: int) -> list[DeliveryRun]:
         """The delivery's earlier runs, oldest first (the current one is the row itself)."""
         rows = await self._connection.execute_fetchall(
             """
@@ -325,7 +265,7 @@ class DeliveryQueue:
         )
         return {state: int(count) for state, count in rows}
 
-    async def list(
+    async def list_deliveries(
         self, *, state: str | None = None, store: str | None = None, limit: int = 50
     ) -> list[DeliveryRow]:
         """Newest first."""
@@ -344,7 +284,7 @@ class DeliveryQueue:
         )
         return [DeliveryRow(*row) for row in rows]
 
-    async def get(self, delivery_id: int) -> DeliveryRow | None:
+    async def get_delivery(self, delivery_id: int) -> DeliveryRow | None:
         rows = list(
             await self._connection.execute_fetchall(
                 f"""
@@ -364,7 +304,7 @@ class DeliveryQueue:
         oldest: float | None = next(iter(rows))[0]
         return oldest
 
-    async def counts(self, states: Sequence[str] | None = None) -> dict[str, int]:
+    async def delivery_counts(self, states: Sequence[str] | None = None) -> dict[str, int]:
         """Deliveries per state; naming `states` spares counting every finished one."""
         if states is None:
             rows = await self._connection.execute_fetchall(

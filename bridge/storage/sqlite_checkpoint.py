@@ -18,7 +18,7 @@ from pathlib import Path
 import aiosqlite
 import structlog
 
-from .background import BackgroundLoop
+from ..background import BackgroundLoop
 
 __all__ = ["WRITER_CHECKPOINT_PAGES", "WalCheckpointer"]
 

@@ -1,0 +1,166 @@
+"""What storage holds, as the rest of the bridge sees it: events, deliveries, their states.
+
+Engine-neutral: every storage engine reads and writes these, so the worker,
+reconciliation and the admin commands never see a row or a cursor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "FINISHED_STATES",
+    "DeliveryRow",
+    "DeliveryRun",
+    "DeliveryState",
+    "EventRow",
+    "Job",
+    "NewEvent",
+    "Progress",
+    "Recorded",
+]
+
+
+class DeliveryState(StrEnum):
+    """Where a delivery is: waiting for its next attempt, or ended one of three ways."""
+
+    PENDING = "pending"
+    DONE = "done"  # the order was changed, or noted, as the rules say
+    SKIPPED = "skipped"  # nothing to change
+    DEAD = "dead"  # given up on: an admin must look
+
+
+FINISHED_STATES = (DeliveryState.DONE, DeliveryState.SKIPPED, DeliveryState.DEAD)
+
+
+class Progress(StrEnum):
+    """How far a pending delivery got: whether a plan may already have been acted on."""
+
+    NEW = "new"  # nothing done to the order yet: decide afresh
+    ACTING = "acting"  # a plan is saved and may have been carried out: finish that plan
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A verified callback, ready to be stored."""
+
+    store: str
+    body_sha256: bytes
+    source: str
+    signature_form: str | None
+    request_id: str | None
+    cryptum_order_id: str
+    woo_order_id: str
+    status: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    event_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An event as the admin commands show it."""
+
+    id: int
+    store: str
+    received_at: float
+    source: str
+    signature_form: str | None
+    request_id: str | None
+    cryptum_order_id: str
+    woo_order_id: str
+    status: str
+    delivery_id: int | None
+    delivery_state: str | None
+    delivery_attempts: int | None
+    delivery_last_error: str | None
+    payload: bytes | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The row as plain data, without the payload."""
+        return {
+            "id": self.id,
+            "store": self.store,
+            "received_at": self.received_at,
+            "source": self.source,
+            "signature_form": self.signature_form,
+            "request_id": self.request_id,
+            "cryptum_order_id": self.cryptum_order_id,
+            "woo_order_id": self.woo_order_id,
+            "status": self.status,
+            "delivery": None
+            if self.delivery_id is None
+            else {
+                "id": self.delivery_id,
+                "state": self.delivery_state,
+                "attempts": self.delivery_attempts,
+                "last_error": self.delivery_last_error,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed delivery with what the worker needs from its event."""
+
+    delivery_id: int
+    event_id: int
+    store: str
+    woo_order_id: str
+    cryptum_order_id: str
+    status: str
+    payload: bytes
+    attempts: int
+    progress: Progress
+    decision: dict[str, Any] | None
+    generation: int
+    age_from: float
+    # How the event's callback was authenticated: a signature form, "unsigned"
+    # (a store with allow_unsigned), or None for reconciliation's own events.
+    signature_form: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A delivery as the admin commands show it."""
+
+    id: int
+    event_id: int
+    store: str
+    woo_order_id: str
+    cryptum_order_id: str
+    status: str
+    state: str
+    progress: Progress
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    outcome: str | None
+    created_at: float
+    updated_at: float
+
+    def summary(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRun:
+    """An earlier run of a delivery, as it ended before the delivery was run again."""
+
+    generation: int
+    state: str
+    outcome: str | None
+    last_error: str | None
+    attempts: int
+    started_at: float
+    finished_at: float
+    requeued_at: float
+
+    def summary(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
