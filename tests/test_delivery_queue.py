@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.delivery_queue import DeliveryQueue
+from bridge.delivery_queue import DeliveryQueue, DeliveryRow, Job
 from bridge.storage import Database, NewEvent
 
 NOW = 1_800_000_000.0
@@ -29,9 +29,24 @@ def event(key: str, woo_order_id: str, *, store: str = "main") -> NewEvent:
     )
 
 
+class Clock:
+    """The database's clock: an event recorded now arrives, and is due, at `now`."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    opened = await Database.open(tmp_path / "bridge.sqlite3")
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def database(tmp_path: Path, clock: Clock) -> AsyncIterator[Database]:
+    opened = await Database.open(tmp_path / "bridge.sqlite3", clock=clock)
     yield opened
     await opened.close()
 
@@ -171,6 +186,7 @@ async def test_the_status_a_delivery_acted_on_is_recorded_as_applied(
     # What the event claimed was seen, not applied.
     assert await queue.applied_by("main", "c-callback", "confirmed") is None
     assert await queue.applied_by("second", "c-callback", "cancelled") is None
+    assert await queue.applied_by("main", "c-other", "cancelled") is None
 
 
 async def test_a_status_applied_once_keeps_its_first_delivery(
@@ -245,8 +261,8 @@ async def test_running_a_delivery_again_keeps_the_run_that_ended(
     assert await queue.requeue(state="dead", now=NOW + 21) == 1  # dead-letter retry
     (earlier,) = await queue.runs(done.delivery_id)
     summary = earlier.summary()
-    assert summary.pop("started_at") < NOW + 11  # when the event arrived
     assert summary == {
+        "started_at": NOW,  # when the event arrived
         "generation": 1,
         "state": "done",
         "outcome": "pay: payment confirmed",
@@ -271,3 +287,350 @@ async def test_running_a_delivery_again_keeps_the_run_that_ended(
     # Reconciliation's requeue keeps its run too.
     assert await queue.requeue_finished_event(dead_id, now=NOW + 40) == 1
     assert [run.state for run in await queue.runs(dead.delivery_id)] == ["dead", "skipped"]
+
+
+async def test_a_claim_hands_out_each_event_with_its_delivery(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    callback = replace(event("a", "1"), status="pending", payload=b'{"id": "a"}')
+    # Reconciliation's own events carry no signature form.
+    reconciled = replace(
+        event("b", "2"), source="reconcile", signature_form=None, payload=b'{"id": "b"}'
+    )
+    a_id, b_id = await record(database, callback, reconciled)
+    ids = {row.event_id: row.id for row in await queue.list()}
+    jobs = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
+    assert jobs == [
+        Job(
+            delivery_id=ids[a_id],
+            event_id=a_id,
+            store="main",
+            woo_order_id="1",
+            cryptum_order_id="c-a",
+            status="pending",
+            payload=b'{"id": "a"}',
+            attempts=1,
+            progress="new",
+            decision=None,
+            generation=1,
+            age_from=NOW,
+            signature_form="json",
+        ),
+        Job(
+            delivery_id=ids[b_id],
+            event_id=b_id,
+            store="main",
+            woo_order_id="2",
+            cryptum_order_id="c-b",
+            status="confirmed",
+            payload=b'{"id": "b"}',
+            attempts=1,
+            progress="new",
+            decision=None,
+            generation=1,
+            age_from=NOW,
+            signature_form=None,
+        ),
+    ]
+
+
+async def test_a_claim_for_no_deliveries_leases_none(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, event("a", "1"), event("b", "2"))
+    assert await queue.claim("main", 0, now=NOW + 10, lease_seconds=60) == []
+    # SQLite reads a negative LIMIT as no limit at all.
+    assert await queue.claim("main", -1, now=NOW + 10, lease_seconds=60) == []
+    assert [(row.attempts, row.updated_at) for row in await queue.list()] == [
+        (0, NOW),
+        (0, NOW),
+    ]
+
+
+async def test_a_claim_takes_the_oldest_due_deliveries_up_to_the_limit(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, event("a", "1"), event("b", "2"), event("c", "3"))
+    first = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
+    assert [job.woo_order_id for job in first] == ["1", "2"]
+    rest = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
+    assert [job.woo_order_id for job in rest] == ["3"]
+    rows = {row.woo_order_id: (row.attempts, row.updated_at) for row in await queue.list()}
+    assert rows == {"1": (1, NOW + 10), "2": (1, NOW + 10), "3": (1, NOW + 10)}
+
+
+async def test_a_delivery_is_due_from_its_arrival_not_before(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, event("a", "1"))
+    assert await queue.claim("main", 1, now=NOW - 0.5, lease_seconds=60) == []
+    (job,) = await queue.claim("main", 1, now=NOW, lease_seconds=60)
+    assert job.attempts == 1
+
+
+async def test_a_lease_ends_at_its_last_instant(database: Database, queue: DeliveryQueue) -> None:
+    await record(database, event("a", "1"))
+    (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
+    assert await queue.claim("main", 1, now=NOW + 69.5, lease_seconds=60) == []
+    (again,) = await queue.claim("main", 1, now=NOW + 70, lease_seconds=60)
+    assert (again.delivery_id, again.attempts) == (job.delivery_id, 2)
+
+
+async def test_an_order_waits_only_for_its_own_stores_pending_deliveries(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    # Order numbers are each shop's own: order 1 of two stores are two orders.
+    await record(
+        database, event("main1", "1"), event("other1", "1", store="other"), event("main2", "1")
+    )
+    (main,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
+    (other,) = await queue.claim("other", 1, now=NOW + 10, lease_seconds=60)
+    assert (main.cryptum_order_id, other.cryptum_order_id) == ("c-main1", "c-other1")
+    # A delivery that ended, even dead, no longer holds the order back.
+    await queue.finish(main.delivery_id, "dead", "order not found", now=NOW + 11)
+    (later,) = await queue.claim("main", 5, now=NOW + 12, lease_seconds=60)
+    assert later.cryptum_order_id == "c-main2"
+
+
+async def test_saving_progress_keeps_the_plan_and_its_time(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, event("a", "1"), event("b", "2"))
+    job, other = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
+    await queue.save_progress(job.delivery_id, "acting", {"kind": "pay"}, now=NOW + 11)
+    row = await queue.get(job.delivery_id)
+    assert row is not None and (row.progress, row.updated_at) == ("acting", NOW + 11)
+    untouched = await queue.get(other.delivery_id)
+    assert untouched is not None and (untouched.progress, untouched.updated_at) == (
+        "new",
+        NOW + 10,
+    )
+
+    await queue.save_progress(job.delivery_id, "new", None, now=NOW + 12)
+    # No plan is no value, as on a fresh start: not the JSON text `null`.
+    stored = await database.connection.execute_fetchall(
+        "SELECT progress, decision, updated_at FROM deliveries WHERE id = ?", (job.delivery_id,)
+    )
+    assert [tuple(row) for row in stored] == [("new", None, NOW + 12)]
+
+
+async def test_releasing_leases_frees_every_held_lease_and_counts_them(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(database, event("a", "1"), event("b", "2"), event("c", "3"), event("d", "4"))
+    *_, c = await queue.claim("main", 3, now=NOW + 10, lease_seconds=600)
+    await queue.finish(c.delivery_id, "done", "pay", now=NOW + 11)
+    # Orders 1 and 2 hold a lease: 3 ended and 4 was never claimed.
+    assert await queue.release_leases() == 2
+    assert await queue.release_leases() == 0
+    again = await queue.claim("main", 5, now=NOW + 12, lease_seconds=600)
+    assert [(job.woo_order_id, job.attempts) for job in again] == [("1", 2), ("2", 2), ("4", 1)]
+
+
+async def test_requeue_runs_again_only_what_ended_in_the_state(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(
+        database,
+        event("done", "1"),
+        event("dead1", "2"),
+        event("dead2", "3"),
+        event("skipped", "4"),
+        event("pending", "5"),
+    )
+    done, dead1, dead2, skipped = await queue.claim("main", 4, now=NOW + 10, lease_seconds=60)
+    await queue.save_progress(dead1.delivery_id, "acting", {"kind": "pay"}, now=NOW + 11)
+    await queue.retry_later(dead1.delivery_id, at=NOW + 20, error="timed out", now=NOW + 12)
+    (retried,) = await queue.claim("main", 1, now=NOW + 20, lease_seconds=60)
+    assert retried.delivery_id == dead1.delivery_id
+    await queue.finish(done.delivery_id, "done", "pay", now=NOW + 30)
+    await queue.finish(dead1.delivery_id, "dead", "gave up", now=NOW + 30)
+    await queue.finish(dead2.delivery_id, "dead", "gave up", now=NOW + 30)
+    await queue.finish(skipped.delivery_id, "skipped", "paid", now=NOW + 30)
+
+    assert await queue.requeue(state="dead", delivery_id=done.delivery_id, now=NOW + 40) == 0
+    assert await queue.requeue(state="dead", delivery_id=dead1.delivery_id, now=NOW + 40) == 1
+    assert await queue.requeue(state="dead", now=NOW + 41) == 1
+    assert await queue.requeue(state="dead", now=NOW + 42) == 0
+    assert await queue.requeue(state="done", delivery_id=10_000, now=NOW + 42) == 0
+    assert await queue.counts() == {"done": 1, "skipped": 1, "pending": 3}
+
+    row = await queue.get(dead1.delivery_id)
+    assert row is not None
+    assert row.summary() == {
+        "id": dead1.delivery_id,
+        "event_id": dead1.event_id,
+        "store": "main",
+        "woo_order_id": "2",
+        "cryptum_order_id": "c-dead1",
+        "status": "confirmed",
+        "state": "pending",
+        "progress": "new",
+        "attempts": 0,
+        "next_attempt_at": NOW + 40,
+        "last_error": None,
+        "outcome": None,
+        "created_at": NOW,
+        "updated_at": NOW + 40,
+    }
+    jobs = await queue.claim("main", 5, now=NOW + 50, lease_seconds=60)
+    assert [(job.cryptum_order_id, job.generation, job.decision, job.age_from) for job in jobs] == [
+        ("c-dead1", 2, None, NOW + 40),
+        ("c-dead2", 2, None, NOW + 41),
+        ("c-pending", 1, None, NOW),
+    ]
+
+
+async def test_requeue_for_reconciliation_takes_done_and_skipped_only(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    done_id, skipped_id, dead_id, pending_id = await record(
+        database, event("done", "1"), event("skipped", "2"), event("dead", "3"), event("p", "4")
+    )
+    done, skipped, dead = await queue.claim("main", 3, now=NOW + 10, lease_seconds=60)
+    await queue.finish(done.delivery_id, "done", "pay", now=NOW + 11)
+    await queue.finish(skipped.delivery_id, "skipped", "paid", now=NOW + 11)
+    await queue.finish(dead.delivery_id, "dead", "gave up", now=NOW + 11)
+
+    assert await queue.requeue_finished_event(done_id, now=NOW + 20) == 1
+    assert await queue.requeue_finished_event(skipped_id, now=NOW + 20) == 1
+    assert await queue.requeue_finished_event(dead_id, now=NOW + 20) == 0
+    assert await queue.requeue_finished_event(pending_id, now=NOW + 20) == 0
+    assert await queue.requeue_finished_event(10_000, now=NOW + 20) == 0
+    # Requeued once, a delivery is pending and not requeued again.
+    assert await queue.requeue_finished_event(done_id, now=NOW + 21) == 0
+    jobs = await queue.claim("main", 5, now=NOW + 30, lease_seconds=60)
+    assert [(job.event_id, job.generation, job.attempts, job.age_from) for job in jobs] == [
+        (done_id, 2, 1, NOW + 20),
+        (skipped_id, 2, 1, NOW + 20),
+        (pending_id, 1, 1, NOW),
+    ]
+
+
+async def test_next_due_is_the_earliest_pending_attempt_leased_or_not(
+    database: Database, queue: DeliveryQueue, clock: Clock
+) -> None:
+    assert await queue.next_due() is None
+    await record(database, event("a", "1"))
+    clock.now = NOW + 5
+    await record(database, event("b", "2"))
+    assert await queue.next_due() == NOW
+    a, b = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
+    assert await queue.next_due() == NOW
+    await queue.finish(a.delivery_id, "done", "pay", now=NOW + 11)
+    assert await queue.next_due() == NOW + 5
+    await queue.retry_later(b.delivery_id, at=NOW + 50, error="503", now=NOW + 12)
+    assert await queue.next_due() == NOW + 50
+    await queue.finish(b.delivery_id, "dead", "gave up", now=NOW + 13)
+    assert await queue.next_due() is None
+
+
+async def test_oldest_pending_is_when_the_oldest_waiting_delivery_arrived(
+    database: Database, queue: DeliveryQueue, clock: Clock
+) -> None:
+    assert await queue.oldest_pending() is None
+    await record(database, event("a", "1"))
+    clock.now = NOW + 5
+    await record(database, event("b", "2"))
+    assert await queue.oldest_pending() == NOW
+    a, b = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
+    # A retry postpones the attempt, not the arrival.
+    await queue.retry_later(a.delivery_id, at=NOW + 100, error="503", now=NOW + 11)
+    assert await queue.oldest_pending() == NOW
+    await queue.finish(a.delivery_id, "done", "pay", now=NOW + 12)
+    assert await queue.oldest_pending() == NOW + 5
+    await queue.finish(b.delivery_id, "skipped", "paid", now=NOW + 13)
+    assert await queue.oldest_pending() is None
+
+
+async def test_counts_are_per_state_and_only_for_the_states_named(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    assert await queue.counts() == {}
+    await record(
+        database,
+        event("a", "1"),
+        event("b", "2"),
+        event("c", "3"),
+        event("d", "4"),
+        event("e", "5"),
+    )
+    a, b, c, _ = await queue.claim("main", 4, now=NOW + 10, lease_seconds=60)
+    await queue.finish(a.delivery_id, "done", "pay", now=NOW + 11)
+    await queue.finish(b.delivery_id, "dead", "gave up", now=NOW + 11)
+    await queue.finish(c.delivery_id, "dead", "gave up", now=NOW + 11)
+    assert await queue.counts() == {"done": 1, "dead": 2, "pending": 2}
+    assert await queue.counts(("pending", "dead")) == {"pending": 2, "dead": 2}
+    assert await queue.counts(["done"]) == {"done": 1}
+    # A state with nothing in it is left out, not counted as zero.
+    assert await queue.counts(["skipped", "done"]) == {"done": 1}
+    assert await queue.counts([]) == {}
+
+
+async def test_list_filters_by_state_and_store_newest_first(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    await record(
+        database,
+        event("a", "1"),
+        event("b", "1", store="other"),
+        event("c", "2"),
+        event("d", "2", store="other"),
+        event("e", "3"),
+    )
+    for job in await queue.claim("main", 5, now=NOW + 10, lease_seconds=60):
+        await queue.finish(job.delivery_id, "dead", "gave up", now=NOW + 11)
+    (other,) = await queue.claim("other", 1, now=NOW + 10, lease_seconds=60)
+    await queue.finish(other.delivery_id, "done", "pay", now=NOW + 11)
+    # Main's orders 1, 2 and 3 are dead; other's order 1 done, order 2 pending.
+
+    def keys(rows: list[DeliveryRow]) -> list[str]:
+        return [row.cryptum_order_id for row in rows]
+
+    assert keys(await queue.list()) == ["c-e", "c-d", "c-c", "c-b", "c-a"]
+    assert keys(await queue.list(state="dead")) == ["c-e", "c-c", "c-a"]
+    assert keys(await queue.list(store="other")) == ["c-d", "c-b"]
+    assert keys(await queue.list(state="done", store="other")) == ["c-b"]
+    assert keys(await queue.list(state="pending", store="main")) == []
+    assert keys(await queue.list(limit=2)) == ["c-e", "c-d"]
+    assert keys(await queue.list(state="dead", limit=2)) == ["c-e", "c-c"]
+
+
+async def test_list_shows_fifty_deliveries_unless_told(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    event_ids = await record(database, *(event(str(n), str(n)) for n in range(51)))
+    rows = await queue.list()
+    assert [row.event_id for row in rows] == event_ids[:0:-1]
+    assert len(await queue.list(limit=51)) == 51
+
+
+async def test_get_shows_a_delivery_with_its_event(
+    database: Database, queue: DeliveryQueue
+) -> None:
+    (event_id,) = await record(database, replace(event("a", "7", store="other"), status="paid"))
+    (job,) = await queue.claim("other", 1, now=NOW + 10, lease_seconds=60)
+    await queue.save_progress(job.delivery_id, "acting", {"kind": "pay"}, now=NOW + 11)
+    await queue.retry_later(
+        job.delivery_id, at=NOW + 50, error="WooCommerce answered 503", now=NOW + 12
+    )
+    await queue.finish(job.delivery_id, "dead", "order not found", now=NOW + 60)
+    row = await queue.get(job.delivery_id)
+    assert row is not None
+    assert row.summary() == {
+        "id": job.delivery_id,
+        "event_id": event_id,
+        "store": "other",
+        "woo_order_id": "7",
+        "cryptum_order_id": "c-a",
+        "status": "paid",
+        "state": "dead",
+        "progress": "acting",
+        "attempts": 1,
+        "next_attempt_at": NOW + 50,
+        "last_error": "WooCommerce answered 503",
+        "outcome": "order not found",
+        "created_at": NOW,
+        "updated_at": NOW + 60,
+    }
+    assert await queue.get(job.delivery_id + 1) is None
