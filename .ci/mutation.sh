@@ -23,8 +23,8 @@ GATED=(signature status_rules delivery_plan oauth1 confirmation payload backoff 
 declare -A TESTS=(
     [delivery]="tests/test_delivery_worker.py tests/test_delivery_trust.py tests/test_fault_bodies.py"
     [reconcile]="tests/test_reconcile.py"
-    [delivery_queue]="tests/test_delivery_queue.py"
-    [storage]="tests/test_storage.py tests/test_delivery_queue.py"
+    [storage/sqlite_queue]="tests/test_delivery_queue.py"
+    [storage/sqlite]="tests/test_storage.py tests/test_delivery_queue.py"
     [callbacks]="tests/test_callbacks.py"
 )
 # Mutants that cannot change behaviour: "module|the mutated line". Any edit

@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 
 from bridge.signature import json_canonical
-from bridge.storage import Database, NewEvent
+from bridge.storage import NewEvent, SqliteStorage
 from bridge_simulators.woocommerce import WooCommerceSimulator
 
 STORE_ID = "drain-store-0001"
@@ -34,7 +34,7 @@ REQUESTS_PER_DELIVERY = 3
 
 
 async def queue_payments(database_path: Path, order_ids: list[int]) -> None:
-    database = await Database.open(database_path)
+    database = await SqliteStorage.open(database_path)
     try:
         events = []
         for order_id in order_ids:

@@ -2,7 +2,7 @@
 
     python bench/prefill.py DB_PATH [--events 1000000] [--days 730] [--seed 1]
 
-Creates DB_PATH with the bridge's own schema (`Database.open` runs the
+Creates DB_PATH with the bridge's own schema (`SqliteStorage.open` runs the
 migrations, as `serve` would) and fills it with that many past events spread
 over `--days` up to an hour ago: unique callback bodies shaped like the ones
 bench/ingest.py sends, hashed the way the bridge dedupes them, each with its
@@ -39,7 +39,7 @@ from bridge.reconcile import synthetic_callback
 from bridge.retention import redact_payload
 from bridge.signature import json_canonical
 from bridge.status_rules import StatusRules
-from bridge.storage import Database
+from bridge.storage import SqliteStorage
 from bridge.woocommerce_errors import classify
 from bridge.woocommerce_models import WooOrder
 
@@ -279,7 +279,7 @@ class _History:
 
 async def _create_schema(path: Path) -> None:
     """Create and migrate the file exactly as `serve` does when it opens a new database."""
-    database = await Database.open(path)
+    database = await SqliteStorage.open(path)
     await database.close()
 
 

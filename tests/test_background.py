@@ -15,8 +15,7 @@ from bridge import background
 from bridge.app import create_app
 from bridge.background import BackgroundLoop
 from bridge.config import parse_config
-from bridge.delivery_queue import DeliveryQueue
-from bridge.storage import StorageUnavailable
+from bridge.storage import SqliteStorage, StorageUnavailable
 
 from support import CONFIGURED_SECRETS, MAIN_STORE_ID, config_document
 
@@ -180,14 +179,14 @@ async def test_a_reconciliation_failing_on_the_database_shows_in_readyz_and_reco
         "cryptum_api_url": str(server.make_url("/plugins")),
     }
     broken = True
-    real_knows_payment = DeliveryQueue.knows_payment
+    real_knows_payment = SqliteStorage.knows_payment
 
-    async def knows_payment(self: DeliveryQueue, *args: Any, **kwargs: Any) -> bool:
+    async def knows_payment(self: SqliteStorage, *args: Any, **kwargs: Any) -> bool:
         if broken:
             raise sqlite3.OperationalError("database disk image is malformed")
         return await real_knows_payment(self, *args, **kwargs)
 
-    monkeypatch.setattr(DeliveryQueue, "knows_payment", knows_payment)
+    monkeypatch.setattr(SqliteStorage, "knows_payment", knows_payment)
     config = parse_config(document, base_dir=tmp_path)
     client = await aiohttp_client(create_app(config, background=True))
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bridge.app import create_app
-from bridge.app_keys import DATABASE, UNSIGNED_LIMITS
+from bridge.app_keys import STORAGE, UNSIGNED_LIMITS
 from bridge.config import parse_config
 from bridge.rate_limit import StoreLimits
 from bridge.reload import apply_config
@@ -154,7 +154,7 @@ async def test_concurrent_callbacks_share_commits(client: Any) -> None:
         *(client.post("/callbacks/cryptum", data=b, headers=signed_headers(b)) for b in bodies)
     )
     assert all(response.status == 200 for response in responses)
-    batches, items = client.app[DATABASE].commit_stats
+    batches, items = client.app[STORAGE].commit_stats
     assert items == 100
     assert batches < items
 
@@ -396,7 +396,7 @@ async def test_storage_locked_by_another_process_is_503_then_recovers(
 async def test_full_database_is_503_and_nothing_is_acknowledged(
     client: Any, database_path: Path
 ) -> None:
-    database = client.app[DATABASE]
+    database = client.app[STORAGE]
     # SQLite reports SQLITE_FULL when a write needs more pages than allowed,
     # exactly as on a full disk.
     pages = (await database._connection.execute_fetchall("PRAGMA page_count"))[0][0]
@@ -481,7 +481,7 @@ async def test_unexpected_error_is_a_500_without_internals(
     async def broken(event: object) -> None:
         raise RuntimeError("internal detail /var/lib/secret-path")
 
-    monkeypatch.setattr(client.app[DATABASE], "record_event", broken)
+    monkeypatch.setattr(client.app[STORAGE], "record_event", broken)
     body = callback_body()
     response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
     assert response.status == 500
@@ -490,7 +490,7 @@ async def test_unexpected_error_is_a_500_without_internals(
 
 
 async def test_read_only_database_is_503_then_recovers(client: Any, database_path: Path) -> None:
-    connection = client.app[DATABASE]._connection
+    connection = client.app[STORAGE]._connection
     # As SQLite reports a database on a read-only mount: SQLITE_READONLY on write.
     await connection.execute("PRAGMA query_only = ON")
     body = callback_body()
@@ -689,7 +689,7 @@ async def test_an_unsigned_callback_that_could_not_be_stored_keeps_its_place(
     client = await unsigned_store_client(
         aiohttp_client, tmp_path, database_path, FakeClock(), cap=1
     )
-    connection = client.app[DATABASE]._connection
+    connection = client.app[STORAGE]._connection
     await connection.execute("PRAGMA query_only = ON")  # every write fails: 503
     assert (await post_unsigned(client)).status == 503
     await connection.execute("PRAGMA query_only = OFF")

@@ -195,12 +195,11 @@ def test_events_without_a_database_exits_1(
 async def _dead_deliveries(database_path: Path, count: int) -> list[int]:
     import hashlib
 
-    from bridge.delivery_queue import DeliveryQueue
-    from bridge.storage import Database, NewEvent
+    from bridge.storage import NewEvent, SqliteStorage
 
-    database = await Database.open(database_path)
+    database = await SqliteStorage.open(database_path)
     try:
-        queue = DeliveryQueue(database)
+        queue = database
         for number in range(count):
             await database.record_event(
                 NewEvent(
@@ -316,10 +315,9 @@ def test_events_list_and_show_escape_control_characters(
 
 
 async def _dead_delivery_with_hostile_text(database_path: Path) -> int:
-    from bridge.delivery_queue import DeliveryQueue
-    from bridge.storage import Database, NewEvent
+    from bridge.storage import NewEvent, SqliteStorage
 
-    database = await Database.open(database_path)
+    database = await SqliteStorage.open(database_path)
     try:
         await database.record_event(
             NewEvent(
@@ -334,7 +332,7 @@ async def _dead_delivery_with_hostile_text(database_path: Path) -> int:
                 payload=b"{}",
             )
         )
-        queue = DeliveryQueue(database)
+        queue = database
         (job,) = await queue.claim("main", 1, now=4e9, lease_seconds=60)
         await queue.finish(job.delivery_id, "dead", f"shop said {HOSTILE_ORDER}", now=4e9)
         return job.delivery_id
@@ -521,12 +519,11 @@ def test_serve_refuses_the_examples_placeholders_with_exit_2(tmp_path: Path) -> 
 
 async def _finished_then_replayed(database_path: Path) -> tuple[int, int]:
     """One delivery done, one dead; both run again and finished once more."""
-    from bridge.delivery_queue import DeliveryQueue
-    from bridge.storage import Database, NewEvent
+    from bridge.storage import NewEvent, SqliteStorage
 
-    database = await Database.open(database_path)
+    database = await SqliteStorage.open(database_path)
     try:
-        queue = DeliveryQueue(database)
+        queue = database
         for number in (1, 2):
             await database.record_event(
                 NewEvent(
@@ -551,12 +548,11 @@ async def _finished_then_replayed(database_path: Path) -> tuple[int, int]:
 
 async def _run_again(database_path: Path, outcomes: dict[int, tuple[str, str]]) -> None:
     """What the worker does with the requeued deliveries: finish each as told."""
-    from bridge.delivery_queue import DeliveryQueue
-    from bridge.storage import Database
+    from bridge.storage import SqliteStorage
 
-    database = await Database.open(database_path)
+    database = await SqliteStorage.open(database_path)
     try:
-        queue = DeliveryQueue(database)
+        queue = database
         for job in await queue.claim("main", 10, now=5e9, lease_seconds=60):
             state, outcome = outcomes[job.delivery_id]
             await queue.finish(job.delivery_id, state, outcome, now=5e9 + 1)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.delivery_queue import DeliveryQueue, DeliveryRow, Job
-from bridge.storage import Database, NewEvent
+from bridge.storage import DeliveryRow, Job, NewEvent, SqliteStorage
 
 NOW = 1_800_000_000.0
 
@@ -45,24 +44,26 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def database(tmp_path: Path, clock: Clock) -> AsyncIterator[Database]:
-    opened = await Database.open(tmp_path / "bridge.sqlite3", clock=clock)
+async def database(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteStorage]:
+    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3", clock=clock)
     yield opened
     await opened.close()
 
 
 @pytest.fixture
-def queue(database: Database) -> DeliveryQueue:
-    return DeliveryQueue(database)
+def queue(database: SqliteStorage) -> SqliteStorage:
+    return database
 
 
-async def record(database: Database, *events: NewEvent) -> list[int]:
+async def record(database: SqliteStorage, *events: NewEvent) -> list[int]:
     return [(await database.record_event(e)).event_id for e in events]
 
 
-async def test_every_event_has_a_pending_delivery(database: Database, queue: DeliveryQueue) -> None:
+async def test_every_event_has_a_pending_delivery(
+    database: SqliteStorage, queue: SqliteStorage
+) -> None:
     await record(database, event("a", "1"), event("b", "2"))
-    rows = await queue.list()
+    rows = await queue.list_deliveries()
     assert sorted((row.woo_order_id, row.state, row.progress) for row in rows) == [
         ("1", "pending", "new"),
         ("2", "pending", "new"),
@@ -70,7 +71,7 @@ async def test_every_event_has_a_pending_delivery(database: Database, queue: Del
 
 
 async def test_one_claim_per_order_in_arrival_order(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, event("a1", "1"), event("b1", "2"), event("a2", "1"), event("a3", "1"))
     first = await queue.claim("main", 10, now=NOW + 10, lease_seconds=60)
@@ -88,7 +89,7 @@ async def test_one_claim_per_order_in_arrival_order(
 
 
 async def test_claims_respect_the_limit_and_the_store(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, event("a", "1"), event("b", "2"), event("c", "3", store="other"))
     assert len(await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)) == 1
@@ -98,7 +99,9 @@ async def test_claims_respect_the_limit_and_the_store(
     assert await queue.claim("main", 0, now=NOW + 10, lease_seconds=60) == []
 
 
-async def test_an_expired_lease_is_claimed_again(database: Database, queue: DeliveryQueue) -> None:
+async def test_an_expired_lease_is_claimed_again(
+    database: SqliteStorage, queue: SqliteStorage
+) -> None:
     await record(database, event("a", "1"))
     (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
     assert await queue.claim("main", 1, now=NOW + 69, lease_seconds=60) == []
@@ -108,7 +111,7 @@ async def test_an_expired_lease_is_claimed_again(database: Database, queue: Deli
 
 
 async def test_releasing_leases_frees_work_of_a_dead_process(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, event("a", "1"))
     await queue.claim("main", 1, now=NOW + 10, lease_seconds=600)
@@ -116,7 +119,7 @@ async def test_releasing_leases_frees_work_of_a_dead_process(
     assert len(await queue.claim("main", 1, now=NOW + 11, lease_seconds=600)) == 1
 
 
-async def test_retry_later_waits_until_due(database: Database, queue: DeliveryQueue) -> None:
+async def test_retry_later_waits_until_due(database: SqliteStorage, queue: SqliteStorage) -> None:
     await record(database, event("a", "1"))
     (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
     await queue.retry_later(
@@ -126,12 +129,12 @@ async def test_retry_later_waits_until_due(database: Database, queue: DeliveryQu
     assert await queue.next_due() == NOW + 100
     (again,) = await queue.claim("main", 1, now=NOW + 100, lease_seconds=60)
     assert again.attempts == 2
-    row = await queue.get(job.delivery_id)
+    row = await queue.get_delivery(job.delivery_id)
     assert row is not None and row.last_error == "WooCommerce answered 503"
 
 
 async def test_progress_and_decision_survive_a_claim(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, event("a", "1"))
     (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
@@ -142,7 +145,7 @@ async def test_progress_and_decision_survive_a_claim(
 
 
 async def test_requeue_dead_starts_a_new_generation(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, event("a", "1"), event("b", "2"))
     jobs = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
@@ -158,18 +161,18 @@ async def test_requeue_dead_starts_a_new_generation(
 
 
 async def test_replay_requeues_a_finished_delivery_only(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     (event_id,) = await record(database, event("a", "1"))
     assert await queue.requeue_event(event_id, now=NOW + 5) == 0  # still pending
     (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
     await queue.finish(job.delivery_id, "done", "pay: payment confirmed", now=NOW + 11)
     assert await queue.requeue_event(event_id, now=NOW + 12) == 1
-    assert (await queue.counts()) == {"pending": 1}
+    assert (await queue.delivery_counts()) == {"pending": 1}
 
 
 async def test_the_status_a_delivery_acted_on_is_recorded_as_applied(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     # The callback said confirmed; the delivery acted on what the API said.
     await record(database, event("callback", "1"))
@@ -190,7 +193,7 @@ async def test_the_status_a_delivery_acted_on_is_recorded_as_applied(
 
 
 async def test_a_status_applied_once_keeps_its_first_delivery(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     callback = event("callback", "1")
     # Reconciliation reports the same payment status in a body of its own.
@@ -206,7 +209,7 @@ async def test_a_status_applied_once_keeps_its_first_delivery(
 
 
 async def test_finishing_without_an_applied_status_records_nothing(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, event("dead", "1"))
     (job,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
@@ -216,7 +219,7 @@ async def test_finishing_without_an_applied_status_records_nothing(
 
 
 async def test_a_payment_is_known_while_a_delivery_of_its_order_is_pending(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, replace(event("p", "1"), status="pending"))
     # Any pending delivery of the Cryptum order reads its status from the API.
@@ -232,7 +235,7 @@ async def test_a_payment_is_known_while_a_delivery_of_its_order_is_pending(
 
 
 async def test_only_a_finished_not_dead_event_is_requeued_for_reconciliation(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     done_id, dead_id, pending_id = await record(
         database, event("done", "1"), event("dead", "2"), event("pending", "3")
@@ -243,23 +246,23 @@ async def test_only_a_finished_not_dead_event_is_requeued_for_reconciliation(
     assert await queue.requeue_finished_event(done_id, now=NOW + 12) == 1
     assert await queue.requeue_finished_event(dead_id, now=NOW + 12) == 0
     assert await queue.requeue_finished_event(pending_id, now=NOW + 12) == 0
-    states = {row.event_id: (row.state, row.progress) for row in await queue.list()}
+    states = {row.event_id: (row.state, row.progress) for row in await queue.list_deliveries()}
     assert states[done_id] == ("pending", "new")
     assert states[dead_id][0] == "dead"
 
 
 async def test_running_a_delivery_again_keeps_the_run_that_ended(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     done_id, dead_id = await record(database, event("done", "1"), event("dead", "2"))
     done, dead = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
     await queue.finish(done.delivery_id, "done", "pay: payment confirmed", now=NOW + 11)
     await queue.finish(dead.delivery_id, "dead", "order not found in WooCommerce", now=NOW + 12)
-    assert await queue.runs(done.delivery_id) == []
+    assert await queue.delivery_runs(done.delivery_id) == []
 
     assert await queue.requeue_event(done_id, now=NOW + 20) == 1  # replay
     assert await queue.requeue(state="dead", now=NOW + 21) == 1  # dead-letter retry
-    (earlier,) = await queue.runs(done.delivery_id)
+    (earlier,) = await queue.delivery_runs(done.delivery_id)
     summary = earlier.summary()
     assert summary == {
         "started_at": NOW,  # when the event arrived
@@ -272,25 +275,26 @@ async def test_running_a_delivery_again_keeps_the_run_that_ended(
         "requeued_at": NOW + 20,
     }
     ((generation, state, outcome),) = [
-        (run.generation, run.state, run.outcome) for run in await queue.runs(dead.delivery_id)
+        (run.generation, run.state, run.outcome)
+        for run in await queue.delivery_runs(dead.delivery_id)
     ]
     assert (generation, state, outcome) == (1, "dead", "order not found in WooCommerce")
     # The rows themselves start over, as before.
-    row = await queue.get(done.delivery_id)
+    row = await queue.get_delivery(done.delivery_id)
     assert row is not None and (row.state, row.outcome, row.attempts) == ("pending", None, 0)
 
     for job in await queue.claim("main", 2, now=NOW + 30, lease_seconds=60):
         await queue.finish(job.delivery_id, "skipped", "skipped: already paid", now=NOW + 31)
     assert await queue.finished_runs() == {"done": 1, "dead": 1, "skipped": 2}
     # What waits for a person now is counted apart.
-    assert await queue.counts() == {"skipped": 2}
+    assert await queue.delivery_counts() == {"skipped": 2}
     # Reconciliation's requeue keeps its run too.
     assert await queue.requeue_finished_event(dead_id, now=NOW + 40) == 1
-    assert [run.state for run in await queue.runs(dead.delivery_id)] == ["dead", "skipped"]
+    assert [run.state for run in await queue.delivery_runs(dead.delivery_id)] == ["dead", "skipped"]
 
 
 async def test_a_claim_hands_out_each_event_with_its_delivery(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     callback = replace(event("a", "1"), status="pending", payload=b'{"id": "a"}')
     # Reconciliation's own events carry no signature form.
@@ -298,7 +302,7 @@ async def test_a_claim_hands_out_each_event_with_its_delivery(
         event("b", "2"), source="reconcile", signature_form=None, payload=b'{"id": "b"}'
     )
     a_id, b_id = await record(database, callback, reconciled)
-    ids = {row.event_id: row.id for row in await queue.list()}
+    ids = {row.event_id: row.id for row in await queue.list_deliveries()}
     jobs = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
     assert jobs == [
         Job(
@@ -335,32 +339,34 @@ async def test_a_claim_hands_out_each_event_with_its_delivery(
 
 
 async def test_a_claim_for_no_deliveries_leases_none(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, event("a", "1"), event("b", "2"))
     assert await queue.claim("main", 0, now=NOW + 10, lease_seconds=60) == []
     # SQLite reads a negative LIMIT as no limit at all.
     assert await queue.claim("main", -1, now=NOW + 10, lease_seconds=60) == []
-    assert [(row.attempts, row.updated_at) for row in await queue.list()] == [
+    assert [(row.attempts, row.updated_at) for row in await queue.list_deliveries()] == [
         (0, NOW),
         (0, NOW),
     ]
 
 
 async def test_a_claim_takes_the_oldest_due_deliveries_up_to_the_limit(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, event("a", "1"), event("b", "2"), event("c", "3"))
     first = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
     assert [job.woo_order_id for job in first] == ["1", "2"]
     rest = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
     assert [job.woo_order_id for job in rest] == ["3"]
-    rows = {row.woo_order_id: (row.attempts, row.updated_at) for row in await queue.list()}
+    rows = {
+        row.woo_order_id: (row.attempts, row.updated_at) for row in await queue.list_deliveries()
+    }
     assert rows == {"1": (1, NOW + 10), "2": (1, NOW + 10), "3": (1, NOW + 10)}
 
 
 async def test_a_delivery_is_due_from_its_arrival_not_before(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, event("a", "1"))
     assert await queue.claim("main", 1, now=NOW - 0.5, lease_seconds=60) == []
@@ -368,7 +374,9 @@ async def test_a_delivery_is_due_from_its_arrival_not_before(
     assert job.attempts == 1
 
 
-async def test_a_lease_ends_at_its_last_instant(database: Database, queue: DeliveryQueue) -> None:
+async def test_a_lease_ends_at_its_last_instant(
+    database: SqliteStorage, queue: SqliteStorage
+) -> None:
     await record(database, event("a", "1"))
     (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
     assert await queue.claim("main", 1, now=NOW + 69.5, lease_seconds=60) == []
@@ -377,7 +385,7 @@ async def test_a_lease_ends_at_its_last_instant(database: Database, queue: Deliv
 
 
 async def test_an_order_waits_only_for_its_own_stores_pending_deliveries(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     # Order numbers are each shop's own: order 1 of two stores are two orders.
     await record(
@@ -393,14 +401,14 @@ async def test_an_order_waits_only_for_its_own_stores_pending_deliveries(
 
 
 async def test_saving_progress_keeps_the_plan_and_its_time(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, event("a", "1"), event("b", "2"))
     job, other = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
     await queue.save_progress(job.delivery_id, "acting", {"kind": "pay"}, now=NOW + 11)
-    row = await queue.get(job.delivery_id)
+    row = await queue.get_delivery(job.delivery_id)
     assert row is not None and (row.progress, row.updated_at) == ("acting", NOW + 11)
-    untouched = await queue.get(other.delivery_id)
+    untouched = await queue.get_delivery(other.delivery_id)
     assert untouched is not None and (untouched.progress, untouched.updated_at) == (
         "new",
         NOW + 10,
@@ -408,14 +416,14 @@ async def test_saving_progress_keeps_the_plan_and_its_time(
 
     await queue.save_progress(job.delivery_id, "new", None, now=NOW + 12)
     # No plan is no value, as on a fresh start: not the JSON text `null`.
-    stored = await database.connection.execute_fetchall(
+    stored = await database._connection.execute_fetchall(
         "SELECT progress, decision, updated_at FROM deliveries WHERE id = ?", (job.delivery_id,)
     )
     assert [tuple(row) for row in stored] == [("new", None, NOW + 12)]
 
 
 async def test_releasing_leases_frees_every_held_lease_and_counts_them(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(database, event("a", "1"), event("b", "2"), event("c", "3"), event("d", "4"))
     *_, c = await queue.claim("main", 3, now=NOW + 10, lease_seconds=600)
@@ -428,7 +436,7 @@ async def test_releasing_leases_frees_every_held_lease_and_counts_them(
 
 
 async def test_requeue_runs_again_only_what_ended_in_the_state(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(
         database,
@@ -453,9 +461,9 @@ async def test_requeue_runs_again_only_what_ended_in_the_state(
     assert await queue.requeue(state="dead", now=NOW + 41) == 1
     assert await queue.requeue(state="dead", now=NOW + 42) == 0
     assert await queue.requeue(state="done", delivery_id=10_000, now=NOW + 42) == 0
-    assert await queue.counts() == {"done": 1, "skipped": 1, "pending": 3}
+    assert await queue.delivery_counts() == {"done": 1, "skipped": 1, "pending": 3}
 
-    row = await queue.get(dead1.delivery_id)
+    row = await queue.get_delivery(dead1.delivery_id)
     assert row is not None
     assert row.summary() == {
         "id": dead1.delivery_id,
@@ -482,7 +490,7 @@ async def test_requeue_runs_again_only_what_ended_in_the_state(
 
 
 async def test_requeue_for_reconciliation_takes_done_and_skipped_only(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     done_id, skipped_id, dead_id, pending_id = await record(
         database, event("done", "1"), event("skipped", "2"), event("dead", "3"), event("p", "4")
@@ -508,7 +516,7 @@ async def test_requeue_for_reconciliation_takes_done_and_skipped_only(
 
 
 async def test_next_due_is_the_earliest_pending_attempt_leased_or_not(
-    database: Database, queue: DeliveryQueue, clock: Clock
+    database: SqliteStorage, queue: SqliteStorage, clock: Clock
 ) -> None:
     assert await queue.next_due() is None
     await record(database, event("a", "1"))
@@ -526,7 +534,7 @@ async def test_next_due_is_the_earliest_pending_attempt_leased_or_not(
 
 
 async def test_oldest_pending_is_when_the_oldest_waiting_delivery_arrived(
-    database: Database, queue: DeliveryQueue, clock: Clock
+    database: SqliteStorage, queue: SqliteStorage, clock: Clock
 ) -> None:
     assert await queue.oldest_pending() is None
     await record(database, event("a", "1"))
@@ -544,9 +552,9 @@ async def test_oldest_pending_is_when_the_oldest_waiting_delivery_arrived(
 
 
 async def test_counts_are_per_state_and_only_for_the_states_named(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
-    assert await queue.counts() == {}
+    assert await queue.delivery_counts() == {}
     await record(
         database,
         event("a", "1"),
@@ -559,16 +567,16 @@ async def test_counts_are_per_state_and_only_for_the_states_named(
     await queue.finish(a.delivery_id, "done", "pay", now=NOW + 11)
     await queue.finish(b.delivery_id, "dead", "gave up", now=NOW + 11)
     await queue.finish(c.delivery_id, "dead", "gave up", now=NOW + 11)
-    assert await queue.counts() == {"done": 1, "dead": 2, "pending": 2}
-    assert await queue.counts(("pending", "dead")) == {"pending": 2, "dead": 2}
-    assert await queue.counts(["done"]) == {"done": 1}
+    assert await queue.delivery_counts() == {"done": 1, "dead": 2, "pending": 2}
+    assert await queue.delivery_counts(("pending", "dead")) == {"pending": 2, "dead": 2}
+    assert await queue.delivery_counts(["done"]) == {"done": 1}
     # A state with nothing in it is left out, not counted as zero.
-    assert await queue.counts(["skipped", "done"]) == {"done": 1}
-    assert await queue.counts([]) == {}
+    assert await queue.delivery_counts(["skipped", "done"]) == {"done": 1}
+    assert await queue.delivery_counts([]) == {}
 
 
 async def test_list_filters_by_state_and_store_newest_first(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     await record(
         database,
@@ -587,26 +595,26 @@ async def test_list_filters_by_state_and_store_newest_first(
     def keys(rows: list[DeliveryRow]) -> list[str]:
         return [row.cryptum_order_id for row in rows]
 
-    assert keys(await queue.list()) == ["c-e", "c-d", "c-c", "c-b", "c-a"]
-    assert keys(await queue.list(state="dead")) == ["c-e", "c-c", "c-a"]
-    assert keys(await queue.list(store="other")) == ["c-d", "c-b"]
-    assert keys(await queue.list(state="done", store="other")) == ["c-b"]
-    assert keys(await queue.list(state="pending", store="main")) == []
-    assert keys(await queue.list(limit=2)) == ["c-e", "c-d"]
-    assert keys(await queue.list(state="dead", limit=2)) == ["c-e", "c-c"]
+    assert keys(await queue.list_deliveries()) == ["c-e", "c-d", "c-c", "c-b", "c-a"]
+    assert keys(await queue.list_deliveries(state="dead")) == ["c-e", "c-c", "c-a"]
+    assert keys(await queue.list_deliveries(store="other")) == ["c-d", "c-b"]
+    assert keys(await queue.list_deliveries(state="done", store="other")) == ["c-b"]
+    assert keys(await queue.list_deliveries(state="pending", store="main")) == []
+    assert keys(await queue.list_deliveries(limit=2)) == ["c-e", "c-d"]
+    assert keys(await queue.list_deliveries(state="dead", limit=2)) == ["c-e", "c-c"]
 
 
 async def test_list_shows_fifty_deliveries_unless_told(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     event_ids = await record(database, *(event(str(n), str(n)) for n in range(51)))
-    rows = await queue.list()
+    rows = await queue.list_deliveries()
     assert [row.event_id for row in rows] == event_ids[:0:-1]
-    assert len(await queue.list(limit=51)) == 51
+    assert len(await queue.list_deliveries(limit=51)) == 51
 
 
 async def test_get_shows_a_delivery_with_its_event(
-    database: Database, queue: DeliveryQueue
+    database: SqliteStorage, queue: SqliteStorage
 ) -> None:
     (event_id,) = await record(database, replace(event("a", "7", store="other"), status="paid"))
     (job,) = await queue.claim("other", 1, now=NOW + 10, lease_seconds=60)
@@ -615,7 +623,7 @@ async def test_get_shows_a_delivery_with_its_event(
         job.delivery_id, at=NOW + 50, error="WooCommerce answered 503", now=NOW + 12
     )
     await queue.finish(job.delivery_id, "dead", "order not found", now=NOW + 60)
-    row = await queue.get(job.delivery_id)
+    row = await queue.get_delivery(job.delivery_id)
     assert row is not None
     assert row.summary() == {
         "id": job.delivery_id,
@@ -633,4 +641,4 @@ async def test_get_shows_a_delivery_with_its_event(
         "created_at": NOW,
         "updated_at": NOW + 60,
     }
-    assert await queue.get(job.delivery_id + 1) is None
+    assert await queue.get_delivery(job.delivery_id + 1) is None

@@ -19,8 +19,7 @@ import pytest
 from bridge.app import build_clients
 from bridge.config import Config, parse_config
 from bridge.delivery import DeliveryWorker
-from bridge.delivery_queue import DeliveryQueue
-from bridge.storage import Database, NewEvent
+from bridge.storage import NewEvent, SqliteStorage
 from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from support import MAIN_STORE_ID, config_document
@@ -37,8 +36,8 @@ async def shop() -> AsyncIterator[WooCommerceSimulator]:
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    opened = await Database.open(tmp_path / "bridge.sqlite3")
+async def database(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
     yield opened
     await opened.close()
 
@@ -74,7 +73,7 @@ def unsigned_event(woo_order_id: str) -> NewEvent:
     )
 
 
-async def run_worker(config: Config, database: Database) -> None:
+async def run_worker(config: Config, database: SqliteStorage) -> None:
     async with aiohttp.ClientSession() as session:
         clients, cryptum_clients = build_clients(config, session)
         worker = DeliveryWorker(config, database, clients, cryptum_clients)
@@ -83,15 +82,15 @@ async def run_worker(config: Config, database: Database) -> None:
 
 
 async def test_an_unsigned_callback_is_never_applied_once_the_api_key_is_gone(
-    tmp_path: Path, shop: WooCommerceSimulator, database: Database
+    tmp_path: Path, shop: WooCommerceSimulator, database: SqliteStorage
 ) -> None:
     await database.record_event(unsigned_event("11"))
     # Later the store loses its API key and allow_unsigned: no one can confirm it now.
     now_config = config(tmp_path, shop)
     assert now_config.stores[0].cryptum_api_key is None
     await run_worker(now_config, database)
-    queue = DeliveryQueue(database)
-    (dead,) = await queue.list(state="dead")
+    queue = database
+    (dead,) = await queue.list_deliveries(state="dead")
     assert "accepted without a signature" in (dead.outcome or "")
     assert shop.orders[11].status == "pending"
     assert shop.requests == []  # the shop was never even asked
@@ -99,13 +98,13 @@ async def test_an_unsigned_callback_is_never_applied_once_the_api_key_is_gone(
     # `dead-letter retry --all` runs it again: it stays dead, with the reason.
     assert await queue.requeue(state="dead", now=0.0) == 1
     await run_worker(now_config, database)
-    (again,) = await queue.list(state="dead")
+    (again,) = await queue.list_deliveries(state="dead")
     assert "accepted without a signature" in (again.outcome or "")
     assert shop.orders[11].status == "pending" and shop.requests == []
 
 
 async def test_a_signed_callback_without_an_api_key_is_applied(
-    tmp_path: Path, shop: WooCommerceSimulator, database: Database
+    tmp_path: Path, shop: WooCommerceSimulator, database: SqliteStorage
 ) -> None:
     # The same callback, signed: the signature is the check for a store without a key.
     await database.record_event(replace(unsigned_event("12"), signature_form="json"))

@@ -182,9 +182,9 @@ async def test_a_loose_database_mode_is_reported(
     path = write(tmp_path, shop)
     database = tmp_path / "state" / "bridge.sqlite3"
     database.parent.mkdir()
-    from bridge.storage import Database
+    from bridge.storage import SqliteStorage
 
-    opened = await Database.open(database)
+    opened = await SqliteStorage.open(database)
     await opened.close()
     database.chmod(0o644)
     code, findings = await doctor(path)

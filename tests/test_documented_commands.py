@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from bridge.storage import Database
+from bridge.storage import SqliteStorage
 
 from support import CONFIGURED_SECRETS, callback_body, config_document, to_toml
 
@@ -335,7 +335,7 @@ def _run_serve(arguments: list[str], setup: Setup) -> tuple[int, str]:
 async def _one_event(database: Path) -> None:
     from bridge.storage import NewEvent
 
-    opened = await Database.open(database)
+    opened = await SqliteStorage.open(database)
     try:
         await opened.record_event(
             NewEvent(

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.app_keys import DATABASE
+from bridge.app_keys import STORAGE
 from bridge.signature import sign
 
 from support import MAIN_SECRET, MAIN_STORE_ID, SECOND_SECRET, callback_body, signed_headers
@@ -84,8 +84,8 @@ paths = st.sampled_from(["", "/main", "/second", "/nope", "/%2e%2e"])
 
 
 async def stored_events(client: Any) -> int:
-    rows = await client.app[DATABASE].connection.execute_fetchall("SELECT count(*) FROM events")
-    return int(next(iter(rows))[0])
+    count: int = await client.app[STORAGE].count_events()
+    return count
 
 
 def refused(status: int) -> bool:
@@ -102,7 +102,7 @@ async def test_a_signed_body_gets_an_allowed_answer(client: Any, body: bytes, pa
     if response.status == 200:
         # Accepted means stored, byte for byte, for the store the body names.
         answer = await response.json()
-        event = await client.app[DATABASE].get_event(answer["event_id"])
+        event = await client.app[STORAGE].get_event(answer["event_id"])
         assert event is not None
         assert (event.store, event.payload) == ("main", body)
 
@@ -170,5 +170,5 @@ async def test_header_variants_never_break_the_answer(
     response = await client.post("/callbacks/cryptum", data=body, headers=headers)
     assert response.status == 200
     answer = await response.json()
-    event = await client.app[DATABASE].get_event(answer["event_id"])
+    event = await client.app[STORAGE].get_event(answer["event_id"])
     assert event is not None and event.payload == body

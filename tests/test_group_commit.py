@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bridge.group_commit import GroupCommitter, WriterClosed
+from bridge.storage.group_commit import GroupCommitter, WriterClosed
 
 
 async def test_items_queued_during_a_commit_share_the_next_one() -> None:

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import create_app
-from bridge.app_keys import DATABASE
+from bridge.app_keys import STORAGE
 from bridge.config import parse_config
 from bridge_simulators.woocommerce import WooCommerceSimulator
 
@@ -61,10 +61,13 @@ async def test_metrics_count_what_happened(
     )
 
     async def settled() -> bool:
-        rows = await client.app[DATABASE].connection.execute_fetchall(
-            "SELECT store, state, last_error IS NOT NULL FROM deliveries"
-        )
-        return sorted(rows) == [("main", "dead", 0), ("main", "done", 0), ("second", "pending", 1)]
+        rows = await client.app[STORAGE].list_deliveries()
+        seen = sorted((row.store, row.state, row.last_error is not None) for row in rows)
+        return seen == [
+            ("main", "dead", False),
+            ("main", "done", False),
+            ("second", "pending", True),
+        ]
 
     for _ in range(200):
         if await settled():

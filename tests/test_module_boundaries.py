@@ -8,6 +8,7 @@ a server or a file), and the simulators share no code with the product
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,40 @@ def test_only_the_demo_runs_the_simulators() -> None:
 def test_the_import_check_sees_relative_imports() -> None:
     imported = imported_modules(ROOT / "bridge" / "delivery_plan.py")
     assert "bridge.status_rules" in imported
+
+
+# SQL in a string literal, or a database driver imported: storage's alone.
+_SQL = re.compile(
+    r"\b(SELECT\b.+\bFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM"
+    r"|CREATE\s+(TABLE|INDEX|TRIGGER)|PRAGMA\s+\w+)",
+    re.IGNORECASE | re.DOTALL,
+)
+_DRIVERS = {"sqlite3", "aiosqlite", "asyncmy", "aiomysql", "pymysql"}
+
+
+def sql_in(path: Path) -> list[str]:
+    """The string literals of `path` that hold SQL, and the drivers it imports."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = [
+        node.value.strip()[:60]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and _SQL.search(node.value)
+    ]
+    return found + sorted(_DRIVERS & {m.split(".")[0] for m in imported_modules(path)})
+
+
+def test_no_module_outside_storage_holds_sql_or_a_driver() -> None:
+    storage = ROOT / "bridge" / "storage"
+    offenders = {
+        str(path.relative_to(ROOT)): sql_in(path)
+        for path in package_modules("bridge")
+        if storage not in path.parents and sql_in(path)
+    }
+    assert offenders == {}
+
+
+def test_the_sql_check_finds_sql_and_drivers() -> None:
+    assert sql_in(ROOT / "bridge" / "storage" / "sqlite_queue.py")
+    assert "aiosqlite" in sql_in(ROOT / "bridge" / "storage" / "sqlite.py")

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from bridge.app_keys import STORAGE
+
 from payment_world import LOOKBACK_HOURS, RECONCILE_SECONDS, World
 
 SCHEDULES = int(os.environ.get("PAYMENT_SCHEDULES", "8"))
@@ -171,7 +173,7 @@ async def run_schedule(directory: Path, seed: int) -> World:
         payments = schedule(rng, rng.randint(3, 7))
         await play(world, payments, rng)
         check(world, payments)
-        pending = await world.worker._queue.counts(("pending",))
+        pending = await world.app[STORAGE].delivery_counts(("pending",))
         assert pending == {}, pending
     finally:
         await world.close()
@@ -256,5 +258,5 @@ async def test_a_claim_the_api_never_confirms_is_never_paid(world: World) -> Non
         world.clock.now += RECONCILE_SECONDS
         await world.work()
     assert world.shop.orders[44].status == "pending"
-    (dead,) = await world.worker._queue.list(state="dead")
+    (dead,) = await world.app[STORAGE].list_deliveries(state="dead")
     assert "nothing applied" in (dead.outcome or "")

@@ -22,7 +22,7 @@ from bridge.app_keys import RECONCILER
 from bridge.config import parse_config
 from bridge.cryptum import CryptumClient
 from bridge.reconcile import RECONCILED_STATUSES, Reconciler
-from bridge.storage import Database
+from bridge.storage import SqliteStorage
 
 from payment_world import LOOKBACK_HOURS, RECONCILE_SECONDS, VirtualClock, World
 from support import CONFIGURED_SECRETS, MAIN_STORE_ID, config_document
@@ -343,8 +343,8 @@ async def test_the_loop_passes_at_start_survives_a_crash_and_stops_mid_wait(
 
 
 @contextlib.asynccontextmanager
-async def opened_database(path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(path)
+async def opened_database(path: Path) -> AsyncIterator[SqliteStorage]:
+    database = await SqliteStorage.open(path)
     try:
         yield database
     finally:

@@ -10,7 +10,7 @@ import pytest
 
 from bridge.payload import parse_callback
 from bridge.retention import RetentionJob, redact_payload
-from bridge.storage import Database, NewEvent
+from bridge.storage import NewEvent, SqliteStorage
 
 from support import CUSTOMER_EMAIL, CUSTOMER_NAME, callback_body
 
@@ -51,16 +51,16 @@ def test_anything_else_is_emptied(payload: bytes) -> None:
 
 
 async def test_old_payloads_lose_personal_data_and_recent_ones_keep_it(tmp_path: Path) -> None:
-    database = await Database.open(tmp_path / "bridge.sqlite3")
+    database = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
     try:
         old_body = callback_body(order_id="old")
         old = await database.record_event(event(old_body))
         new = await database.record_event(event(callback_body(order_id="new")))
         now = 2_000_000_000.0
-        await database.connection.execute(
+        await database._connection.execute(
             "UPDATE events SET received_at = ? WHERE id = ?", (now - 91 * DAY, old.event_id)
         )
-        await database.connection.execute(
+        await database._connection.execute(
             "UPDATE events SET received_at = ? WHERE id = ?", (now - 89 * DAY, new.event_id)
         )
         before = await database.get_event(old.event_id)
@@ -76,7 +76,7 @@ async def test_old_payloads_lose_personal_data_and_recent_ones_keep_it(tmp_path:
             assert personal.encode() in (new_row.payload or b"")
         # What stays: ids, status, the delivery and its state, the dedupe hash.
         assert old_row.summary() == before.summary()
-        rows = await database.connection.execute_fetchall(
+        rows = await database._connection.execute_fetchall(
             "SELECT redacted_at FROM events WHERE id = ?", (old.event_id,)
         )
         assert list(rows) == [(now,)]
@@ -88,21 +88,21 @@ async def test_old_payloads_lose_personal_data_and_recent_ones_keep_it(tmp_path:
 
 
 async def test_the_plan_of_a_finished_delivery_goes_with_the_personal_data(tmp_path: Path) -> None:
-    database = await Database.open(tmp_path / "bridge.sqlite3")
+    database = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
     try:
         finished = await database.record_event(event(callback_body(order_id="finished")))
         waiting = await database.record_event(event(callback_body(order_id="waiting")))
         now = 2_000_000_000.0
         # A plan as earlier versions saved it, with the callback's message in its meta.
         plan = json.dumps({"note": "n", "changes": {"meta_data": [{"value": CUSTOMER_NAME}]}})
-        await database.connection.execute("UPDATE events SET received_at = ?", (now - 91 * DAY,))
-        await database.connection.execute("UPDATE deliveries SET decision = ?", (plan,))
-        await database.connection.execute(
+        await database._connection.execute("UPDATE events SET received_at = ?", (now - 91 * DAY,))
+        await database._connection.execute("UPDATE deliveries SET decision = ?", (plan,))
+        await database._connection.execute(
             "UPDATE deliveries SET state = 'done' WHERE event_id = ?", (finished.event_id,)
         )
         assert await RetentionJob(database, retention_days=90, clock=lambda: now).run_once() == 2
         rows = dict(
-            await database.connection.execute_fetchall("SELECT event_id, decision FROM deliveries")
+            await database._connection.execute_fetchall("SELECT event_id, decision FROM deliveries")
         )
         assert rows[finished.event_id] is None
         # A delivery still pending may resume its plan.

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.delivery_queue import DeliveryQueue
-from bridge.migrations import MIGRATIONS, SCHEMA_VERSION
-from bridge.storage import Database, NewEvent, StorageError, StorageUnavailable
+from bridge.storage import NewEvent, SqliteStorage, StorageError, StorageUnavailable
+from bridge.storage.sqlite_migrations import MIGRATIONS, SCHEMA_VERSION
 
 
 def event(key: str, *, store: str = "main", woo_order_id: str = "1") -> NewEvent:
@@ -33,12 +32,12 @@ def event(key: str, *, store: str = "main", woo_order_id: str = "1") -> NewEvent
 
 @pytest.fixture
 async def database(tmp_path: Path):  # type: ignore[no-untyped-def]
-    opened = await Database.open(tmp_path / "db" / "bridge.sqlite3", busy_timeout_ms=100)
+    opened = await SqliteStorage.open(tmp_path / "db" / "bridge.sqlite3", busy_timeout_ms=100)
     yield opened
     await opened.close()
 
 
-async def test_file_is_created_private_in_wal_mode(database: Database) -> None:
+async def test_file_is_created_private_in_wal_mode(database: SqliteStorage) -> None:
     await database.record_event(event("a"))
     assert stat.S_IMODE(os.stat(database.path).st_mode) == 0o600
     for suffix in ("-wal", "-shm"):
@@ -49,7 +48,7 @@ async def test_file_is_created_private_in_wal_mode(database: Database) -> None:
         assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
-async def test_writer_commits_with_synchronous_full(database: Database) -> None:
+async def test_writer_commits_with_synchronous_full(database: SqliteStorage) -> None:
     rows = await database._connection.execute_fetchall("PRAGMA synchronous")
     assert list(rows) == [(2,)]  # 2 = FULL
 
@@ -58,12 +57,12 @@ async def test_an_existing_file_with_a_loose_mode_is_tightened(tmp_path: Path) -
     path = tmp_path / "bridge.sqlite3"
     path.touch(mode=0o644)
     os.chmod(path, 0o644)
-    opened = await Database.open(path)
+    opened = await SqliteStorage.open(path)
     await opened.close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
-async def test_identical_events_are_stored_once_with_one_delivery(database: Database) -> None:
+async def test_identical_events_are_stored_once_with_one_delivery(database: SqliteStorage) -> None:
     first = await database.record_event(event("a"))
     again = await database.record_event(event("a"))
     other_store = await database.record_event(event("a", store="second"))
@@ -74,7 +73,7 @@ async def test_identical_events_are_stored_once_with_one_delivery(database: Data
         assert connection.execute("SELECT count(*) FROM deliveries").fetchone() == (2,)
 
 
-async def test_duplicates_within_one_batch_are_found(database: Database) -> None:
+async def test_duplicates_within_one_batch_are_found(database: SqliteStorage) -> None:
     results = await asyncio.gather(*(database.record_event(event("same")) for _ in range(20)))
     assert sum(not r.duplicate for r in results) == 1
     assert database.commit_stats[0] < 20
@@ -82,10 +81,10 @@ async def test_duplicates_within_one_batch_are_found(database: Database) -> None
 
 async def test_reopening_keeps_events_and_does_not_migrate_again(tmp_path: Path) -> None:
     path = tmp_path / "bridge.sqlite3"
-    first = await Database.open(path)
+    first = await SqliteStorage.open(path)
     stored = await first.record_event(event("kept"))
     await first.close()
-    second = await Database.open(path)
+    second = await SqliteStorage.open(path)
     try:
         row = await second.get_event(stored.event_id)
         assert row is not None and row.cryptum_order_id == "c-kept"
@@ -108,7 +107,7 @@ async def test_a_version_1_database_is_upgraded_with_its_events_and_deliveries(
         )
         connection.execute("UPDATE deliveries SET state = 'done', outcome = 'paid'")
 
-    upgraded = await Database.open(path)
+    upgraded = await SqliteStorage.open(path)
     try:
         old = await upgraded.get_event(1)
         assert old is not None and old.cryptum_order_id == "c-old"
@@ -122,7 +121,7 @@ async def test_a_version_1_database_is_upgraded_with_its_events_and_deliveries(
         assert not new.duplicate
         assert (await upgraded.get_event(new.event_id)).delivery_state == "pending"  # type: ignore[union-attr]
         # A delivery done before schema 3 counts as having applied its event's status.
-        queue = DeliveryQueue(upgraded)
+        queue = upgraded
         assert await queue.applied_by("main", "c-old", "confirmed") == 1
         assert await queue.applied_by("main", "c-old", "cancelled") is None
     finally:
@@ -142,7 +141,7 @@ async def test_admin_opens_do_not_migrate_under_a_running_daemon(tmp_path: Path)
     with sqlite3.connect(path) as connection:
         connection.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
     with pytest.raises(StorageError, match="older than this program's"):
-        await Database.open(path, create=False)
+        await SqliteStorage.open(path, create=False)
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA user_version").fetchone() == (1,)
 
@@ -152,16 +151,18 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as connection:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StorageError, match="newer than this program"):
-        await Database.open(path)
+        await SqliteStorage.open(path)
 
 
 async def test_admin_open_does_not_create_a_database(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="no database"):
-        await Database.open(tmp_path / "missing.sqlite3", create=False)
+        await SqliteStorage.open(tmp_path / "missing.sqlite3", create=False)
     assert not (tmp_path / "missing.sqlite3").exists()
 
 
-async def test_a_failed_commit_leaves_nothing_and_the_writer_goes_on(database: Database) -> None:
+async def test_a_failed_commit_leaves_nothing_and_the_writer_goes_on(
+    database: SqliteStorage,
+) -> None:
     blocker = sqlite3.connect(database.path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
@@ -178,13 +179,13 @@ async def test_a_failed_commit_leaves_nothing_and_the_writer_goes_on(database: D
 
 
 async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
-    opened = await Database.open(tmp_path / "bridge.sqlite3")
+    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
     await opened.close()
     with pytest.raises(StorageUnavailable, match="shutting_down"):
         await opened.record_event(event("late"))
 
 
-async def test_listing_is_newest_first_and_filters_by_store(database: Database) -> None:
+async def test_listing_is_newest_first_and_filters_by_store(database: SqliteStorage) -> None:
     for key, store in [("a", "main"), ("b", "second"), ("c", "main")]:
         await database.record_event(event(key, store=store))
     assert [row.cryptum_order_id for row in await database.list_events()] == ["c-c", "c-b", "c-a"]
@@ -199,7 +200,7 @@ async def test_background_checkpoints_copy_commits_into_the_database_file(
 
     async def main_file_size_after_commits(background: bool, wait: float) -> int:
         path = tmp_path / f"background-{background}.sqlite3"
-        opened = await Database.open(path, background_checkpoints=background)
+        opened = await SqliteStorage.open(path, background_checkpoints=background)
         before = path.stat().st_size
         try:
             for number in range(40):

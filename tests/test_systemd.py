@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.migrations import MIGRATIONS, SCHEMA_VERSION
+from bridge.storage.sqlite_migrations import MIGRATIONS, SCHEMA_VERSION
 from bridge.systemd_notify import notify, watchdog_interval
 
 from daemon import Daemon
@@ -300,10 +300,10 @@ def test_install_upgrade_and_uninstall_under_destdir(tmp_path: Path) -> None:
     checked = run_installed(venv_program, "check-config", "--config", str(config))
     assert checked.returncode == 0, checked.stderr
     assert "whsec_installed" not in checked.stdout
-    from bridge.storage import Database
+    from bridge.storage import SqliteStorage
 
     async def create_database() -> None:
-        await (await Database.open(state / "bridge.sqlite3")).close()
+        await (await SqliteStorage.open(state / "bridge.sqlite3")).close()
 
     asyncio.run(create_database())
     listed = run_installed(venv_program, "events", "list", "--json", "--config", str(config))
