@@ -15,9 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PURE=(signature status_rules delivery_plan oauth1 confirmation payload backoff url_path)
+PURE=(signature status_rules delivery_plan delivery_outcome oauth1 confirmation payload backoff url_path)
 # No mutant may survive in these but the EQUIVALENT ones.
-GATED=(signature status_rules delivery_plan oauth1 confirmation payload backoff url_path)
+GATED=(signature status_rules delivery_plan delivery_outcome oauth1 confirmation payload backoff url_path)
 # The I/O modules of the money path, run on demand (each takes minutes):
 # their in-process tests, never the daemon-process ones.
 declare -A TESTS=(
@@ -100,7 +100,7 @@ mutated_line() {
 
 started_all=$SECONDS
 failed=()
-table=$(printf '%-14s %7s %6s %11s %9s %6s %8s' \
+table=$(printf '%-22s %7s %6s %11s %9s %6s %8s' \
     module killed total equivalent survived other seconds)
 echo "$table"
 survivors=""
@@ -161,7 +161,7 @@ for module in "${modules[@]}"; do
         echo "mutation: no mutant was made of bridge/$module.py" >&2
         failed+=("$module")
     fi
-    row=$(printf '%-14s %7s %6s %11s %9s %6s %8s' \
+    row=$(printf '%-22s %7s %6s %11s %9s %6s %8s' \
         "$module" "$killed" "$total" "$equivalent" "$survived" "$other" "$elapsed")
     echo "$row"
     table+=$'\n'"$row"

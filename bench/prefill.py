@@ -32,7 +32,7 @@ from itertools import islice
 from pathlib import Path
 
 from bridge.config import StorageConfig, StoreConfig
-from bridge.cryptum import ListedOrder
+from bridge.cryptum_models import ListedOrder
 from bridge.delivery_plan import PaymentFacts, note_marker, plan_delivery
 from bridge.middlewares import new_request_id
 from bridge.reconcile import synthetic_callback

@@ -14,9 +14,21 @@ as it is read, then the API's status is acted on.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import StrEnum
 
-__all__ = ["Verdict", "api_lags", "judge"]
+from .cryptum_models import CryptumOrder
+from .delivery_plan import PaymentFacts
+
+__all__ = [
+    "AwaitingCryptum",
+    "Recheck",
+    "Untrusted",
+    "Verdict",
+    "api_lags",
+    "confirmed_payment",
+    "judge",
+]
 
 # How far a payment has come. A status the API reports that is not listed
 # here counts as final: the rules change nothing for it.
@@ -67,3 +79,66 @@ def judge(
     if now < received_at + recheck_seconds:
         return Verdict.RECHECK
     return Verdict.ACT
+
+
+class Untrusted(Exception):
+    """Cryptum's API does not vouch for the callback: nothing is applied, an admin must look."""
+
+
+class AwaitingCryptum(Exception):
+    """Cryptum's API has not caught up with the callback yet: check again later."""
+
+
+class Recheck(Exception):
+    """The callback and the API disagree on a final status: ask the API again shortly."""
+
+
+def confirmed_payment(
+    claimed: PaymentFacts,
+    api_order: CryptumOrder,
+    *,
+    store_id: str,
+    woo_order_id: str,
+    received_at: float,
+    now: float,
+    recheck_seconds: float,
+    lookback_seconds: float,
+) -> PaymentFacts:
+    """The payment to act on, as the API tells it; raises when it must not be acted on now.
+
+    The order must belong to `store_id` and to `woo_order_id`, else
+    `Untrusted`. Its status, not the callback's, is acted on once `judge`
+    says so: `Recheck` and `AwaitingCryptum` ask again later, and an API
+    that never caught up is `Untrusted` too.
+    """
+    if api_order.store_id != store_id:
+        raise Untrusted("the Cryptum order belongs to another store")
+    if api_order.ecommerce_order_id != woo_order_id:
+        raise Untrusted(
+            f"the Cryptum order is for WooCommerce order {api_order.ecommerce_order_id}"
+        )
+    api_status = api_order.payment_status
+    verdict = judge(
+        claimed.status,
+        api_status,
+        now=now,
+        received_at=received_at,
+        recheck_seconds=recheck_seconds,
+        lookback_seconds=lookback_seconds,
+    )
+    disagreement = f"the Cryptum API says {api_status!r} where the callback says {claimed.status!r}"
+    if verdict is Verdict.RECHECK:
+        raise Recheck(f"{disagreement}; checking again")
+    if verdict is Verdict.AWAIT_API:
+        raise AwaitingCryptum(f"{disagreement}; waiting for the API to catch up")
+    if verdict is Verdict.GIVE_UP:
+        hours = lookback_seconds / 3600
+        raise Untrusted(f"{disagreement} {hours:g} h after it arrived: nothing applied")
+    transactions = tuple((t.protocol, t.hash) for t in api_order.transactions or ())
+    return replace(
+        claimed,
+        status=api_status,
+        transactions=transactions or claimed.transactions,
+        expected_total=api_order.order_total,
+        expected_currency=api_order.order_currency,
+    )

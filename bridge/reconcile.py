@@ -25,7 +25,8 @@ import structlog
 
 from .background import BackgroundLoop
 from .config import Config, StoreConfig
-from .cryptum import CryptumClient, ListedOrder
+from .cryptum import CryptumClient
+from .cryptum_models import ListedOrder
 from .payload import is_woo_order_id
 from .signature import json_canonical
 from .storage import NewEvent, Storage, StorageUnavailable

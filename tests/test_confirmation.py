@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from bridge.confirmation import Verdict, api_lags, judge
+from bridge.confirmation import (
+    AwaitingCryptum,
+    Recheck,
+    Untrusted,
+    Verdict,
+    api_lags,
+    confirmed_payment,
+    judge,
+)
+from bridge.cryptum_models import CryptumOrder
+from bridge.delivery_plan import PaymentFacts
 
 RECEIVED = 1_000_000.0
 RECHECK = 300.0
@@ -69,3 +81,104 @@ def test_two_final_statuses_are_rechecked_then_the_api_wins() -> None:
     # An unknown claim is no stage: the API's status is checked again, then acted on.
     assert verdict("expired", "confirmed", 0) is Verdict.RECHECK
     assert verdict("expired", "confirmed", RECHECK) is Verdict.ACT
+
+
+# The payment to act on, from the API's order ------------------------------------------
+
+STORE = "store-1"
+CLAIM = PaymentFacts(
+    status="confirmed",
+    cryptum_order_id="c-1",
+    transactions=(("POLYGON", "0xcallback"),),
+    message="Payment was successful",
+)
+
+
+def api_order(**fields: Any) -> CryptumOrder:
+    document = {
+        "id": "c-1",
+        "ecommerceOrderId": "12",
+        "store": {"id": STORE},
+        "paymentStatus": "confirmed",
+        "orderTotal": "12.50",
+        "orderCurrency": "USD",
+        "transactions": [{"protocol": "ETHEREUM", "hash": "0xapi"}],
+    }
+    return CryptumOrder.model_validate(document | fields)
+
+
+def confirmed(
+    order: CryptumOrder, *, claim: PaymentFacts = CLAIM, after: float = 0
+) -> PaymentFacts:
+    return confirmed_payment(
+        claim,
+        order,
+        store_id=STORE,
+        woo_order_id="12",
+        received_at=RECEIVED,
+        now=RECEIVED + after,
+        recheck_seconds=RECHECK,
+        lookback_seconds=LOOKBACK,
+    )
+
+
+def test_the_apis_order_is_acted_on_with_its_amount_and_transactions() -> None:
+    assert confirmed(api_order()) == PaymentFacts(
+        status="confirmed",
+        cryptum_order_id="c-1",
+        transactions=(("ETHEREUM", "0xapi"),),
+        message="Payment was successful",
+        expected_total="12.50",
+        expected_currency="USD",
+    )
+
+
+def test_without_transactions_from_the_api_the_callbacks_are_kept() -> None:
+    assert confirmed(api_order(transactions=[])).transactions == (("POLYGON", "0xcallback"),)
+
+
+def refusal(order: CryptumOrder, after: float = 0) -> tuple[str, str]:
+    """The exception `confirmed` raises for `order`: its type's name and its message."""
+    try:
+        confirmed(order, after=after)
+    except (Untrusted, Recheck, AwaitingCryptum) as raised:
+        return type(raised).__name__, str(raised)
+    raise AssertionError("acted on")
+
+
+def test_an_order_of_another_store_or_woocommerce_order_is_untrusted() -> None:
+    assert refusal(api_order(store={"id": "store-2"})) == (
+        "Untrusted",
+        "the Cryptum order belongs to another store",
+    )
+    assert refusal(api_order(ecommerceOrderId="13")) == (
+        "Untrusted",
+        "the Cryptum order is for WooCommerce order 13",
+    )
+
+
+def test_an_api_ahead_of_the_claim_is_acted_on() -> None:
+    claim = PaymentFacts(status="pending", cryptum_order_id="c-1")
+    assert confirmed(api_order(), claim=claim).status == "confirmed"
+
+
+def test_a_final_disagreement_is_rechecked_then_the_api_wins() -> None:
+    cancelled = api_order(paymentStatus="cancelled")
+    assert refusal(cancelled, after=RECHECK - 1) == (
+        "Recheck",
+        "the Cryptum API says 'cancelled' where the callback says 'confirmed'; checking again",
+    )
+    assert confirmed(cancelled, after=RECHECK).status == "cancelled"
+
+
+def test_a_lagging_api_is_awaited_then_the_claim_is_untrusted() -> None:
+    pending = api_order(paymentStatus="pending")
+    disagreement = "the Cryptum API says 'pending' where the callback says 'confirmed'"
+    assert refusal(pending, after=LOOKBACK - 1) == (
+        "AwaitingCryptum",
+        f"{disagreement}; waiting for the API to catch up",
+    )
+    assert refusal(pending, after=LOOKBACK) == (
+        "Untrusted",
+        f"{disagreement} 48 h after it arrived: nothing applied",
+    )

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bridge import delivery as delivery_module
+from bridge import delivery_stages as delivery_module
 from bridge.app_keys import METRICS
 from bridge.signature import sign
 
@@ -208,6 +208,7 @@ async def test_an_order_paid_already_is_skipped_and_the_status_still_counts_as_a
     assert shop_calls(world) == [("GET", "order")]
     delivery = the_delivery(world)
     assert (delivery["state"], delivery["applied_status"]) == ("skipped", "confirmed")
+    assert delivery["outcome"].startswith("nothing: ")
     assert delivery["progress"] == "new"  # nothing to do: no plan saved
     assert deliveries_counted(world, "skipped") == 1
     (skipped,) = [line for line in logs() if line["event"] == "delivery.skipped"]

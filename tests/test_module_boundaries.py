@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PURE = (
     "backoff",
     "confirmation",
+    "cryptum_models",
+    "delivery_outcome",
     "delivery_plan",
     "oauth1",
     "payload",

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -299,7 +300,7 @@ async def _insert_events(
                             request_id, cryptum_order_id, woo_order_id, status, payload)
         VALUES {", ".join([_EVENT_INSERT_ROW] * len(events))}
         ON CONFLICT (store, cryptum_order_id, status, body_sha256) DO NOTHING
-        RETURNING store, body_sha256, id
+        RETURNING store, cryptum_order_id, status, body_sha256, id
         """,
         [
             value
@@ -318,30 +319,27 @@ async def _insert_events(
             )
         ],
     )
-    inserted = {(store, digest): event_id for store, digest, event_id in rows}
-    stored_before = {}
-    missing = list(
-        dict.fromkeys(
-            (event.store, event.cryptum_order_id, event.status, event.body_sha256)
-            for event in events
-            if (event.store, event.body_sha256) not in inserted
-        )
-    )
+    # Keyed as the unique index is: the same body may be stored for another
+    # order or status.
+    inserted = {tuple(row[:4]): row[4] for row in rows}
+    stored_before: dict[tuple[Any, ...], int] = {}
+    missing = list(dict.fromkeys(_key(event) for event in events if _key(event) not in inserted))
     if missing:
         # CROSS JOIN keeps the keys as the outer loop: one lookup each in the
         # unique index, which needs all four of its columns.
         placeholders = ", ".join(["(?, ?, ?, ?)"] * len(missing))
         found = await connection.execute_fetchall(
-            f"SELECT e.store, e.body_sha256, e.id FROM (VALUES {placeholders}) AS k"
+            "SELECT e.store, e.cryptum_order_id, e.status, e.body_sha256, e.id"
+            f" FROM (VALUES {placeholders}) AS k"
             " CROSS JOIN events AS e ON e.store = k.column1 AND e.cryptum_order_id = k.column2"
             " AND e.status = k.column3 AND e.body_sha256 = k.column4",
             [value for key in missing for value in key],
         )
-        stored_before = {(store, digest): event_id for store, digest, event_id in found}
+        stored_before = {tuple(row[:4]): row[4] for row in found}
 
     recorded: list[Recorded] = []
     for event in events:
-        key = (event.store, event.body_sha256)
+        key = _key(event)
         # The first of identical callbacks in one batch is the accepted one.
         new_id = inserted.pop(key, None)
         if new_id is not None:
@@ -350,6 +348,11 @@ async def _insert_events(
         else:
             recorded.append(Recorded(event_id=stored_before[key], duplicate=True))
     return recorded
+
+
+def _key(event: NewEvent) -> tuple[str, str, str, bytes]:
+    """The columns of the events' unique index: what makes two events the same."""
+    return (event.store, event.cryptum_order_id, event.status, event.body_sha256)
 
 
 async def _prepare(
