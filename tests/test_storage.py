@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import os
 import sqlite3
 import stat
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bridge.storage import NewEvent, SqliteStorage, StorageError, StorageUnavailable
+from bridge.encryption import PayloadCipher, PayloadKeyError
+from bridge.storage import (
+    EventRow,
+    NewEvent,
+    Recorded,
+    SqliteStorage,
+    StorageError,
+    StorageUnavailable,
+)
+from bridge.storage.sqlite_checkpoint import WRITER_CHECKPOINT_PAGES
 from bridge.storage.sqlite_migrations import MIGRATIONS, SCHEMA_VERSION
 
+NOW = 1_800_000_000.5
 
-def event(key: str, *, store: str = "main", woo_order_id: str = "1") -> NewEvent:
+
+def event(
+    key: str,
+    *,
+    store: str = "main",
+    woo_order_id: str = "1",
+    status: str = "confirmed",
+    payload: bytes = b"{}",
+) -> NewEvent:
     return NewEvent(
         store=store,
         body_sha256=hashlib.sha256(key.encode()).digest(),
@@ -25,16 +48,58 @@ def event(key: str, *, store: str = "main", woo_order_id: str = "1") -> NewEvent
         request_id="r",
         cryptum_order_id=f"c-{key}",
         woo_order_id=woo_order_id,
-        status="confirmed",
-        payload=b"{}",
+        status=status,
+        payload=payload,
     )
+
+
+def query(path: Path, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """What another process reading the file sees."""
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return connection.execute(sql, parameters).fetchall()
+
+
+async def pragma(database: SqliteStorage, name: str) -> Any:
+    """A setting of the writer's own connection."""
+    rows = await database._connection.execute_fetchall(f"PRAGMA {name}")
+    return next(iter(rows))[0]
+
+
+def version_1_database(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
 
 
 @pytest.fixture
 async def database(tmp_path: Path):  # type: ignore[no-untyped-def]
-    opened = await SqliteStorage.open(tmp_path / "db" / "bridge.sqlite3", busy_timeout_ms=100)
+    opened = await SqliteStorage.open(
+        tmp_path / "db" / "bridge.sqlite3", busy_timeout_ms=100, clock=lambda: NOW
+    )
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """A usual umask, so that a mode the program asks for can be told from the default one."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+@contextlib.contextmanager
+def write_lock(path: Path) -> Iterator[None]:
+    """Another connection holding the write lock, as a long admin command would."""
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+# Files, modes and pragmas.
 
 
 async def test_file_is_created_private_in_wal_mode(database: SqliteStorage) -> None:
@@ -43,14 +108,36 @@ async def test_file_is_created_private_in_wal_mode(database: SqliteStorage) -> N
     for suffix in ("-wal", "-shm"):
         companion = Path(f"{database.path}{suffix}")
         assert stat.S_IMODE(os.stat(companion).st_mode) == 0o600
-    with sqlite3.connect(database.path) as connection:
-        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert query(database.path, "PRAGMA journal_mode") == [("wal",)]
+    assert query(database.path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
-async def test_writer_commits_with_synchronous_full(database: SqliteStorage) -> None:
-    rows = await database._connection.execute_fetchall("PRAGMA synchronous")
-    assert list(rows) == [(2,)]  # 2 = FULL
+async def test_missing_directories_are_made_and_the_last_is_private(
+    tmp_path: Path, umask_022: None
+) -> None:
+    path = tmp_path / "var" / "state" / "bridge.sqlite3"
+    opened = await SqliteStorage.open(path)
+    await opened.close()
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert path.is_file()
+
+
+async def test_a_new_file_is_private_from_the_moment_it_exists(
+    tmp_path: Path, umask_022: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whoever opens the file before it is tightened keeps that descriptor, so
+    # the mode it is created with matters as much as the one it ends with.
+    modes_before_tightening = []
+    real_fchmod = os.fchmod
+
+    def observing_fchmod(descriptor: int, mode: int) -> None:
+        modes_before_tightening.append(stat.S_IMODE(os.fstat(descriptor).st_mode))
+        real_fchmod(descriptor, mode)
+
+    monkeypatch.setattr(os, "fchmod", observing_fchmod)
+    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
+    await opened.close()
+    assert modes_before_tightening == [0o600]
 
 
 async def test_an_existing_file_with_a_loose_mode_is_tightened(tmp_path: Path) -> None:
@@ -62,21 +149,73 @@ async def test_an_existing_file_with_a_loose_mode_is_tightened(tmp_path: Path) -
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
-async def test_identical_events_are_stored_once_with_one_delivery(database: SqliteStorage) -> None:
-    first = await database.record_event(event("a"))
-    again = await database.record_event(event("a"))
-    other_store = await database.record_event(event("a", store="second"))
-    assert (first.duplicate, again.duplicate, other_store.duplicate) == (False, True, False)
-    assert again.event_id == first.event_id
-    with sqlite3.connect(database.path) as connection:
-        assert connection.execute("SELECT count(*) FROM events").fetchone() == (2,)
-        assert connection.execute("SELECT count(*) FROM deliveries").fetchone() == (2,)
+async def test_a_symlink_in_place_of_the_database_is_refused(tmp_path: Path) -> None:
+    # Else whoever can write the directory could point the bridge at any file.
+    target = tmp_path / "someone-elses-file"
+    target.write_bytes(b"theirs")
+    os.chmod(target, 0o644)
+    link = tmp_path / "bridge.sqlite3"
+    link.symlink_to(target)
+    with pytest.raises(StorageError) as caught:
+        await SqliteStorage.open(link)
+    assert str(caught.value) == f"cannot create {link}: {os.strerror(errno.ELOOP)}"
+    assert target.read_bytes() == b"theirs"
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
 
 
-async def test_duplicates_within_one_batch_are_found(database: SqliteStorage) -> None:
-    results = await asyncio.gather(*(database.record_event(event("same")) for _ in range(20)))
-    assert sum(not r.duplicate for r in results) == 1
-    assert database.commit_stats[0] < 20
+async def test_a_path_sqlite_cannot_open_is_named_in_the_error(tmp_path: Path) -> None:
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    threads_before = set(threading.enumerate())
+    with pytest.raises(StorageError) as caught:
+        await SqliteStorage.open(directory, create=False)
+    # aiosqlite stops the thread of a failed connection without waiting for
+    # it; the thread still hands its answer to this loop, which must be open.
+    for thread in set(threading.enumerate()) - threads_before:
+        await asyncio.to_thread(thread.join)
+    message = str(caught.value)
+    assert str(directory) in message
+    assert "unable to open database file" in message
+
+
+async def test_the_writer_runs_with_the_durability_settings(database: SqliteStorage) -> None:
+    assert await pragma(database, "journal_mode") == "wal"
+    assert await pragma(database, "synchronous") == 2  # FULL
+    assert await pragma(database, "busy_timeout") == 100
+    assert await pragma(database, "foreign_keys") == 1
+    # Without background checkpoints the writer keeps SQLite's own threshold.
+    assert await pragma(database, "wal_autocheckpoint") == 1000
+
+
+async def test_defaults_wait_five_seconds_for_a_lock_and_checkpoint_inline(
+    tmp_path: Path,
+) -> None:
+    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
+    try:
+        assert await pragma(opened, "busy_timeout") == 5000
+        assert await pragma(opened, "wal_autocheckpoint") == 1000
+    finally:
+        await opened.close()
+
+
+async def test_background_checkpoints_raise_the_writers_threshold(tmp_path: Path) -> None:
+    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3", background_checkpoints=True)
+    try:
+        assert await pragma(opened, "wal_autocheckpoint") == WRITER_CHECKPOINT_PAGES
+    finally:
+        await opened.close()
+
+
+async def test_a_database_without_wal_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite takes this name for a database in memory, which has no WAL.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError, match="WAL"):
+        await SqliteStorage.open(Path(":memory:"))
+
+
+# Schema versions and migrations.
 
 
 async def test_reopening_keeps_events_and_does_not_migrate_again(tmp_path: Path) -> None:
@@ -84,21 +223,35 @@ async def test_reopening_keeps_events_and_does_not_migrate_again(tmp_path: Path)
     first = await SqliteStorage.open(path)
     stored = await first.record_event(event("kept"))
     await first.close()
-    second = await SqliteStorage.open(path)
+    migrations: list[tuple[int, ...]] = []
+    second = await SqliteStorage.open(
+        path, before_migrating=lambda *versions: migrations.append(versions)
+    )
     try:
         row = await second.get_event(stored.event_id)
         assert row is not None and row.cryptum_order_id == "c-kept"
         assert row.delivery_state == "pending"
     finally:
         await second.close()
+    assert migrations == []
+
+
+async def test_a_new_database_is_not_announced_as_a_migration(tmp_path: Path) -> None:
+    migrations: list[tuple[int, ...]] = []
+    opened = await SqliteStorage.open(
+        tmp_path / "bridge.sqlite3", before_migrating=lambda *versions: migrations.append(versions)
+    )
+    await opened.close()
+    assert migrations == []
+    assert query(tmp_path / "bridge.sqlite3", "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 async def test_a_version_1_database_is_upgraded_with_its_events_and_deliveries(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "bridge.sqlite3"
-    with sqlite3.connect(path) as connection:
-        connection.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
+    version_1_database(path)
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         connection.execute(
             "INSERT INTO events (store, body_sha256, received_at, source, cryptum_order_id,"
             " woo_order_id, status, payload) VALUES (?, ?, 1.0, 'callback', 'c-old', '7',"
@@ -107,8 +260,12 @@ async def test_a_version_1_database_is_upgraded_with_its_events_and_deliveries(
         )
         connection.execute("UPDATE deliveries SET state = 'done', outcome = 'paid'")
 
-    upgraded = await SqliteStorage.open(path)
+    migrations: list[tuple[int, ...]] = []
+    upgraded = await SqliteStorage.open(
+        path, before_migrating=lambda *versions: migrations.append(versions)
+    )
     try:
+        assert migrations == [(1, SCHEMA_VERSION)]
         old = await upgraded.get_event(1)
         assert old is not None and old.cryptum_order_id == "c-old"
         assert old.delivery_state == "done"
@@ -116,7 +273,7 @@ async def test_a_version_1_database_is_upgraded_with_its_events_and_deliveries(
         again = await upgraded.record_event(
             replace(event("old"), cryptum_order_id="c-old", woo_order_id="7")
         )
-        assert again.duplicate and again.event_id == 1
+        assert again == Recorded(event_id=1, duplicate=True)
         new = await upgraded.record_event(event("new"))
         assert not new.duplicate
         assert (await upgraded.get_event(new.event_id)).delivery_state == "pending"  # type: ignore[union-attr]
@@ -126,32 +283,71 @@ async def test_a_version_1_database_is_upgraded_with_its_events_and_deliveries(
         assert await queue.applied_by("main", "c-old", "cancelled") is None
     finally:
         await upgraded.close()
-    with sqlite3.connect(path) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-        assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        (references,) = {
-            row[2] for row in connection.execute("PRAGMA foreign_key_list(deliveries)")
-        }
-        assert references == "events"
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert query(path, "PRAGMA foreign_key_check") == []
+    assert query(path, "PRAGMA integrity_check") == [("ok",)]
+    (references,) = {row[2] for row in query(path, "PRAGMA foreign_key_list(deliveries)")}
+    assert references == "events"
+
+
+async def test_a_failed_migration_is_rolled_back_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.sqlite3"
+    version_1_database(path)
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        # Migration 2 creates this table, so it fails halfway through.
+        connection.execute("CREATE TABLE events_rebuilt (id INTEGER PRIMARY KEY)")
+    with pytest.raises(StorageError) as caught:
+        await SqliteStorage.open(path)
+    assert str(caught.value) == "cannot prepare the database: table events_rebuilt already exists"
+    assert query(path, "PRAGMA user_version") == [(1,)]
+    assert query(path, "SELECT count(*) FROM events") == [(0,)]
+    assert query(path, "SELECT count(*) FROM events_rebuilt") == [(0,)]
+    # Nothing is left holding the write lock.
+    with contextlib.closing(sqlite3.connect(path, timeout=0)) as connection:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ROLLBACK")
 
 
 async def test_admin_opens_do_not_migrate_under_a_running_daemon(tmp_path: Path) -> None:
     path = tmp_path / "bridge.sqlite3"
-    with sqlite3.connect(path) as connection:
-        connection.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
-    with pytest.raises(StorageError, match="older than this program's"):
-        await SqliteStorage.open(path, create=False)
-    with sqlite3.connect(path) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone() == (1,)
+    version_1_database(path)
+    migrations: list[tuple[int, ...]] = []
+    with pytest.raises(StorageError) as caught:
+        await SqliteStorage.open(
+            path, create=False, before_migrating=lambda *versions: migrations.append(versions)
+        )
+    # docs/operations.md quotes this message.
+    assert str(caught.value) == (
+        f"the database has schema version 1, older than this program's {SCHEMA_VERSION};"
+        " restart the daemon (systemctl restart cryptum-bridge) to upgrade it"
+    )
+    assert migrations == []
+    assert query(path, "PRAGMA user_version") == [(1,)]
+
+
+async def test_admin_opens_use_an_up_to_date_database(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.sqlite3"
+    daemon = await SqliteStorage.open(path)
+    stored = await daemon.record_event(event("a"))
+    await daemon.close()
+    admin = await SqliteStorage.open(path, create=False)
+    try:
+        assert [row.id for row in await admin.list_events()] == [stored.event_id]
+    finally:
+        await admin.close()
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bridge.sqlite3"
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(StorageError, match="newer than this program"):
+    with pytest.raises(StorageError) as caught:
         await SqliteStorage.open(path)
+    assert str(caught.value) == (
+        f"the database has schema version {SCHEMA_VERSION + 1}, newer than this program's"
+        f" {SCHEMA_VERSION}; upgrade cryptum-bridge"
+    )
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
 
 
 async def test_admin_open_does_not_create_a_database(tmp_path: Path) -> None:
@@ -160,37 +356,454 @@ async def test_admin_open_does_not_create_a_database(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.sqlite3").exists()
 
 
+# Dedupe.
+
+
+async def test_identical_events_are_stored_once_with_one_delivery(database: SqliteStorage) -> None:
+    first = await database.record_event(event("a"))
+    again = await database.record_event(event("a"))
+    other_store = await database.record_event(event("a", store="second"))
+    assert (first, again, other_store) == (
+        Recorded(event_id=1, duplicate=False),
+        Recorded(event_id=1, duplicate=True),
+        Recorded(event_id=2, duplicate=False),
+    )
+    assert query(database.path, "SELECT count(*) FROM events") == [(2,)]
+    assert query(database.path, "SELECT event_id FROM deliveries ORDER BY id") == [(1,), (2,)]
+
+
+async def test_the_same_body_with_another_status_is_another_event(database: SqliteStorage) -> None:
+    confirmed = await database.record_event(event("a"))
+    cancelled = await database.record_event(event("a", status="cancelled"))
+    again = await database.record_event(event("a", status="cancelled"))
+    assert (confirmed, cancelled, again) == (
+        Recorded(event_id=1, duplicate=False),
+        Recorded(event_id=2, duplicate=False),
+        Recorded(event_id=2, duplicate=True),
+    )
+
+
+async def test_identical_events_in_one_batch_are_the_first_ones_duplicates(
+    database: SqliteStorage,
+) -> None:
+    results = await asyncio.gather(*(database.record_event(event("same")) for _ in range(3)))
+    assert results == [
+        Recorded(event_id=1, duplicate=False),
+        Recorded(event_id=1, duplicate=True),
+        Recorded(event_id=1, duplicate=True),
+    ]
+    assert database.commit_stats == (1, 3)
+    assert query(database.path, "SELECT count(*) FROM deliveries") == [(1,)]
+
+
+async def test_many_identical_events_share_commits_and_one_event(database: SqliteStorage) -> None:
+    results = await asyncio.gather(*(database.record_event(event("same")) for _ in range(20)))
+    assert sum(not r.duplicate for r in results) == 1
+    assert {r.event_id for r in results} == {1}
+    assert database.commit_stats[0] < 20
+
+
+async def test_events_stored_before_are_found_among_new_ones_in_one_batch(
+    database: SqliteStorage,
+) -> None:
+    await database.record_event(event("a"))
+    await database.record_event(event("b"))
+    results = await asyncio.gather(
+        database.record_event(event("b")),
+        database.record_event(event("c")),
+        database.record_event(event("a")),
+        database.record_event(event("c")),
+        database.record_event(event("b")),
+    )
+    assert list(results) == [
+        Recorded(event_id=2, duplicate=True),
+        Recorded(event_id=3, duplicate=False),
+        Recorded(event_id=1, duplicate=True),
+        Recorded(event_id=3, duplicate=True),
+        Recorded(event_id=2, duplicate=True),
+    ]
+    assert database.commit_stats == (3, 7)
+
+
+async def test_each_field_of_an_event_is_stored(database: SqliteStorage) -> None:
+    recorded = await database.record_event(
+        NewEvent(
+            store="second",
+            body_sha256=b"\x01" * 32,
+            source="reconcile",
+            signature_form=None,
+            request_id=None,
+            cryptum_order_id="c-9",
+            woo_order_id="42",
+            status="cancelled",
+            payload=b'{"status": "cancelled"}',
+        )
+    )
+    assert query(
+        database.path,
+        "SELECT store, body_sha256, received_at, source, signature_form, request_id,"
+        " cryptum_order_id, woo_order_id, status, payload FROM events WHERE id = ?",
+        (recorded.event_id,),
+    ) == [
+        (
+            "second",
+            b"\x01" * 32,
+            NOW,
+            "reconcile",
+            None,
+            None,
+            "c-9",
+            "42",
+            "cancelled",
+            b'{"status": "cancelled"}',
+        )
+    ]
+
+
+# The commit path: group commit, the health probe, failures.
+
+
+async def test_batches_hold_at_most_256_items_by_default(tmp_path: Path) -> None:
+    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
+    try:
+        await asyncio.gather(*(opened.record_event(event(f"e{n}")) for n in range(257)))
+        assert opened.commit_stats == (2, 257)
+    finally:
+        await opened.close()
+
+
+async def test_batches_hold_at_most_the_configured_number_of_items(tmp_path: Path) -> None:
+    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3", commit_batch_max=2)
+    try:
+        results = await asyncio.gather(*(opened.record_event(event(f"e{n}")) for n in range(5)))
+        assert [r.event_id for r in results] == [1, 2, 3, 4, 5]
+        assert opened.commit_stats == (3, 5)
+    finally:
+        await opened.close()
+
+
+async def test_the_probe_writes_only_the_health_row(database: SqliteStorage) -> None:
+    assert database.last_write_error is None
+    await database.check_writable()
+    assert query(database.path, "SELECT id, checked_at FROM health_probe") == [(1, NOW)]
+    assert query(database.path, "SELECT count(*) FROM events") == [(0,)]
+    await database.check_writable()
+    assert query(database.path, "SELECT count(*) FROM health_probe") == [(1,)]
+    assert database.commit_stats == (2, 2)
+    assert database.last_write_error is None
+
+
+async def test_storing_events_writes_no_health_row(database: SqliteStorage) -> None:
+    await database.record_event(event("a"))
+    await asyncio.gather(database.record_event(event("b")), database.record_event(event("c")))
+    assert query(database.path, "SELECT count(*) FROM health_probe") == [(0,)]
+
+
+async def test_a_probe_and_events_share_a_batch_and_each_gets_its_answer(
+    database: SqliteStorage,
+) -> None:
+    results = await asyncio.gather(
+        database.record_event(event("a")),
+        database.check_writable(),
+        database.record_event(event("b")),
+        database.check_writable(),
+    )
+    assert list(results) == [
+        Recorded(event_id=1, duplicate=False),
+        None,
+        Recorded(event_id=2, duplicate=False),
+        None,
+    ]
+    assert database.commit_stats == (1, 4)
+    assert query(database.path, "SELECT id, checked_at FROM health_probe") == [(1, NOW)]
+
+
+async def test_a_failing_probe_fails_its_whole_batch_before_any_event_is_stored(
+    database: SqliteStorage,
+) -> None:
+    with contextlib.closing(sqlite3.connect(database.path)) as connection:
+        connection.execute("DROP TABLE health_probe")
+    results = await asyncio.gather(
+        database.record_event(event("a")),
+        database.check_writable(),
+        database.record_event(event("b")),
+        return_exceptions=True,
+    )
+    assert database.commit_stats == (1, 3)
+    assert [type(result) for result in results] == [StorageUnavailable] * 3
+    assert [result.reason for result in results] == ["sqlite_error"] * 3  # type: ignore[union-attr]
+    assert database.last_write_error == "sqlite_error"
+    assert query(database.path, "SELECT count(*) FROM events") == [(0,)]
+
+
+async def test_a_failed_statement_fails_every_event_of_its_batch(database: SqliteStorage) -> None:
+    # The sqlite3 module, not SQLite, refuses this value: the error has no
+    # SQLite error name, and its class names it instead.
+    unstorable = replace(event("bad"), payload=object())  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        database.record_event(event("good")),
+        database.record_event(unstorable),
+        return_exceptions=True,
+    )
+    assert [type(result) for result in results] == [StorageUnavailable] * 2
+    assert [result.reason for result in results] == ["ProgrammingError"] * 2  # type: ignore[union-attr]
+    assert database.last_write_error == "ProgrammingError"
+    assert query(database.path, "SELECT count(*) FROM events") == [(0,)]
+    assert await database.record_event(event("good")) == Recorded(event_id=1, duplicate=False)
+
+
 async def test_a_failed_commit_leaves_nothing_and_the_writer_goes_on(
     database: SqliteStorage,
 ) -> None:
-    blocker = sqlite3.connect(database.path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
+    with write_lock(database.path):
         with pytest.raises(StorageUnavailable) as caught:
             await database.record_event(event("blocked"))
         assert caught.value.reason == "sqlite_busy"
         assert database.last_write_error == "sqlite_busy"
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+    assert query(database.path, "SELECT count(*) FROM events") == [(0,)]
     recorded = await database.record_event(event("blocked"))
-    assert recorded.duplicate is False
+    assert recorded == Recorded(event_id=1, duplicate=False)
+    assert database.last_write_error is None
+
+
+async def test_only_a_stored_event_clears_the_last_write_error(database: SqliteStorage) -> None:
+    with write_lock(database.path):
+        with pytest.raises(StorageUnavailable, match="sqlite_busy"):
+            await database.check_writable()
+        assert database.last_write_error == "sqlite_busy"
+    # A probe row can fit where a callback cannot (a nearly full disk).
+    await database.check_writable()
+    assert database.last_write_error == "sqlite_busy"
+    await database.record_event(event("a"))
+    assert database.last_write_error is None
+    # A duplicate is committed too: it proves callbacks are answered again.
+    with write_lock(database.path), pytest.raises(StorageUnavailable):
+        await database.record_event(event("b"))
+    await database.record_event(event("a"))
     assert database.last_write_error is None
 
 
 async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
     opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
     await opened.close()
-    with pytest.raises(StorageUnavailable, match="shutting_down"):
+    # `/readyz` and the callback log show this reason as it is.
+    with pytest.raises(StorageUnavailable) as caught:
         await opened.record_event(event("late"))
+    assert caught.value.reason == "shutting_down"
+    with pytest.raises(StorageUnavailable) as caught:
+        await opened.check_writable()
+    assert caught.value.reason == "shutting_down"
+
+
+async def test_events_are_stamped_by_the_given_clock(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.sqlite3"
+    opened = await SqliteStorage.open(path, clock=lambda: 1234.5)
+    try:
+        recorded = await opened.record_event(event("a"))
+        await opened.check_writable()
+        row = await opened.get_event(recorded.event_id)
+        assert row is not None and row.received_at == 1234.5
+    finally:
+        await opened.close()
+    assert query(path, "SELECT next_attempt_at, age_from, created_at FROM deliveries") == [
+        (1234.5, 1234.5, 1234.5)
+    ]
+    assert query(path, "SELECT checked_at FROM health_probe") == [(1234.5,)]
+
+
+# Reading events back.
 
 
 async def test_listing_is_newest_first_and_filters_by_store(database: SqliteStorage) -> None:
-    for key, store in [("a", "main"), ("b", "second"), ("c", "main")]:
+    for key, store in [("a", "main"), ("b", "second"), ("c", "main"), ("d", "second")]:
         await database.record_event(event(key, store=store))
-    assert [row.cryptum_order_id for row in await database.list_events()] == ["c-c", "c-b", "c-a"]
-    assert [row.store for row in await database.list_events(store="second")] == ["second"]
-    assert len(await database.list_events(limit=2)) == 2
+    assert [row.cryptum_order_id for row in await database.list_events()] == [
+        "c-d",
+        "c-c",
+        "c-b",
+        "c-a",
+    ]
+    assert [row.id for row in await database.list_events(store="second")] == [4, 2]
+    assert [row.id for row in await database.list_events(store="main")] == [3, 1]
+    assert [row.id for row in await database.list_events(limit=2)] == [4, 3]
+    assert [row.id for row in await database.list_events(limit=1, store="main")] == [3]
+    assert await database.list_events(store="third") == []
+
+
+async def test_listing_shows_the_newest_50_by_default(database: SqliteStorage) -> None:
+    await asyncio.gather(*(database.record_event(event(f"e{n}")) for n in range(51)))
+    assert [row.id for row in await database.list_events()] == list(range(51, 1, -1))
+
+
+async def test_listed_rows_carry_their_delivery_but_not_the_payload(
+    database: SqliteStorage,
+) -> None:
+    await database.record_event(event("a", woo_order_id="7", payload=b'{"a": 1}'))
+    (row,) = await database.list_events()
+    assert row == EventRow(
+        id=1,
+        store="main",
+        received_at=NOW,
+        source="callback",
+        signature_form="json",
+        request_id="r",
+        cryptum_order_id="c-a",
+        woo_order_id="7",
+        status="confirmed",
+        delivery_id=1,
+        delivery_state="pending",
+        delivery_attempts=0,
+        delivery_last_error=None,
+        payload=None,
+    )
+
+
+async def test_an_event_is_read_back_with_its_payload(database: SqliteStorage) -> None:
+    recorded = await database.record_event(event("a", payload=b'{"a": 1}'))
+    row = await database.get_event(recorded.event_id)
+    assert row is not None
+    assert row.payload == b'{"a": 1}'
+    assert row.cryptum_order_id == "c-a"
+    assert await database.get_event(recorded.event_id + 1) is None
+
+
+async def test_an_empty_payload_reads_back_empty(database: SqliteStorage) -> None:
+    recorded = await database.record_event(event("a", payload=b""))
+    row = await database.get_event(recorded.event_id)
+    assert row is not None and row.payload == b""
+
+
+async def test_summary_is_the_row_without_its_payload(database: SqliteStorage) -> None:
+    await database.record_event(event("a", woo_order_id="7", payload=b'{"a": 1}'))
+    row = await database.get_event(1)
+    assert row is not None
+    assert row.summary() == {
+        "id": 1,
+        "store": "main",
+        "received_at": NOW,
+        "source": "callback",
+        "signature_form": "json",
+        "request_id": "r",
+        "cryptum_order_id": "c-a",
+        "woo_order_id": "7",
+        "status": "confirmed",
+        "delivery": {"id": 1, "state": "pending", "attempts": 0, "last_error": None},
+    }
+
+
+def test_summary_of_a_row_without_a_delivery() -> None:
+    row = EventRow(
+        id=5,
+        store="main",
+        received_at=1.5,
+        source="reconcile",
+        signature_form=None,
+        request_id=None,
+        cryptum_order_id="c-5",
+        woo_order_id="9",
+        status="paid",
+        delivery_id=None,
+        delivery_state=None,
+        delivery_attempts=None,
+        delivery_last_error=None,
+        payload=b"{}",
+    )
+    assert row.summary() == {
+        "id": 5,
+        "store": "main",
+        "received_at": 1.5,
+        "source": "reconcile",
+        "signature_form": None,
+        "request_id": None,
+        "cryptum_order_id": "c-5",
+        "woo_order_id": "9",
+        "status": "paid",
+        "delivery": None,
+    }
+
+
+def test_summary_of_a_delivery_that_failed() -> None:
+    row = EventRow(
+        id=5,
+        store="main",
+        received_at=1.5,
+        source="callback",
+        signature_form="json",
+        request_id="r-5",
+        cryptum_order_id="c-5",
+        woo_order_id="9",
+        status="paid",
+        delivery_id=8,
+        delivery_state="dead",
+        delivery_attempts=3,
+        delivery_last_error="http_500",
+    )
+    assert row.summary()["delivery"] == {
+        "id": 8,
+        "state": "dead",
+        "attempts": 3,
+        "last_error": "http_500",
+    }
+
+
+# Encryption at rest.
+
+
+async def test_payloads_are_sealed_on_disk_and_opened_on_reading(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.sqlite3"
+    cipher = PayloadCipher(os.urandom(32))
+    opened = await SqliteStorage.open(path, cipher=cipher)
+    try:
+        recorded = await opened.record_event(event("a", payload=b'{"email": "x@example.com"}'))
+        assert recorded == Recorded(event_id=1, duplicate=False)
+        # The dedupe key is the body's hash, not the sealed bytes: a resent
+        # callback is sealed with a new nonce and still found.
+        assert await opened.record_event(event("a", payload=b'{"email": "x@example.com"}')) == (
+            Recorded(event_id=1, duplicate=True)
+        )
+        row = await opened.get_event(1)
+        assert row is not None and row.payload == b'{"email": "x@example.com"}'
+    finally:
+        await opened.close()
+    ((stored,),) = query(path, "SELECT payload FROM events")
+    assert stored.startswith(b"CBE1")
+    assert b"example.com" not in stored
+    assert cipher.open(stored) == b'{"email": "x@example.com"}'
+
+
+async def test_seal_and_open_with_a_key(tmp_path: Path) -> None:
+    cipher = PayloadCipher(os.urandom(32))
+    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3", cipher=cipher)
+    try:
+        sealed = opened.seal_payload(b"secret")
+        assert sealed.startswith(b"CBE1") and b"secret" not in sealed
+        assert cipher.open(sealed) == b"secret"
+        assert opened.open_payload(sealed) == b"secret"
+        # Payloads stored before the key was configured are read as they are.
+        assert opened.open_payload(b"plain") == b"plain"
+    finally:
+        await opened.close()
+
+
+async def test_seal_and_open_without_a_key(database: SqliteStorage) -> None:
+    assert database.seal_payload(b"plain") == b"plain"
+    assert database.open_payload(b"plain") == b"plain"
+    sealed = PayloadCipher(os.urandom(32)).seal(b"secret")
+    with pytest.raises(PayloadKeyError, match=r"no storage\.encryption_key_file"):
+        database.open_payload(sealed)
+
+
+async def test_a_sealed_payload_without_its_key_is_refused_on_reading(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.sqlite3"
+    sealing = await SqliteStorage.open(path, cipher=PayloadCipher(os.urandom(32)))
+    await sealing.record_event(event("a"))
+    await sealing.close()
+    plain = await SqliteStorage.open(path)
+    try:
+        with pytest.raises(PayloadKeyError):
+            await plain.get_event(1)
+    finally:
+        await plain.close()
 
 
 async def test_background_checkpoints_copy_commits_into_the_database_file(
@@ -217,3 +830,22 @@ async def test_background_checkpoints_copy_commits_into_the_database_file(
     # Without it nothing reaches the main file until the WAL holds SQLite's 1000 pages.
     assert await main_file_size_after_commits(background=False, wait=0.5) == 0
     assert await main_file_size_after_commits(background=True, wait=5) > 120_000
+
+
+async def test_one_body_for_two_statuses_in_one_batch_is_two_events_each_told_its_own(
+    database: SqliteStorage,
+) -> None:
+    # The index is (store, order, status, body): the body alone decides nothing.
+    confirmed, cancelled = event("same"), event("same", status="cancelled")
+    first, second = await asyncio.gather(
+        database.record_event(confirmed), database.record_event(cancelled)
+    )
+    assert (first.duplicate, second.duplicate) == (False, False)
+    stored = dict(query(database.path, "SELECT status, id FROM events"))
+    assert (first.event_id, second.event_id) == (stored["confirmed"], stored["cancelled"])
+    # Sent again together, each is a duplicate of its own event.
+    again = await asyncio.gather(database.record_event(cancelled), database.record_event(confirmed))
+    assert [(r.event_id, r.duplicate) for r in again] == [
+        (stored["cancelled"], True),
+        (stored["confirmed"], True),
+    ]
