@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import random
 import sqlite3
@@ -35,11 +34,12 @@ from bridge.config import StorageConfig, StoreConfig
 from bridge.cryptum_models import ListedOrder
 from bridge.delivery_plan import PaymentFacts, note_marker, plan_delivery
 from bridge.middlewares import new_request_id
-from bridge.reconcile import synthetic_callback
+from bridge.payload import event_key
+from bridge.reconcile import FOUND_MESSAGE, found_event
 from bridge.retention import redact_payload
 from bridge.signature import json_canonical
 from bridge.status_rules import StatusRules
-from bridge.storage import SqliteStorage
+from bridge.storage import EventFacts, SqliteStorage
 from bridge.woocommerce_errors import classify
 from bridge.woocommerce_models import WooOrder
 
@@ -97,8 +97,9 @@ class Prefilled:
 
 _INSERT_EVENT = """
     INSERT INTO events (id, store, body_sha256, received_at, source, signature_form,
-                        request_id, cryptum_order_id, woo_order_id, status, payload, redacted_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        request_id, cryptum_order_id, woo_order_id, status, payload, redacted_at,
+                        facts)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 # The events' trigger has just added each delivery as pending; end it the way
@@ -185,18 +186,23 @@ class _History:
             order = ListedOrder.model_validate(
                 {"id": cryptum_order_id, "ecommerceOrderId": woo_order_id}
             )
-            body = synthetic_callback(order, status, self._shop.cryptum_store_id)
+            body = found_event(
+                order, status, store=self._shop.store, cryptum_store_id=self._shop.cryptum_store_id
+            ).payload
             source, signature_form, request_id = "reconcile", None, None
-            message = "found by reconciliation"
+            message = FOUND_MESSAGE
         else:
             body = self._body(status, cryptum_order_id, woo_order_id, tx_hash)
             source, signature_form, request_id = "callback", "json", new_request_id()
             message = MESSAGES[status]
 
+        transactions = () if reconciled else (("POLYGON", tx_hash),)
+        stored_facts = EventFacts(transactions=transactions, message=message)
         payload, redacted_at = body, None
         if received_at < self._now - self._retention_seconds:
             # The retention job runs every 6 h and would have cut it down by now.
             payload = redact_payload(body)
+            stored_facts = stored_facts.redacted()
             redacted_at = min(
                 received_at + self._retention_seconds + self._random.random() * 6 * 3600,
                 self._now,
@@ -205,7 +211,7 @@ class _History:
             event_id,
             self._shop.store,
             # The dedupe key, computed as the callback handler does.
-            hashlib.sha256(json_canonical(body)).digest(),
+            event_key(json_canonical(body)),
             received_at,
             source,
             signature_form,
@@ -215,6 +221,7 @@ class _History:
             status,
             payload,
             redacted_at,
+            stored_facts.to_json(),
         )
         facts = PaymentFacts(
             status=status,

@@ -8,7 +8,7 @@ then the durable write. Nothing is acknowledged before it is committed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -25,10 +25,10 @@ from .errors import (
     UnavailableError,
     UnknownStoreError,
 )
-from .payload import CallbackPayload, InvalidPayload, parse_callback
+from .payload import CallbackPayload, InvalidPayload, event_key, parse_callback
 from .rate_limit import TokenBucket
 from .signature import InvalidSignature, json_canonical, verify
-from .storage import NewEvent, Recorded, StorageUnavailable
+from .storage import EventFacts, NewEvent, Recorded, StorageUnavailable
 from .text import escape_controls
 
 __all__ = ["receive_callback"]
@@ -133,40 +133,55 @@ def _take_unsigned_place(request: web.Request, store: StoreConfig) -> TokenBucke
     return bucket
 
 
-async def receive_callback(request: web.Request) -> web.Response:
-    config = request.app[CONFIG].current
-    metrics = request.app[METRICS]
-    path_store = request.match_info.get("store")
+@dataclass(frozen=True, slots=True)
+class _Callback:
+    """A callback that passed every check, ready to store."""
+
+    store: StoreConfig
+    payload: CallbackPayload
+    body: bytes
+    canonical: bytes
+    signature_form: str
+    # The unsigned-callback place it holds, if any: given back unless newly stored.
+    bucket: TokenBucket | None
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What the checks found before one refused, for the refusal's log line and metric."""
+
+    path_store: str | None
     store: StoreConfig | None = None
     payload: CallbackPayload | None = None
-    bucket: TokenBucket | None = None
+
+
+async def receive_callback(request: web.Request) -> web.Response:
+    """Verify, store durably, answer: a 2xx only for what is on disk."""
+    callback = await _verified(request)
+    recorded = await _store(request, callback)
+    if not recorded.duplicate:
+        request.app[WORKER].wake()
+    outcome = "duplicate" if recorded.duplicate else "accepted"
+    request.app[METRICS].callbacks.labels(callback.store.name, outcome).inc()
+    log.info(
+        f"callback.{outcome}",
+        event_id=recorded.event_id,
+        status=callback.payload.status,
+        signature_form=callback.signature_form,
+    )
+    return web.json_response({"status": outcome, "event_id": recorded.event_id})
+
+
+async def _verified(request: web.Request) -> _Callback:
+    """Every check, in order; a refusal is logged and counted before it is answered."""
+    seen = _Seen(path_store=request.match_info.get("store"))
     try:
-        if path_store is not None and config.store_named(path_store) is None:
-            raise UnknownStoreError("unknown_store_name")
-        try:
-            async with asyncio.timeout(config.server.body_timeout_seconds):
-                body = await read_body(request, config.server.max_body_bytes)
-        except TimeoutError:
-            # A body trickling in ties up a connection: give up on it.
-            raise RequestTimeoutError("body_too_slow") from None
-        try:
-            payload = parse_callback(body)
-        except InvalidPayload as error:
-            raise InvalidPayloadError("malformed", detail=error.detail) from None
-        structlog.contextvars.bind_contextvars(
-            cryptum_order_id=payload.order_id, woo_order_id=payload.ecommerce_order_id
-        )
-        store = _resolve_store(config, path_store, payload)
-        structlog.contextvars.bind_contextvars(store=store.name)
-        canonical = json_canonical(body)
-        signature_form = _check_signature(request, body, canonical, store)
-        # Signed callbacks are never limited: only a stranger needs no secret.
-        bucket = _take_unsigned_place(request, store) if signature_form == "unsigned" else None
+        return await _check(request, seen)
     except HTTPError as error:
         # `details` hold field names and reasons only, never values from the body;
         # an unknown store's id is logged (not answered) so a typo can be seen.
         unknown = (
-            _unknown_store_fields(path_store, payload)
+            _unknown_store_fields(seen.path_store, seen.payload)
             if isinstance(error, UnknownStoreError)
             else {}
         )
@@ -177,43 +192,66 @@ async def receive_callback(request: web.Request) -> web.Response:
             **error.details,
             **unknown,
         )
-        label = metrics.store_label(store.name if store is not None else path_store)
+        metrics = request.app[METRICS]
+        label = metrics.store_label(seen.store.name if seen.store is not None else seen.path_store)
         metrics.callbacks.labels(label, error.code).inc()
         raise
-    assert store is not None  # resolved, or the handler raised above
 
+
+async def _check(request: web.Request, seen: _Seen) -> _Callback:
+    config = request.app[CONFIG].current
+    if seen.path_store is not None and config.store_named(seen.path_store) is None:
+        raise UnknownStoreError("unknown_store_name")
+    try:
+        async with asyncio.timeout(config.server.body_timeout_seconds):
+            body = await read_body(request, config.server.max_body_bytes)
+    except TimeoutError:
+        # A body trickling in ties up a connection: give up on it.
+        raise RequestTimeoutError("body_too_slow") from None
+    try:
+        seen.payload = payload = parse_callback(body)
+    except InvalidPayload as error:
+        raise InvalidPayloadError("malformed", detail=error.detail) from None
+    structlog.contextvars.bind_contextvars(
+        cryptum_order_id=payload.order_id, woo_order_id=payload.ecommerce_order_id
+    )
+    seen.store = store = _resolve_store(config, seen.path_store, payload)
+    structlog.contextvars.bind_contextvars(store=store.name)
+    canonical = json_canonical(body)
+    signature_form = _check_signature(request, body, canonical, store)
+    # Signed callbacks are never limited: only a stranger needs no secret.
+    bucket = _take_unsigned_place(request, store) if signature_form == "unsigned" else None
+    return _Callback(store, payload, body, canonical, signature_form, bucket)
+
+
+async def _store(request: web.Request, callback: _Callback) -> Recorded:
+    """Store the callback with the facts its delivery needs, durably; else a 503."""
+    payload = callback.payload
     event = NewEvent(
-        store=store.name,
-        body_sha256=hashlib.sha256(canonical).digest(),
+        store=callback.store.name,
+        body_sha256=event_key(callback.canonical),
         source="callback",
-        signature_form=signature_form,
+        signature_form=callback.signature_form,
         request_id=request[REQUEST_ID],
         cryptum_order_id=payload.order_id,
         woo_order_id=payload.ecommerce_order_id,
         status=payload.status,
-        payload=body,
+        payload=callback.body,
+        facts=EventFacts(
+            transactions=tuple((t.protocol, t.hash) for t in payload.transactions or ()),
+            message=payload.message,
+        ),
     )
     recorded: Recorded | None = None
     try:
         recorded = await request.app[STORAGE].record_event(event)
     except StorageUnavailable as error:
         log.error("callback.unavailable", reason=error.reason)
-        metrics.callbacks.labels(store.name, "unavailable").inc()
+        request.app[METRICS].callbacks.labels(callback.store.name, "unavailable").inc()
         raise UnavailableError(error.reason) from None
     finally:
-        if bucket is not None and (recorded is None or recorded.duplicate):
+        if callback.bucket is not None and (recorded is None or recorded.duplicate):
             # The place was taken before the write, so that concurrent callbacks
             # cannot all pass on the last one; only a newly stored callback keeps it.
-            bucket.give_back()
-
-    if not recorded.duplicate:
-        request.app[WORKER].wake()
-    outcome = "duplicate" if recorded.duplicate else "accepted"
-    metrics.callbacks.labels(store.name, outcome).inc()
-    log.info(
-        f"callback.{outcome}",
-        event_id=recorded.event_id,
-        status=payload.status,
-        signature_form=signature_form,
-    )
-    return web.json_response({"status": outcome, "event_id": recorded.event_id})
+            callback.bucket.give_back()
+    return recorded

@@ -26,7 +26,7 @@ from .cryptum import CryptumClient
 from .delivery_outcome import Outcome, Skipped, after_plan
 from .delivery_plan import PaymentFacts, Plan, is_applied, note_marker, plan_delivery
 from .payload import InvalidPayload, parse_callback
-from .storage import Job, Progress, Storage
+from .storage import EventFacts, Job, Progress, Storage
 from .upstream import FailureKind, UpstreamFailure
 from .woocommerce import WooCommerceClient
 from .woocommerce_models import WooOrder
@@ -163,16 +163,25 @@ async def finish_saved_plan(attempt: Attempt, plan: Plan, order: WooOrder) -> Ou
 
 
 def payment_facts(job: Job) -> PaymentFacts:
-    """What the stored callback says about the payment."""
-    try:
-        callback = parse_callback(job.payload)
-    except InvalidPayload:
-        # Stored events were validated on arrival; a payload that no longer
-        # parses (say, purged of personal data) still has its indexed fields.
-        return PaymentFacts(status=job.status, cryptum_order_id=job.cryptum_order_id)
+    """What the event says about the payment: its facts, taken when it was accepted."""
+    facts = job.facts if job.facts is not None else _facts_of_older_event(job.payload)
     return PaymentFacts(
         status=job.status,
         cryptum_order_id=job.cryptum_order_id,
+        transactions=facts.transactions,
+        message=facts.message,
+    )
+
+
+def _facts_of_older_event(payload: bytes | None) -> EventFacts:
+    """The facts of an event stored before events kept them: from its callback."""
+    try:
+        callback = parse_callback(payload or b"")
+    except InvalidPayload:
+        # A payload that no longer parses (say, purged of personal data)
+        # still has its indexed fields, which is all the delivery needs.
+        return EventFacts()
+    return EventFacts(
         transactions=tuple((t.protocol, t.hash) for t in callback.transactions or ()),
         message=callback.message,
     )

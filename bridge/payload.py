@@ -6,6 +6,7 @@ is kept as it came, because unknown fields must be tolerated and stored.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Annotated
 
@@ -16,6 +17,7 @@ __all__ = [
     "CallbackPayload",
     "InvalidPayload",
     "Transaction",
+    "event_key",
     "is_woo_order_id",
     "parse_callback",
 ]
@@ -100,3 +102,14 @@ def parse_callback(body: bytes) -> CallbackPayload:
         return CallbackPayload.model_validate_json(body)
     except ValidationError as error:
         raise InvalidPayload(_describe(error)) from None
+
+
+def event_key(canonical_body: bytes) -> bytes:
+    """What makes two events of one store, order and status the same: their canonical body.
+
+    The one place the key is made: callbacks hash their body in the
+    canonical JSON form (`signature.json_canonical`), so whitespace and key
+    order do not make a resent callback new; reconciliation hashes the
+    canonical form of what it found.
+    """
+    return hashlib.sha256(canonical_body).digest()

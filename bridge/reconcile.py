@@ -9,13 +9,12 @@ pending delivery of the order will apply, becomes an event of its own, marked
 `source = "reconcile"`, and is delivered like a callback. So a callback
 whose delivery found the API lagging and ended without applying anything
 does not hide the payment once the API settles. Running again finds nothing
-new (the event's body is derived from the API's fields, so it is stored
+new (the event is derived from the API's fields, so it is stored
 once), and a callback arriving late for an applied status changes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -27,34 +26,45 @@ from .background import BackgroundLoop
 from .config import Config, StoreConfig
 from .cryptum import CryptumClient
 from .cryptum_models import ListedOrder
-from .payload import is_woo_order_id
+from .payload import event_key, is_woo_order_id
 from .signature import json_canonical
-from .storage import NewEvent, Storage, StorageUnavailable
+from .storage import EventFacts, NewEvent, Storage, StorageUnavailable
 from .upstream import UpstreamFailure
 
-__all__ = ["RECONCILED_STATUSES", "Reconciler", "synthetic_callback"]
+__all__ = ["FOUND_MESSAGE", "RECONCILED_STATUSES", "Reconciler", "found_event"]
 
 log = structlog.get_logger("bridge.reconcile")
 
 RECONCILED_STATUSES = ("confirmed", "cancelled", "failed")
+# The message a found payment is noted with, where a callback has Cryptum's own.
+FOUND_MESSAGE = "found by reconciliation"
 
 
-def synthetic_callback(order: ListedOrder, status: str, cryptum_store_id: str) -> bytes:
-    """The callback Cryptum would have sent for `order` in `status`, from the API's fields only.
+def found_event(order: ListedOrder, status: str, *, store: str, cryptum_store_id: str) -> NewEvent:
+    """The event of a payment the API lists in `status`, from the API's fields alone.
 
     Deterministic, so finding the same payment twice stores it once. A listed
     order carries no transactions: the delivery reads the order for them.
     """
-    body: dict[str, object] = {
-        "message": "found by reconciliation",
-        "status": status,
+    found = {
         "orderId": order.id,
         "ecommerceOrderId": order.ecommerce_order_id,
         "storeId": cryptum_store_id,
-        "transactions": [],
-        "updatedProducts": None,
+        "status": status,
     }
-    return json.dumps(body, separators=(",", ":")).encode()
+    payload = json.dumps(found, separators=(",", ":")).encode()
+    return NewEvent(
+        store=store,
+        body_sha256=event_key(json_canonical(payload)),
+        source="reconcile",
+        signature_form=None,
+        request_id=None,
+        cryptum_order_id=order.id,
+        woo_order_id=order.ecommerce_order_id,
+        status=status,
+        payload=payload,
+        facts=EventFacts(message=FOUND_MESSAGE),
+    )
 
 
 class Reconciler:
@@ -136,20 +146,10 @@ class Reconciler:
             return False
         if await self._storage.knows_payment(store.name, order.id, status):
             return False
-        body = synthetic_callback(order, status, store.cryptum_store_id)
-        recorded = await self._storage.record_event(
-            NewEvent(
-                store=store.name,
-                body_sha256=hashlib.sha256(json_canonical(body)).digest(),
-                source="reconcile",
-                signature_form=None,
-                request_id=None,
-                cryptum_order_id=order.id,
-                woo_order_id=order.ecommerce_order_id,
-                status=status,
-                payload=body,
-            )
+        found = found_event(
+            order, status, store=store.name, cryptum_store_id=store.cryptum_store_id
         )
+        recorded = await self._storage.record_event(found)
         if recorded.duplicate:
             # Found before, and its delivery ended without applying this
             # status (the API moved on meanwhile, and has come back to it):

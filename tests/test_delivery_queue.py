@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bridge.storage import DeliveryRow, Job, NewEvent, SqliteStorage
+from bridge.storage import DeliveryRow, EventFacts, Job, NewEvent, SqliteStorage
 
 NOW = 1_800_000_000.0
 
@@ -296,10 +298,16 @@ async def test_running_a_delivery_again_keeps_the_run_that_ended(
 async def test_a_claim_hands_out_each_event_with_its_delivery(
     database: SqliteStorage, queue: SqliteStorage
 ) -> None:
-    callback = replace(event("a", "1"), status="pending", payload=b'{"id": "a"}')
+    paid = EventFacts(transactions=(("POLYGON", "0xa"),), message="Payment was successful")
+    callback = replace(event("a", "1"), status="pending", payload=b'{"id": "a"}', facts=paid)
     # Reconciliation's own events carry no signature form.
+    found = EventFacts(message="found by reconciliation")
     reconciled = replace(
-        event("b", "2"), source="reconcile", signature_form=None, payload=b'{"id": "b"}'
+        event("b", "2"),
+        source="reconcile",
+        signature_form=None,
+        payload=b'{"id": "b"}',
+        facts=found,
     )
     a_id, b_id = await record(database, callback, reconciled)
     ids = {row.event_id: row.id for row in await queue.list_deliveries()}
@@ -312,7 +320,7 @@ async def test_a_claim_hands_out_each_event_with_its_delivery(
             woo_order_id="1",
             cryptum_order_id="c-a",
             status="pending",
-            payload=b'{"id": "a"}',
+            facts=paid,
             attempts=1,
             progress="new",
             decision=None,
@@ -327,7 +335,7 @@ async def test_a_claim_hands_out_each_event_with_its_delivery(
             woo_order_id="2",
             cryptum_order_id="c-b",
             status="confirmed",
-            payload=b'{"id": "b"}',
+            facts=found,
             attempts=1,
             progress="new",
             decision=None,
@@ -642,3 +650,13 @@ async def test_get_shows_a_delivery_with_its_event(
         "updated_at": NOW + 60,
     }
     assert await queue.get_delivery(job.delivery_id + 1) is None
+
+
+async def test_an_event_stored_before_facts_were_kept_is_claimed_with_its_payload(
+    database: SqliteStorage, queue: SqliteStorage
+) -> None:
+    (event_id,) = await record(database, replace(event("a", "1"), payload=b'{"old": 1}'))
+    with contextlib.closing(sqlite3.connect(database.path)) as connection, connection:
+        connection.execute("UPDATE events SET facts = NULL WHERE id = ?", (event_id,))
+    (job,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
+    assert (job.facts, job.payload) == (None, b'{"old": 1}')

@@ -570,3 +570,27 @@ async def test_a_cryptum_order_unknown_to_the_api_is_dead_lettered_as_a_security
     assert world.shop.requests == []
     (alert,) = [line for line in logs() if line["event"] == "security.callback_not_confirmed"]
     assert alert["reason"] == delivery["outcome"]
+
+
+async def test_a_delivery_acts_on_the_facts_taken_on_arrival_not_the_stored_body(
+    world: World,
+) -> None:
+    cryptum_id = await paid_callback(world)
+    # Whatever becomes of the stored body, no attempt parses it again.
+    with sqlite3.connect(world.directory / "bridge.sqlite3") as connection:
+        connection.execute("UPDATE events SET payload = x'00'")
+
+    await world.worker.run_due()
+    order = world.shop.orders[11]
+    assert (order.status, order.transaction_id) == ("processing", TX)
+    assert meta(world, 11)["_cryptum_checkout_order_transactions_message"] == (
+        "Payment was successful"
+    )
+    assert json.loads(meta(world, 11)["_cryptum_checkout_order_transactions"]) == [
+        {"protocol": "POLYGON", "hash": TX}
+    ]
+    assert meta(world, 11)["_cryptum_order_id"] == cryptum_id
+
+
+def meta(world: World, woo_order_id: int) -> dict[str, Any]:
+    return {item["key"]: item["value"] for item in world.shop.orders[woo_order_id].meta_data}

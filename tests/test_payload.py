@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -11,7 +12,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bridge.payload import CallbackPayload, InvalidPayload, is_woo_order_id, parse_callback
+from bridge.payload import (
+    CallbackPayload,
+    InvalidPayload,
+    event_key,
+    is_woo_order_id,
+    parse_callback,
+)
 
 from support import callback_body, signed_headers
 
@@ -156,3 +163,8 @@ async def test_the_endpoint_answers_400_naming_the_field_and_stores_nothing(
     assert answer == {"error": "invalid_payload", "detail": REFUSED}
     with sqlite3.connect(database_path) as connection:
         assert connection.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+def test_the_event_key_is_the_sha256_of_the_canonical_body() -> None:
+    canonical = b'{"orderId":"c-1","status":"confirmed"}'
+    assert event_key(canonical) == hashlib.sha256(canonical).digest()

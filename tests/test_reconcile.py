@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -121,6 +122,13 @@ async def test_a_payment_whose_callback_never_came_is_found_and_paid_once(world:
         "confirmed",
     )
     assert (event["cryptum_order_id"], event["woo_order_id"]) == (cryptum_id, "11")
+    # What the API listed, as the event's body: nothing made up to look like a callback.
+    assert json.loads(event["payload"]) == {
+        "orderId": cryptum_id,
+        "ecommerceOrderId": "11",
+        "storeId": MAIN_STORE_ID,
+        "status": "confirmed",
+    }
 
     assert await world.worker.run_due() == 1
     order = world.shop.orders[11]

@@ -10,7 +10,7 @@ import pytest
 
 from bridge.payload import parse_callback
 from bridge.retention import RetentionJob, redact_payload
-from bridge.storage import NewEvent, SqliteStorage
+from bridge.storage import EventFacts, NewEvent, SqliteStorage
 
 from support import CUSTOMER_EMAIL, CUSTOMER_NAME, callback_body
 
@@ -29,6 +29,10 @@ def event(body: bytes) -> NewEvent:
         woo_order_id=callback.ecommerce_order_id,
         status=callback.status,
         payload=body,
+        facts=EventFacts(
+            transactions=tuple((t.protocol, t.hash) for t in callback.transactions or ()),
+            message=callback.message,
+        ),
     )
 
 
@@ -80,6 +84,12 @@ async def test_old_payloads_lose_personal_data_and_recent_ones_keep_it(tmp_path:
             "SELECT redacted_at FROM events WHERE id = ?", (old.event_id,)
         )
         assert list(rows) == [(now,)]
+        # The facts a delivery reads lose the free text too, and keep the transactions.
+        stored = await database._connection.execute_fetchall("SELECT id, facts FROM events")
+        facts = {event_id: EventFacts.from_json(blob) for event_id, blob in stored}
+        kept = event(old_body).facts.transactions
+        assert kept and facts[old.event_id] == EventFacts(transactions=kept)
+        assert facts[new.event_id].message == "Payment was successful"
         # The dedupe hash stays: the same callback again is still a duplicate.
         again = await database.record_event(event(old_body))
         assert (again.duplicate, again.event_id) == (True, old.event_id)

@@ -10,6 +10,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from bridge.encryption import PayloadCipher, PayloadKeyError
 from bridge.storage import (
+    EventFacts,
     EventRow,
     NewEvent,
     Recorded,
@@ -769,6 +771,24 @@ async def test_payloads_are_sealed_on_disk_and_opened_on_reading(tmp_path: Path)
     assert stored.startswith(b"CBE1")
     assert b"example.com" not in stored
     assert cipher.open(stored) == b'{"email": "x@example.com"}'
+
+
+async def test_facts_are_sealed_like_the_payload_and_opened_for_the_worker(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bridge.sqlite3"
+    cipher = PayloadCipher(os.urandom(32))
+    facts = EventFacts(transactions=(("POLYGON", "0xfeed"),), message="thanks, Ada Lovelace")
+    opened = await SqliteStorage.open(path, cipher=cipher)
+    try:
+        await opened.record_event(replace(event("a"), facts=facts))
+        (job,) = await opened.claim("main", 1, now=time.time() + 1, lease_seconds=60)
+        assert (job.facts, job.payload) == (facts, None)
+    finally:
+        await opened.close()
+    ((stored,),) = query(path, "SELECT facts FROM events")
+    assert stored.startswith(b"CBE1") and b"Lovelace" not in stored
+    assert EventFacts.from_json(cipher.open(stored)) == facts
 
 
 async def test_seal_and_open_with_a_key(tmp_path: Path) -> None:

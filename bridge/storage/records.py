@@ -6,6 +6,7 @@ reconciliation and the admin commands never see a row or a cursor.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -15,6 +16,7 @@ __all__ = [
     "DeliveryRow",
     "DeliveryRun",
     "DeliveryState",
+    "EventFacts",
     "EventRow",
     "Job",
     "NewEvent",
@@ -43,6 +45,34 @@ class Progress(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class EventFacts:
+    """What a delivery needs of an event beyond its indexed ids and status.
+
+    Taken from the callback once, when it is accepted (or from the API, for
+    reconciliation's events), so no attempt parses a stored body again.
+    `message` is Cryptum's free text: stored like the payload (sealed when a
+    key is configured) and dropped with the payload's personal data.
+    """
+
+    transactions: tuple[tuple[str, str], ...] = ()  # (protocol, hash)
+    message: str | None = None
+
+    def to_json(self) -> bytes:
+        document = {"transactions": [list(t) for t in self.transactions], "message": self.message}
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, stored: bytes) -> EventFacts:
+        document = json.loads(stored)
+        transactions = tuple((str(p), str(h)) for p, h in document["transactions"])
+        return cls(transactions=transactions, message=document["message"])
+
+    def redacted(self) -> EventFacts:
+        """Without the free text, which may name the customer."""
+        return EventFacts(transactions=self.transactions)
+
+
+@dataclass(frozen=True, slots=True)
 class NewEvent:
     """A verified callback, ready to be stored."""
 
@@ -55,6 +85,7 @@ class NewEvent:
     woo_order_id: str
     status: str
     payload: bytes
+    facts: EventFacts = EventFacts()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +146,8 @@ class Job:
     woo_order_id: str
     cryptum_order_id: str
     status: str
-    payload: bytes
+    # None for an event stored before its facts were: then its `payload`.
+    facts: EventFacts | None
     attempts: int
     progress: Progress
     decision: dict[str, Any] | None
@@ -124,6 +156,8 @@ class Job:
     # How the event's callback was authenticated: a signature form, "unsigned"
     # (a store with allow_unsigned), or None for reconciliation's own events.
     signature_form: str | None = None
+    # The stored callback in the clear, only for an event without `facts`.
+    payload: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from ..background import BackgroundLoop
 from ..encryption import PayloadCipher, open_plain
 from .errors import StorageError, StorageUnavailable
 from .group_commit import GroupCommitter, WriterClosed
-from .records import EventRow, NewEvent, Recorded
+from .records import EventFacts, EventRow, NewEvent, Recorded
 from .sqlite_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
 from .sqlite_migrations import MIGRATIONS, SCHEMA_VERSION
 from .sqlite_queue import SqliteQueue
@@ -33,6 +33,15 @@ __all__ = ["SqliteStorage"]
 
 # Payloads redacted per statement: a run over a large backlog commits as it goes.
 _REDACT_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredEvent:
+    """An event as it is written: its payload and facts sealed when a key is configured."""
+
+    event: NewEvent
+    payload: bytes
+    facts: bytes
 
 
 class _Probe:
@@ -84,7 +93,7 @@ class SqliteStorage(SqliteQueue):
         self._clock = clock
         self.path = path
         self._cipher = cipher
-        self._writer: GroupCommitter[NewEvent | _Probe, Recorded | None] = GroupCommitter(
+        self._writer: GroupCommitter[_StoredEvent | _Probe, Recorded | None] = GroupCommitter(
             self._commit_batch, max_batch=commit_batch_max
         )
         self.last_write_error: str | None = None
@@ -170,7 +179,8 @@ class SqliteStorage(SqliteQueue):
         while True:
             rows = list(
                 await self._connection.execute_fetchall(
-                    "SELECT id, payload FROM events WHERE redacted_at IS NULL AND received_at < ?"
+                    "SELECT id, payload, facts FROM events"
+                    " WHERE redacted_at IS NULL AND received_at < ?"
                     " ORDER BY received_at LIMIT ?",
                     (received_before, _REDACT_BATCH),
                 )
@@ -178,19 +188,28 @@ class SqliteStorage(SqliteQueue):
             if not rows:
                 return redacted
             await self._connection.executemany(
-                "UPDATE events SET payload = ?, redacted_at = ? WHERE id = ?",
+                "UPDATE events SET payload = ?, facts = ?, redacted_at = ? WHERE id = ?",
                 [
-                    (self.seal_payload(redact(self.open_payload(stored))), now, event_id)
-                    for event_id, stored in rows
+                    (
+                        self.seal_payload(redact(self.open_payload(payload))),
+                        None if facts is None else self._redacted_facts(facts),
+                        now,
+                        event_id,
+                    )
+                    for event_id, payload, facts in rows
                 ],
             )
             # A pending delivery may still resume its plan; it is cleared once finished.
             await self._connection.executemany(
                 "UPDATE deliveries SET decision = NULL"
                 " WHERE event_id = ? AND state != 'pending' AND decision IS NOT NULL",
-                [(event_id,) for event_id, _ in rows],
+                [(row[0],) for row in rows],
             )
             redacted += len(rows)
+
+    def _redacted_facts(self, stored: bytes) -> bytes:
+        facts = EventFacts.from_json(self.open_payload(stored))
+        return self.seal_payload(facts.redacted().to_json())
 
     @property
     def background_loops(self) -> list[BackgroundLoop]:
@@ -212,9 +231,10 @@ class SqliteStorage(SqliteQueue):
 
     async def record_event(self, event: NewEvent) -> Recorded:
         """Store `event` and its delivery durably, or find the identical one stored before."""
-        if self._cipher is not None:
-            event = replace(event, payload=self._cipher.seal(event.payload))
-        result = await self._submit(event)
+        stored = _StoredEvent(
+            event, self.seal_payload(event.payload), self.seal_payload(event.facts.to_json())
+        )
+        result = await self._submit(stored)
         assert result is not None
         return result
 
@@ -222,14 +242,14 @@ class SqliteStorage(SqliteQueue):
         """Commit a probe row; raises `StorageUnavailable` if commits fail."""
         await self._submit(_PROBE)
 
-    async def _submit(self, item: NewEvent | _Probe) -> Recorded | None:
+    async def _submit(self, item: _StoredEvent | _Probe) -> Recorded | None:
         try:
             return await self._writer.submit(item)
         except WriterClosed:
             raise StorageUnavailable("shutting_down") from None
 
-    async def _commit_batch(self, items: list[NewEvent | _Probe]) -> list[Recorded | None]:
-        events = [item for item in items if isinstance(item, NewEvent)]
+    async def _commit_batch(self, items: list[_StoredEvent | _Probe]) -> list[Recorded | None]:
+        events = [item for item in items if isinstance(item, _StoredEvent)]
         try:
             # The probe goes first: if the events' statement then fails, no
             # item of the batch was committed and every one of them is told so.
@@ -246,7 +266,7 @@ class SqliteStorage(SqliteQueue):
             # Only stored callbacks clear it: a tiny probe row can still fit on
             # a disk too full for a callback.
             self.last_write_error = None
-        return [next(recorded) if isinstance(item, NewEvent) else None for item in items]
+        return [next(recorded) if isinstance(item, _StoredEvent) else None for item in items]
 
     async def list_events(self, *, limit: int = 50, store: str | None = None) -> list[EventRow]:
         """The newest events first."""
@@ -278,11 +298,11 @@ class SqliteStorage(SqliteQueue):
         return replace(row, payload=self.open_payload(row.payload or b""))
 
 
-_EVENT_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_EVENT_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 async def _insert_events(
-    connection: aiosqlite.Connection, events: list[NewEvent], now: float
+    connection: aiosqlite.Connection, events: list[_StoredEvent], now: float
 ) -> list[Recorded]:
     """Store a batch in one statement, which SQLite commits atomically on its own.
 
@@ -297,14 +317,15 @@ async def _insert_events(
     rows = await connection.execute_fetchall(
         f"""
         INSERT INTO events (store, body_sha256, received_at, source, signature_form,
-                            request_id, cryptum_order_id, woo_order_id, status, payload)
+                            request_id, cryptum_order_id, woo_order_id, status, payload, facts)
         VALUES {", ".join([_EVENT_INSERT_ROW] * len(events))}
         ON CONFLICT (store, cryptum_order_id, status, body_sha256) DO NOTHING
         RETURNING store, cryptum_order_id, status, body_sha256, id
         """,
         [
             value
-            for event in events
+            for stored in events
+            for event in (stored.event,)
             for value in (
                 event.store,
                 event.body_sha256,
@@ -315,7 +336,8 @@ async def _insert_events(
                 event.cryptum_order_id,
                 event.woo_order_id,
                 event.status,
-                event.payload,
+                stored.payload,
+                stored.facts,
             )
         ],
     )
@@ -323,7 +345,7 @@ async def _insert_events(
     # order or status.
     inserted = {tuple(row[:4]): row[4] for row in rows}
     stored_before: dict[tuple[Any, ...], int] = {}
-    missing = list(dict.fromkeys(_key(event) for event in events if _key(event) not in inserted))
+    missing = list(dict.fromkeys(_key(e) for e in events if _key(e) not in inserted))
     if missing:
         # CROSS JOIN keeps the keys as the outer loop: one lookup each in the
         # unique index, which needs all four of its columns.
@@ -338,8 +360,8 @@ async def _insert_events(
         stored_before = {tuple(row[:4]): row[4] for row in found}
 
     recorded: list[Recorded] = []
-    for event in events:
-        key = _key(event)
+    for stored in events:
+        key = _key(stored)
         # The first of identical callbacks in one batch is the accepted one.
         new_id = inserted.pop(key, None)
         if new_id is not None:
@@ -350,8 +372,9 @@ async def _insert_events(
     return recorded
 
 
-def _key(event: NewEvent) -> tuple[str, str, str, bytes]:
+def _key(stored: _StoredEvent) -> tuple[str, str, str, bytes]:
     """The columns of the events' unique index: what makes two events the same."""
+    event = stored.event
     return (event.store, event.cryptum_order_id, event.status, event.body_sha256)
 
 

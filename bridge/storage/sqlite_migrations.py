@@ -177,6 +177,13 @@ MIGRATIONS: tuple[str, ...] = (
                 OLD.applied_status, OLD.age_from, OLD.updated_at, NEW.updated_at);
     END;
     """,
+    # 5: what a delivery needs of its event, taken from the callback once on
+    # arrival (`EventFacts`, sealed like the payload), so no attempt parses
+    # the stored body again. Events stored before have none: their delivery
+    # reads the payload, as before.
+    """
+    ALTER TABLE events ADD COLUMN facts BLOB;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

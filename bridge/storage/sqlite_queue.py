@@ -20,7 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from .records import DeliveryRow, DeliveryRun, DeliveryState, Job, Progress
+from .records import DeliveryRow, DeliveryRun, DeliveryState, EventFacts, Job, Progress
 
 __all__ = ["SqliteQueue"]
 
@@ -85,8 +85,8 @@ class SqliteQueue:
         rows = await self._connection.execute_fetchall(
             f"""
             SELECT d.id, d.event_id, d.store, d.woo_order_id, e.cryptum_order_id, e.status,
-                   e.payload, d.attempts, d.progress, d.decision, d.generation, d.age_from,
-                   e.signature_form
+                   e.facts, CASE WHEN e.facts IS NULL THEN e.payload END, d.attempts,
+                   d.progress, d.decision, d.generation, d.age_from, e.signature_form
             FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
             WHERE d.id IN ({", ".join("?" * len(ids))}) ORDER BY d.id
             """,
@@ -100,13 +100,14 @@ class SqliteQueue:
                 woo_order_id=woo_order_id,
                 cryptum_order_id=cryptum_order_id,
                 status=status,
-                payload=self.open_payload(payload),
+                facts=None if facts is None else EventFacts.from_json(self.open_payload(facts)),
                 attempts=attempts,
                 progress=Progress(progress),
                 decision=json.loads(decision) if decision else None,
                 generation=generation,
                 age_from=age_from,
                 signature_form=signature_form,
+                payload=None if payload is None else self.open_payload(payload),
             )
             for (
                 delivery_id,
@@ -115,6 +116,7 @@ class SqliteQueue:
                 woo_order_id,
                 cryptum_order_id,
                 status,
+                facts,
                 payload,
                 attempts,
                 progress,
