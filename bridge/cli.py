@@ -348,7 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = Commands(parser)
+    _add_daemon_commands(commands)
+    _add_admin_commands(commands)
+    _add_tool_commands(commands)
+    return parser
 
+
+def _add_daemon_commands(commands: Commands) -> None:
     commands.add(
         "demo",
         run_demo_command,
@@ -362,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", run_check_config, "Validate the config and print it with secrets masked."
     )
 
+    commands.add(
+        "doctor",
+        run_doctor_command,
+        "Check the config, the database, each shop and Cryptum; say how to fix problems.",
+    )
+
+
+def _add_admin_commands(commands: Commands) -> None:
     commands.add("events", run_events, "List or show stored callbacks.", options=ADMIN_OPTIONS)
     action = commands.actions("events")
     listing = action("list", "newest events first")
@@ -401,11 +415,6 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--all", action="store_true", help="every dead delivery")
 
     commands.add(
-        "doctor",
-        run_doctor_command,
-        "Check the config, the database, each shop and Cryptum; say how to fix problems.",
-    )
-    commands.add(
         "stats",
         run_stats,
         "Deliveries waiting, finished runs by how they ended (replays included), dead letters "
@@ -419,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
         options=(CONFIG, DATABASE),
     ).add_argument("event_id", type=int, metavar="EVENT_ID")
 
+
+def _add_tool_commands(commands: Commands) -> None:
     tester = commands.add(
         "send-test",
         run_send_test,
@@ -461,7 +472,6 @@ def build_parser() -> argparse.ArgumentParser:
     signer.add_argument("body", nargs="?", metavar="FILE", help="body file (default: stdin)")
     signer.add_argument("--store", help="sign with this configured store's webhook secret")
     signer.add_argument("--secret-file", metavar="FILE", help="sign with the secret in FILE")
-    return parser
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:

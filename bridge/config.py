@@ -409,19 +409,27 @@ class LoggingConfig(_Section):
         default="auto",
         description="json: one object per line; console: for people; auto: console on a TTY.",
     )
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The least severe log lines written."
+    )
 
 
 class DeliveryConfig(_Section):
     """Delivery of accepted callbacks to WooCommerce."""
 
     concurrency: int = Field(default=4, ge=1, le=64, description="Parallel orders per store.")
-    timeout_seconds: float = Field(default=15, gt=0, le=300)
+    timeout_seconds: float = Field(
+        default=15, gt=0, le=300, description="Each request to WooCommerce or Cryptum's API."
+    )
     max_age_hours: float = Field(
         default=72, gt=0, description="Then the delivery is dead-lettered."
     )
-    backoff_initial_seconds: float = Field(default=5, gt=0)
-    backoff_max_seconds: float = Field(default=3600, gt=0)
+    backoff_initial_seconds: float = Field(
+        default=5, gt=0, description="The first retry's window; each one after doubles it."
+    )
+    backoff_max_seconds: float = Field(
+        default=3600, gt=0, description="The longest wait between retries (and after a 401/403)."
+    )
     confirm_recheck_seconds: float = Field(
         default=300,
         ge=0,
@@ -460,10 +468,18 @@ class WooCommerceConfig(_Section):
     """How to reach one shop's WooCommerce REST API."""
 
     url: str = Field(description="WordPress's home URL, exactly as WordPress knows it.")
-    consumer_key: InlineSecret = None
-    consumer_key_file: SecretFile = None
-    consumer_secret: InlineSecret = None
-    consumer_secret_file: SecretFile = None
+    consumer_key: InlineSecret = Field(
+        default=None, description='WooCommerce REST key ("ck_..."), inline or "env:NAME".'
+    )
+    consumer_key_file: SecretFile = Field(
+        default=None, description="A file holding the consumer key (e.g. a systemd credential)."
+    )
+    consumer_secret: InlineSecret = Field(
+        default=None, description='WooCommerce REST secret ("cs_..."), inline or "env:NAME".'
+    )
+    consumer_secret_file: SecretFile = Field(
+        default=None, description="A file holding the consumer secret."
+    )
     auth: Literal["auto", "basic", "oauth1"] = Field(
         default="auto", description="auto: Basic over https, OAuth 1.0a over http."
     )
@@ -522,11 +538,21 @@ class StoreConfig(_Section):
     cryptum_store_id: str = Field(
         min_length=1, description="The store id Cryptum sends as storeId."
     )
-    cryptum_environment: Literal["production", "test"] = "production"
-    webhook_secret: InlineSecret = None
-    webhook_secret_file: SecretFile = None
-    cryptum_api_key: InlineSecret = None
-    cryptum_api_key_file: SecretFile = None
+    cryptum_environment: Literal["production", "test"] = Field(
+        default="production", description="Which Cryptum API the key belongs to."
+    )
+    webhook_secret: InlineSecret = Field(
+        default=None, description='The secret Cryptum signs callbacks with, inline or "env:NAME".'
+    )
+    webhook_secret_file: SecretFile = Field(
+        default=None, description="A file holding the webhook secret."
+    )
+    cryptum_api_key: InlineSecret = Field(
+        default=None, description="Enables confirming callbacks with the API, and reconciliation."
+    )
+    cryptum_api_key_file: SecretFile = Field(
+        default=None, description="A file holding the Cryptum API key."
+    )
     cryptum_api_url: str | None = Field(
         default=None, description="Overrides the environment's API base URL."
     )
@@ -549,8 +575,10 @@ class StoreConfig(_Section):
         min_length=1,
         description="The WooCommerce gateway id of Cryptum; other orders are never changed.",
     )
-    rules: RulesConfig = RulesConfig()
-    woocommerce: WooCommerceConfig
+    rules: RulesConfig = Field(
+        default=RulesConfig(), description="What each Cryptum status does to the order."
+    )
+    woocommerce: WooCommerceConfig = Field(description="The shop's REST API.")
 
     # Which key the webhook secret came from, so that a warning names the one to edit.
     _webhook_secret_key: str = PrivateAttr(default="webhook_secret")
@@ -614,12 +642,16 @@ class StoreConfig(_Section):
 class Config(_Section):
     """The whole daemon."""
 
-    server: ServerConfig = ServerConfig()
-    storage: StorageConfig = StorageConfig()
-    logging: LoggingConfig = LoggingConfig()
-    delivery: DeliveryConfig = DeliveryConfig()
-    reconcile: ReconcileConfig = ReconcileConfig()
-    stores: list[StoreConfig] = Field(min_length=1)
+    server: ServerConfig = Field(default=ServerConfig(), description="The HTTP listener.")
+    storage: StorageConfig = Field(default=StorageConfig(), description="Where events are kept.")
+    logging: LoggingConfig = Field(default=LoggingConfig(), description="The log's form.")
+    delivery: DeliveryConfig = Field(
+        default=DeliveryConfig(), description="How updates reach WooCommerce."
+    )
+    reconcile: ReconcileConfig = Field(
+        default=ReconcileConfig(), description="Finding payments whose callback never came."
+    )
+    stores: list[StoreConfig] = Field(min_length=1, description="One or more shops.")
 
     @classmethod
     def _problems_across_keys(cls, data: dict[str, Any]) -> list[Problem]:

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from bridge_simulators.cryptum import CryptumSimulator
+from bridge_simulators.cryptum_orders import SimCryptumOrder
 from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from .app import create_app
@@ -102,6 +103,13 @@ class Story:
 
 
 async def _story(story: Story) -> None:
+    first = await _a_payment_confirms(story)
+    await _a_lost_callback_is_found(story)
+    await _a_paid_order_is_never_cancelled(story, first)
+
+
+async def _a_payment_confirms(story: Story) -> SimCryptumOrder:
+    """Steps 1-5: checkout, pending, confirmed, a duplicate, a forgery."""
     woo, cryptum = story.woo, story.cryptum
 
     story.step(1, "A customer checks out order #101: 2 widgets, 20.00 USD, paid with Cryptum.")
@@ -142,7 +150,12 @@ async def _story(story: Story) -> None:
     forged = await cryptum.send_callback(first.id, secret="not-the-webhook-secret")
     story.answered(forged)
     story.check(forged.attempts[-1] == 401, "forged callback not refused")
+    return first
 
+
+async def _a_lost_callback_is_found(story: Story) -> None:
+    """Step 6: a callback that never arrives, found by reconciliation."""
+    woo, cryptum = story.woo, story.cryptum
     story.step(6, "Order #102 is paid, but Cryptum's callback never arrives.")
     second = cryptum.create_order(
         store_id=STORE_ID, ecommerce_order_id="102", total="10.00", callback_url=story.callback_url
@@ -163,6 +176,10 @@ async def _story(story: Story) -> None:
     story.check(woo.orders[102].status == "processing", "order 102 was not paid")
     story.shop_shows(102)
 
+
+async def _a_paid_order_is_never_cancelled(story: Story, first: SimCryptumOrder) -> None:
+    """Step 7: a cancellation after the payment."""
+    woo, cryptum = story.woo, story.cryptum
     story.step(7, "Later, Cryptum reports order #101's payment cancelled.")
     cancelled = await cryptum.change_status(first.id, "cancelled")
     story.answered(cancelled)

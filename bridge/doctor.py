@@ -120,22 +120,7 @@ def describe_connection_failure(
     """
     where = _host_port(url)
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
-        cause = error.certificate_error
-        reason = getattr(cause, "verify_message", None) or str(cause)
-        message = f"TLS certificate verification of {where} failed: {reason}"
-        if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
-            return message, f"set {url_key} to a host name the shop's certificate names"
-        if ca_file is not None:
-            return message, (
-                f"woocommerce.ca_file ({ca_file}) does not verify the shop's certificate: set it "
-                "to the PEM file of the CA that signed it"
-            )
-        if url_key == "woocommerce.url":
-            return message, (
-                "if the shop's certificate comes from its own CA, set woocommerce.ca_file to "
-                "that CA's PEM file; otherwise give the shop a certificate this machine trusts"
-            )
-        return message, "update this machine's CA certificates (Debian: ca-certificates)"
+        return _certificate_failure(error, where, url_key=url_key, ca_file=ca_file)
     if isinstance(error, aiohttp.ClientSSLError):
         reason = str(getattr(error, "os_error", "") or error)
         return (
@@ -143,29 +128,7 @@ def describe_connection_failure(
             f"check that {where} speaks HTTPS (a plain-HTTP server needs an http:// {url_key})",
         )
     if isinstance(error, aiohttp.ClientConnectorError):
-        os_error = error.os_error
-        host = URL(url).host
-        if isinstance(os_error, socket.gaierror):
-            return (
-                f"the host name {host} does not resolve ({os_error.strerror or os_error})",
-                f"check the host name in {url_key}, and this machine's DNS "
-                "(/etc/resolv.conf, /etc/hosts)",
-            )
-        if os_error.errno == errno.ECONNREFUSED:
-            server = "WordPress (its web server)" if url_key == "woocommerce.url" else "it"
-            return (
-                f"connection refused: nothing listens at {where}",
-                f"is {server} running, and are the host and port in {url_key} right?",
-            )
-        if os_error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            return (
-                f"no route to {where} ({os_error.strerror})",
-                f"check {url_key} and this machine's network and firewall",
-            )
-        return (
-            f"cannot connect to {where} ({os_error.strerror or os_error})",
-            f"check {url_key} and the network between this machine and {where}",
-        )
+        return _connect_failure(error.os_error, url, where, url_key=url_key)
     if isinstance(error, TimeoutError):
         return (
             f"no answer from {where} within {_TIMEOUT_SECONDS:.0f} s",
@@ -173,6 +136,55 @@ def describe_connection_failure(
         )
     return (
         f"the connection to {where} failed ({type(error).__name__})",
+        f"check {url_key} and the network between this machine and {where}",
+    )
+
+
+def _certificate_failure(
+    error: aiohttp.ClientConnectorCertificateError,
+    where: str,
+    *,
+    url_key: str,
+    ca_file: Path | None,
+) -> tuple[str, str]:
+    cause = error.certificate_error
+    reason = getattr(cause, "verify_message", None) or str(cause)
+    message = f"TLS certificate verification of {where} failed: {reason}"
+    if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
+        return message, f"set {url_key} to a host name the shop's certificate names"
+    if ca_file is not None:
+        return message, (
+            f"woocommerce.ca_file ({ca_file}) does not verify the shop's certificate: set it "
+            "to the PEM file of the CA that signed it"
+        )
+    if url_key == "woocommerce.url":
+        return message, (
+            "if the shop's certificate comes from its own CA, set woocommerce.ca_file to "
+            "that CA's PEM file; otherwise give the shop a certificate this machine trusts"
+        )
+    return message, "update this machine's CA certificates (Debian: ca-certificates)"
+
+
+def _connect_failure(os_error: OSError, url: str, where: str, *, url_key: str) -> tuple[str, str]:
+    if isinstance(os_error, socket.gaierror):
+        return (
+            f"the host name {URL(url).host} does not resolve ({os_error.strerror or os_error})",
+            f"check the host name in {url_key}, and this machine's DNS "
+            "(/etc/resolv.conf, /etc/hosts)",
+        )
+    if os_error.errno == errno.ECONNREFUSED:
+        server = "WordPress (its web server)" if url_key == "woocommerce.url" else "it"
+        return (
+            f"connection refused: nothing listens at {where}",
+            f"is {server} running, and are the host and port in {url_key} right?",
+        )
+    if os_error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return (
+            f"no route to {where} ({os_error.strerror})",
+            f"check {url_key} and this machine's network and firewall",
+        )
+    return (
+        f"cannot connect to {where} ({os_error.strerror or os_error})",
         f"check {url_key} and the network between this machine and {where}",
     )
 

@@ -88,21 +88,7 @@ async def serve(config: Config, config_path: Path | None = None) -> int:
     """
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     app = create_app(config)
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        shutdown_timeout=config.server.shutdown_timeout_seconds,
-        # aiohttp arms this timer when a connection opens and again after each
-        # answer, and closes the connection if no whole request head has
-        # arrived by then: the only bound it has on a client that trickles
-        # its headers, and on idle keep-alive connections.
-        keepalive_timeout=config.server.header_timeout_seconds,
-        lingering_time=LINGER_SECONDS,
-        # aiohttp would inflate a compressed body before the bridge sees it:
-        # a 64 KiB gzip bomb costs megabytes and CPU whatever max_body_bytes
-        # says. Callbacks are never compressed; they are refused with 400.
-        auto_decompress=False,
-    )
+    runner = _runner(app, config)
     try:
         await runner.setup()
     except StorageError as error:
@@ -121,20 +107,7 @@ async def serve(config: Config, config_path: Path | None = None) -> int:
         loop.add_signal_handler(signum, stop.set)
     if config_path is not None:
         loop.add_signal_handler(signal.SIGHUP, _reload, app, config_path)
-    listen = [_describe(address) for address in runner.addresses]
-    log.info(
-        "server.started",
-        listen=listen,
-        database=str(config.storage.database_path),
-        stores=[store.name for store in config.stores],
-        pid=os.getpid(),
-    )
-    for warning in config.warnings():
-        # The same lines check-config and doctor print: keys, never values.
-        log.warning("config.warning", problem=warning)
-    # Only now: the listener is bound and the database open (runner.setup()).
-    stores = f"{len(config.stores)} store{'s' if len(config.stores) != 1 else ''}"
-    _tell_systemd("READY=1", f"STATUS=listening on {', '.join(listen)}, {stores}")
+    _announce_start(runner, config)
     interval = watchdog_interval()
     watchdog = asyncio.create_task(_ping_watchdog(interval)) if interval else None
 
@@ -151,3 +124,39 @@ async def serve(config: Config, config_path: Path | None = None) -> int:
             await watchdog
     log.info("server.stopped")
     return 0
+
+
+def _runner(app: web.Application, config: Config) -> web.AppRunner:
+    return web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_timeout_seconds,
+        # aiohttp arms this timer when a connection opens and again after each
+        # answer, and closes the connection if no whole request head has
+        # arrived by then: the only bound it has on a client that trickles
+        # its headers, and on idle keep-alive connections.
+        keepalive_timeout=config.server.header_timeout_seconds,
+        lingering_time=LINGER_SECONDS,
+        # aiohttp would inflate a compressed body before the bridge sees it:
+        # a 64 KiB gzip bomb costs megabytes and CPU whatever max_body_bytes
+        # says. Callbacks are never compressed; they are refused with 400.
+        auto_decompress=False,
+    )
+
+
+def _announce_start(runner: web.AppRunner, config: Config) -> None:
+    """Log the start and its config warnings, then tell systemd the bridge is ready."""
+    listen = [_describe(address) for address in runner.addresses]
+    log.info(
+        "server.started",
+        listen=listen,
+        database=str(config.storage.database_path),
+        stores=[store.name for store in config.stores],
+        pid=os.getpid(),
+    )
+    for warning in config.warnings():
+        # The same lines check-config and doctor print: keys, never values.
+        log.warning("config.warning", problem=warning)
+    # Only now: the listener is bound and the database open (runner.setup()).
+    stores = f"{len(config.stores)} store{'s' if len(config.stores) != 1 else ''}"
+    _tell_systemd("READY=1", f"STATUS=listening on {', '.join(listen)}, {stores}")

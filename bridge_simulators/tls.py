@@ -23,16 +23,6 @@ def write_self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> t
     """Write `cert.pem` and `key.pem` (unencrypted) into `directory`; return their paths."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    addresses = {"127.0.0.1", "::1"}
-    dns_names = {"localhost"}
-    try:
-        addresses.add(str(ipaddress.ip_address(host)))
-    except ValueError:
-        dns_names.add(host)
-    alternative_names: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address(address)) for address in sorted(addresses)
-    ]
-    alternative_names += [x509.DNSName(dns_name) for dns_name in sorted(dns_names)]
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -43,7 +33,7 @@ def write_self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> t
         # A little slack backwards for clocks that disagree by a few minutes.
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(alternative_names), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_names_for(host)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -80,3 +70,17 @@ def write_self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> t
     )
     key_path.chmod(0o600)
     return cert_path, key_path
+
+
+def _names_for(host: str) -> list[x509.GeneralName]:
+    """The loopback addresses, localhost, and `host` (an address or a name)."""
+    addresses = {"127.0.0.1", "::1"}
+    dns_names = {"localhost"}
+    try:
+        addresses.add(str(ipaddress.ip_address(host)))
+    except ValueError:
+        dns_names.add(host)
+    names: list[x509.GeneralName] = [
+        x509.IPAddress(ipaddress.ip_address(address)) for address in sorted(addresses)
+    ]
+    return names + [x509.DNSName(dns_name) for dns_name in sorted(dns_names)]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from bridge.config import MIN_WEBHOOK_SECRET_LENGTH, Config, ConfigError, load_config, parse_config
 
@@ -548,3 +550,18 @@ def test_a_placeholder_secret_is_an_error_naming_its_key(
         "write the consumer secret of that WooCommerce REST API key in the file",
     ]
     assert "change_me" not in "\n".join(problems).lower()
+
+
+def test_every_config_field_says_what_it_is_for() -> None:
+    undescribed = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            if not field.description:
+                undescribed.append(prefix + name)
+            for kind in (field.annotation, *typing.get_args(field.annotation)):
+                if isinstance(kind, type) and issubclass(kind, BaseModel):
+                    walk(kind, f"{prefix}{name}.")
+
+    walk(Config, "")
+    assert undescribed == []

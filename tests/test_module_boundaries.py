@@ -133,3 +133,20 @@ def test_no_module_outside_storage_holds_sql_or_a_driver() -> None:
 def test_the_sql_check_finds_sql_and_drivers() -> None:
     assert sql_in(ROOT / "bridge" / "storage" / "sqlite_queue.py")
     assert "aiosqlite" in sql_in(ROOT / "bridge" / "storage" / "sqlite.py")
+
+
+# A function longer than this is read in two sittings: split it.
+LONGEST_FUNCTION_LINES = 60
+
+
+def test_every_function_reads_in_one_sitting() -> None:
+    too_long = {}
+    for package in ("bridge", "bridge_simulators"):
+        for path in package_modules(package):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    assert node.end_lineno is not None
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > LONGEST_FUNCTION_LINES:
+                        too_long[f"{path.relative_to(ROOT)}:{node.name}"] = lines
+    assert too_long == {}

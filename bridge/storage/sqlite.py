@@ -14,9 +14,8 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 
@@ -26,6 +25,7 @@ from .errors import StorageError, StorageUnavailable
 from .group_commit import GroupCommitter, WriterClosed
 from .records import EventFacts, EventRow, NewEvent, Recorded
 from .sqlite_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
+from .sqlite_ingest import StoredEvent, insert_events
 from .sqlite_migrations import MIGRATIONS, SCHEMA_VERSION
 from .sqlite_queue import SqliteQueue
 
@@ -33,15 +33,6 @@ __all__ = ["SqliteStorage"]
 
 # Payloads redacted per statement: a run over a large backlog commits as it goes.
 _REDACT_BATCH = 500
-
-
-@dataclass(frozen=True, slots=True)
-class _StoredEvent:
-    """An event as it is written: its payload and facts sealed when a key is configured."""
-
-    event: NewEvent
-    payload: bytes
-    facts: bytes
 
 
 class _Probe:
@@ -93,7 +84,7 @@ class SqliteStorage(SqliteQueue):
         self._clock = clock
         self.path = path
         self._cipher = cipher
-        self._writer: GroupCommitter[_StoredEvent | _Probe, Recorded | None] = GroupCommitter(
+        self._writer: GroupCommitter[StoredEvent | _Probe, Recorded | None] = GroupCommitter(
             self._commit_batch, max_batch=commit_batch_max
         )
         self.last_write_error: str | None = None
@@ -231,7 +222,7 @@ class SqliteStorage(SqliteQueue):
 
     async def record_event(self, event: NewEvent) -> Recorded:
         """Store `event` and its delivery durably, or find the identical one stored before."""
-        stored = _StoredEvent(
+        stored = StoredEvent(
             event, self.seal_payload(event.payload), self.seal_payload(event.facts.to_json())
         )
         result = await self._submit(stored)
@@ -242,14 +233,14 @@ class SqliteStorage(SqliteQueue):
         """Commit a probe row; raises `StorageUnavailable` if commits fail."""
         await self._submit(_PROBE)
 
-    async def _submit(self, item: _StoredEvent | _Probe) -> Recorded | None:
+    async def _submit(self, item: StoredEvent | _Probe) -> Recorded | None:
         try:
             return await self._writer.submit(item)
         except WriterClosed:
             raise StorageUnavailable("shutting_down") from None
 
-    async def _commit_batch(self, items: list[_StoredEvent | _Probe]) -> list[Recorded | None]:
-        events = [item for item in items if isinstance(item, _StoredEvent)]
+    async def _commit_batch(self, items: list[StoredEvent | _Probe]) -> list[Recorded | None]:
+        events = [item for item in items if isinstance(item, StoredEvent)]
         try:
             # The probe goes first: if the events' statement then fails, no
             # item of the batch was committed and every one of them is told so.
@@ -258,7 +249,7 @@ class SqliteStorage(SqliteQueue):
                     "INSERT OR REPLACE INTO health_probe (id, checked_at) VALUES (1, ?)",
                     (self._clock(),),
                 )
-            recorded = iter(await _insert_events(self._connection, events, self._clock()))
+            recorded = iter(await insert_events(self._connection, events, self._clock()))
         except sqlite3.Error as error:
             self.last_write_error = _describe_sqlite_error(error)
             raise StorageUnavailable(self.last_write_error) from None
@@ -266,7 +257,7 @@ class SqliteStorage(SqliteQueue):
             # Only stored callbacks clear it: a tiny probe row can still fit on
             # a disk too full for a callback.
             self.last_write_error = None
-        return [next(recorded) if isinstance(item, _StoredEvent) else None for item in items]
+        return [next(recorded) if isinstance(item, StoredEvent) else None for item in items]
 
     async def list_events(self, *, limit: int = 50, store: str | None = None) -> list[EventRow]:
         """The newest events first."""
@@ -296,86 +287,6 @@ class SqliteStorage(SqliteQueue):
             return None
         row = EventRow(*rows[0])
         return replace(row, payload=self.open_payload(row.payload or b""))
-
-
-_EVENT_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-
-
-async def _insert_events(
-    connection: aiosqlite.Connection, events: list[_StoredEvent], now: float
-) -> list[Recorded]:
-    """Store a batch in one statement, which SQLite commits atomically on its own.
-
-    One statement means one round trip to SQLite's thread however large the
-    batch; under load each round trip waits a turn of the busy event loop, so
-    their number, not SQLite, sets the latency. A trigger adds each new
-    event's delivery in the same statement. Only when some callbacks were
-    already stored does a second, read-only query find their events.
-    """
-    if not events:
-        return []
-    rows = await connection.execute_fetchall(
-        f"""
-        INSERT INTO events (store, body_sha256, received_at, source, signature_form,
-                            request_id, cryptum_order_id, woo_order_id, status, payload, facts)
-        VALUES {", ".join([_EVENT_INSERT_ROW] * len(events))}
-        ON CONFLICT (store, cryptum_order_id, status, body_sha256) DO NOTHING
-        RETURNING store, cryptum_order_id, status, body_sha256, id
-        """,
-        [
-            value
-            for stored in events
-            for event in (stored.event,)
-            for value in (
-                event.store,
-                event.body_sha256,
-                now,
-                event.source,
-                event.signature_form,
-                event.request_id,
-                event.cryptum_order_id,
-                event.woo_order_id,
-                event.status,
-                stored.payload,
-                stored.facts,
-            )
-        ],
-    )
-    # Keyed as the unique index is: the same body may be stored for another
-    # order or status.
-    inserted = {tuple(row[:4]): row[4] for row in rows}
-    stored_before: dict[tuple[Any, ...], int] = {}
-    missing = list(dict.fromkeys(_key(e) for e in events if _key(e) not in inserted))
-    if missing:
-        # CROSS JOIN keeps the keys as the outer loop: one lookup each in the
-        # unique index, which needs all four of its columns.
-        placeholders = ", ".join(["(?, ?, ?, ?)"] * len(missing))
-        found = await connection.execute_fetchall(
-            "SELECT e.store, e.cryptum_order_id, e.status, e.body_sha256, e.id"
-            f" FROM (VALUES {placeholders}) AS k"
-            " CROSS JOIN events AS e ON e.store = k.column1 AND e.cryptum_order_id = k.column2"
-            " AND e.status = k.column3 AND e.body_sha256 = k.column4",
-            [value for key in missing for value in key],
-        )
-        stored_before = {tuple(row[:4]): row[4] for row in found}
-
-    recorded: list[Recorded] = []
-    for stored in events:
-        key = _key(stored)
-        # The first of identical callbacks in one batch is the accepted one.
-        new_id = inserted.pop(key, None)
-        if new_id is not None:
-            recorded.append(Recorded(event_id=new_id, duplicate=False))
-            stored_before[key] = new_id
-        else:
-            recorded.append(Recorded(event_id=stored_before[key], duplicate=True))
-    return recorded
-
-
-def _key(stored: _StoredEvent) -> tuple[str, str, str, bytes]:
-    """The columns of the events' unique index: what makes two events the same."""
-    event = stored.event
-    return (event.store, event.cryptum_order_id, event.status, event.body_sha256)
 
 
 async def _prepare(

@@ -92,40 +92,28 @@ class SqliteQueue:
             """,
             ids,
         )
-        return [
-            Job(
-                delivery_id=delivery_id,
-                event_id=event_id,
-                store=store,
-                woo_order_id=woo_order_id,
-                cryptum_order_id=cryptum_order_id,
-                status=status,
-                facts=None if facts is None else EventFacts.from_json(self.open_payload(facts)),
-                attempts=attempts,
-                progress=Progress(progress),
-                decision=json.loads(decision) if decision else None,
-                generation=generation,
-                age_from=age_from,
-                signature_form=signature_form,
-                payload=None if payload is None else self.open_payload(payload),
-            )
-            for (
-                delivery_id,
-                event_id,
-                store,
-                woo_order_id,
-                cryptum_order_id,
-                status,
-                facts,
-                payload,
-                attempts,
-                progress,
-                decision,
-                generation,
-                age_from,
-                signature_form,
-            ) in rows
-        ]
+        return [self._job(row) for row in rows]
+
+    def _job(self, row: Sequence[Any]) -> Job:
+        """A claimed row (as `claim` selects it) as the worker's job, its facts opened."""
+        (delivery_id, event_id, store, woo_order_id, cryptum_order_id, status, facts, payload,
+         attempts, progress, decision, generation, age_from, signature_form) = row  # fmt: skip
+        return Job(
+            delivery_id=delivery_id,
+            event_id=event_id,
+            store=store,
+            woo_order_id=woo_order_id,
+            cryptum_order_id=cryptum_order_id,
+            status=status,
+            facts=None if facts is None else EventFacts.from_json(self.open_payload(facts)),
+            attempts=attempts,
+            progress=Progress(progress),
+            decision=json.loads(decision) if decision else None,
+            generation=generation,
+            age_from=age_from,
+            signature_form=signature_form,
+            payload=None if payload is None else self.open_payload(payload),
+        )
 
     async def applied_by(self, store: str, cryptum_order_id: str, status: str) -> int | None:
         """The delivery that applied `status` of this Cryptum order to its shop order, if any.

@@ -1,0 +1,110 @@
+"""Writing callbacks into SQLite: a whole batch in one statement, duplicates found by key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from .records import NewEvent, Recorded
+
+__all__ = ["StoredEvent", "insert_events"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as it is written: its payload and facts sealed when a key is configured."""
+
+    event: NewEvent
+    payload: bytes
+    facts: bytes
+
+
+_EVENT_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+# The columns of the events' unique index: what makes two events the same.
+Key = tuple[str, str, str, bytes]
+
+
+async def insert_events(
+    connection: aiosqlite.Connection, events: list[StoredEvent], now: float
+) -> list[Recorded]:
+    """Store a batch in one statement, which SQLite commits atomically on its own.
+
+    One statement means one round trip to SQLite's thread however large the
+    batch; under load each round trip waits a turn of the busy event loop, so
+    their number, not SQLite, sets the latency. A trigger adds each new
+    event's delivery in the same statement. Only when some callbacks were
+    already stored does a second, read-only query find their events.
+    """
+    if not events:
+        return []
+    inserted = await _insert_new(connection, events, now)
+    missing = list(dict.fromkeys(_key(e) for e in events if _key(e) not in inserted))
+    stored_before = await _find_stored(connection, missing) if missing else {}
+    recorded: list[Recorded] = []
+    for stored in events:
+        key = _key(stored)
+        # The first of identical callbacks in one batch is the accepted one.
+        new_id = inserted.pop(key, None)
+        if new_id is not None:
+            recorded.append(Recorded(event_id=new_id, duplicate=False))
+            stored_before[key] = new_id
+        else:
+            recorded.append(Recorded(event_id=stored_before[key], duplicate=True))
+    return recorded
+
+
+async def _insert_new(
+    connection: aiosqlite.Connection, events: list[StoredEvent], now: float
+) -> dict[Key, int]:
+    """Insert what is new; the ids of the rows inserted, by key."""
+    rows = await connection.execute_fetchall(
+        f"""
+        INSERT INTO events (store, body_sha256, received_at, source, signature_form,
+                            request_id, cryptum_order_id, woo_order_id, status, payload, facts)
+        VALUES {", ".join([_EVENT_INSERT_ROW] * len(events))}
+        ON CONFLICT (store, cryptum_order_id, status, body_sha256) DO NOTHING
+        RETURNING store, cryptum_order_id, status, body_sha256, id
+        """,
+        [value for stored in events for value in _row(stored, now)],
+    )
+    return {(row[0], row[1], row[2], row[3]): row[4] for row in rows}
+
+
+async def _find_stored(connection: aiosqlite.Connection, keys: list[Key]) -> dict[Key, int]:
+    """The ids of events stored before, by key."""
+    # CROSS JOIN keeps the keys as the outer loop: one lookup each in the
+    # unique index, which needs all four of its columns.
+    placeholders = ", ".join(["(?, ?, ?, ?)"] * len(keys))
+    found = await connection.execute_fetchall(
+        "SELECT e.store, e.cryptum_order_id, e.status, e.body_sha256, e.id"
+        f" FROM (VALUES {placeholders}) AS k"
+        " CROSS JOIN events AS e ON e.store = k.column1 AND e.cryptum_order_id = k.column2"
+        " AND e.status = k.column3 AND e.body_sha256 = k.column4",
+        [value for key in keys for value in key],
+    )
+    return {(row[0], row[1], row[2], row[3]): row[4] for row in found}
+
+
+def _row(stored: StoredEvent, now: float) -> tuple[Any, ...]:
+    event = stored.event
+    return (
+        event.store,
+        event.body_sha256,
+        now,
+        event.source,
+        event.signature_form,
+        event.request_id,
+        event.cryptum_order_id,
+        event.woo_order_id,
+        event.status,
+        stored.payload,
+        stored.facts,
+    )
+
+
+def _key(stored: StoredEvent) -> Key:
+    event = stored.event
+    return (event.store, event.cryptum_order_id, event.status, event.body_sha256)
