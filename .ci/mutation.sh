@@ -22,10 +22,13 @@ GATED=(signature status_rules delivery_plan delivery_outcome oauth1 confirmation
 # their in-process tests, never the daemon-process ones.
 declare -A TESTS=(
     [delivery]="tests/test_delivery_worker.py tests/test_delivery_trust.py tests/test_fault_bodies.py"
+    [delivery_stages]="tests/test_delivery_worker.py tests/test_delivery_trust.py tests/test_fault_bodies.py"
     [reconcile]="tests/test_reconcile.py"
-    [storage/sqlite_queue]="tests/test_delivery_queue.py"
-    [storage/sqlite]="tests/test_storage.py tests/test_delivery_queue.py"
+    [background]="tests/test_background.py"
     [callbacks]="tests/test_callbacks.py"
+    [storage/sqlite]="tests/test_storage.py tests/test_delivery_queue.py"
+    [storage/sqlite_ingest]="tests/test_storage.py"
+    [storage/sqlite_queue]="tests/test_delivery_queue.py"
 )
 # Mutants that cannot change behaviour: "module|the mutated line". Any edit
 # to such a line makes a new mutant, which must be looked at again.

@@ -83,15 +83,16 @@ def _unknown_store_fields(
     return fields
 
 
-def _resolve_store(config: Config, path_store: str | None, payload: CallbackPayload) -> StoreConfig:
+def _resolve_store(
+    config: Config, path_store: StoreConfig | None, payload: CallbackPayload
+) -> StoreConfig:
+    """The store the callback is for: the one in the path, else the one its `storeId` names."""
     if path_store is None:
         store = config.store_for_cryptum_id(payload.store_id)
         if store is None:
             raise UnknownStoreError("unknown_store_id")
         return store
-    store = config.store_named(path_store)
-    if store is None:
-        raise UnknownStoreError("unknown_store_name")
+    store = path_store
     if payload.store_id != store.cryptum_store_id:
         raise InvalidPayloadError(
             "storeId_mismatch", detail="storeId does not belong to the store in the path"
@@ -200,7 +201,8 @@ async def _verified(request: web.Request) -> _Callback:
 
 async def _check(request: web.Request, seen: _Seen) -> _Callback:
     config = request.app[CONFIG].current
-    if seen.path_store is not None and config.store_named(seen.path_store) is None:
+    path_store = None if seen.path_store is None else config.store_named(seen.path_store)
+    if seen.path_store is not None and path_store is None:
         raise UnknownStoreError("unknown_store_name")
     try:
         async with asyncio.timeout(config.server.body_timeout_seconds):
@@ -215,7 +217,7 @@ async def _check(request: web.Request, seen: _Seen) -> _Callback:
     structlog.contextvars.bind_contextvars(
         cryptum_order_id=payload.order_id, woo_order_id=payload.ecommerce_order_id
     )
-    seen.store = store = _resolve_store(config, seen.path_store, payload)
+    seen.store = store = _resolve_store(config, path_store, payload)
     structlog.contextvars.bind_contextvars(store=store.name)
     canonical = json_canonical(body)
     signature_form = _check_signature(request, body, canonical, store)

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
+import hashlib
+import hmac
 import json
 import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bridge.app import create_app
-from bridge.app_keys import STORAGE, UNSIGNED_LIMITS
-from bridge.config import parse_config
+from bridge.app_keys import METRICS, STORAGE, UNSIGNED_LIMITS, WORKER
+from bridge.callbacks import LOGGED_ID_MAX_CHARS
+from bridge.config import Config, parse_config
 from bridge.rate_limit import StoreLimits
 from bridge.reload import apply_config
-from bridge.signature import sign
+from bridge.signature import json_canonical, reference_canonical, sign
 
 from support import (
     CUSTOMER_EMAIL,
@@ -36,6 +43,57 @@ def stored_events(database_path: Path) -> list[tuple[Any, ...]]:
             "SELECT e.id, e.store, e.cryptum_order_id, e.woo_order_id, e.status, d.state"
             " FROM events e JOIN deliveries d ON d.event_id = e.id ORDER BY e.id"
         ).fetchall()
+
+
+def stored_event(database_path: Path, event_id: int) -> dict[str, Any]:
+    with sqlite3.connect(database_path) as connection:
+        connection.row_factory = sqlite3.Row
+        row = connection.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+    return dict(row)
+
+
+def rejection(logs: Callable[[], list[dict[str, Any]]]) -> dict[str, Any]:
+    """The one `callback.rejected` line logged since the test started."""
+    (line,) = [line for line in logs() if line["event"] == "callback.rejected"]
+    return line
+
+
+async def logged(
+    logs: Callable[[], list[dict[str, Any]]], event: str, *, timeout: float = 5.0
+) -> dict[str, Any]:
+    """The one `event` line, once the server has written it (it may lag the connection's end)."""
+    deadline = time.monotonic() + timeout
+    while not (lines := [line for line in logs() if line["event"] == event]):
+        assert time.monotonic() < deadline, f"no {event} line within {timeout} s"
+        await asyncio.sleep(0.01)
+    (line,) = lines
+    return line
+
+
+def callback_of_size(size: int, **fields: Any) -> bytes:
+    """A valid callback body of exactly `size` bytes (padded with an unknown field)."""
+    unpadded = len(callback_body(padding="", **fields))
+    body = callback_body(padding="x" * (size - unpadded), **fields)
+    assert len(body) == size
+    return body
+
+
+async def in_chunks(body: bytes, count: int = 4) -> AsyncIterator[bytes]:
+    """`body` as a chunked upload of `count` chunks, each sent once the last could be read.
+
+    The pause lets the server take each chunk as it arrives, as it would from
+    a real network, instead of the whole body at once.
+    """
+    size = -(-len(body) // count)
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+        await asyncio.sleep(0.01)
+
+
+def reference_form_headers(body: bytes, secret: str = MAIN_SECRET) -> dict[str, str]:
+    """Signed as the reference plugin signs: over its own canonical form of the body."""
+    digest = hmac.new(secret.encode(), reference_canonical(body), hashlib.sha256).digest()
+    return {"X-Webhook-Signature": base64.b64encode(digest).decode("ascii")}
 
 
 async def test_new_callback_is_accepted_and_stored_with_its_delivery(
@@ -62,6 +120,31 @@ async def test_same_callback_again_is_a_duplicate_of_the_first(
     assert again.status == 200
     assert await again.json() == {"status": "duplicate", "event_id": first["event_id"]}
     assert len(stored_events(database_path)) == 1
+
+
+async def test_only_a_new_callback_wakes_the_delivery_worker(
+    aiohttp_client: Any, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A duplicate adds no delivery, so there is nothing new for the worker to look at."""
+    # No delivery loop: a finishing delivery wakes the worker too, which would
+    # be counted here alongside the callbacks' wakes.
+    client = await aiohttp_client(create_app(config, background=False))
+    worker = client.app[WORKER]
+    wakes: list[None] = []
+    wake = worker.wake
+
+    def counted_wake() -> None:
+        wakes.append(None)
+        wake()
+
+    monkeypatch.setattr(worker, "wake", counted_wake)
+    body = callback_body()
+    first = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert (await first.json())["status"] == "accepted"
+    assert len(wakes) == 1
+    again = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert (await again.json())["status"] == "duplicate"
+    assert len(wakes) == 1
 
 
 async def test_pretty_printed_copy_of_a_compact_callback_is_a_duplicate(client: Any) -> None:
@@ -186,7 +269,7 @@ async def test_concurrent_callbacks_share_commits(client: Any) -> None:
     ],
 )
 async def test_malformed_body_is_400_with_the_reason(
-    client: Any, database_path: Path, body: bytes, detail_part: str
+    client: Any, database_path: Path, body: bytes, detail_part: str, logs: Any
 ) -> None:
     response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
     assert response.status == 400
@@ -194,6 +277,8 @@ async def test_malformed_body_is_400_with_the_reason(
     assert answer["error"] == "invalid_payload"
     assert detail_part in answer["detail"]
     assert stored_events(database_path) == []
+    rejected = rejection(logs)
+    assert (rejected["reason"], rejected["detail"]) == ("malformed", answer["detail"])
 
 
 async def test_unknown_fields_are_kept_in_the_stored_payload(
@@ -211,18 +296,63 @@ async def test_unknown_fields_are_kept_in_the_stored_payload(
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers_for", "form"),
+    [(signed_headers, "json"), (reference_form_headers, "reference")],
+    ids=["json-form", "reference-form"],
+)
+async def test_the_stored_event_records_the_form_its_signature_matched(
+    client: Any,
+    database_path: Path,
+    headers_for: Callable[[bytes], dict[str, str]],
+    form: str,
+    logs: Any,
+) -> None:
+    # An escaped quote followed by a space: the two canonical forms differ,
+    # so a signature over one of them matches that one only.
+    body = callback_body(status="pending", note='a" b', pretty=True)
+    assert json_canonical(body) != reference_canonical(body)
+    response = await client.post("/callbacks/cryptum", data=body, headers=headers_for(body))
+    assert response.status == 200
+    answer = await response.json()
+    assert answer["status"] == "accepted"
+    event = stored_event(database_path, answer["event_id"])
+    assert (event["source"], event["signature_form"], event["status"]) == (
+        "callback",
+        form,
+        "pending",
+    )
+    assert event["payload"] == body
+    (line,) = [line for line in logs() if line["event"] == "callback.accepted"]
+    assert (line["status"], line["signature_form"]) == ("pending", form)
+
+
+async def test_the_stored_event_carries_the_requests_id(client: Any, database_path: Path) -> None:
+    """The id in the answer and the logs finds the event later."""
+    body = callback_body()
+    headers = {**signed_headers(body), "X-Request-Id": "proxy-req.42"}
+    from_proxy = await client.post("/callbacks/cryptum", data=body, headers=headers)
+    event = stored_event(database_path, (await from_proxy.json())["event_id"])
+    assert (event["request_id"], event["source"]) == ("proxy-req.42", "callback")
+
+    body = callback_body()
+    generated = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    event = stored_event(database_path, (await generated.json())["event_id"])
+    assert event["request_id"] == generated.headers["X-Request-Id"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
     [
-        {},
-        {"X-Webhook-Signature": ""},
-        {"X-Webhook-Signature": "bm90IGEgc2lnbmF0dXJl"},
-        {"X-Webhook-Signature": sign(b"{}", MAIN_SECRET)},
-        {"X-Webhook-Signature": "@@@"},
+        ({}, "missing"),
+        ({"X-Webhook-Signature": ""}, "empty"),
+        ({"X-Webhook-Signature": "bm90IGEgc2lnbmF0dXJl"}, "wrong_length"),
+        ({"X-Webhook-Signature": sign(b"{}", MAIN_SECRET)}, "mismatch"),
+        ({"X-Webhook-Signature": "@@@"}, "not_base64"),
     ],
     ids=["missing", "empty", "short", "other-body", "not-base64"],
 )
-async def test_missing_or_wrong_signature_is_401(
-    client: Any, database_path: Path, headers: dict[str, str], logs: Any
+async def test_missing_or_wrong_signature_is_401_and_logged_with_why(
+    client: Any, database_path: Path, headers: dict[str, str], reason: str, logs: Any
 ) -> None:
     body = callback_body()
     response = await client.post("/callbacks/cryptum", data=body, headers=headers)
@@ -230,6 +360,7 @@ async def test_missing_or_wrong_signature_is_401(
     assert await response.json() == {"error": "invalid_signature"}
     assert stored_events(database_path) == []
     assert [line["event"] for line in logs() if line.get("status") == 401] == ["callback.rejected"]
+    assert rejection(logs)["reason"] == reason
 
 
 async def test_signature_with_another_stores_secret_is_401(client: Any) -> None:
@@ -248,12 +379,14 @@ async def test_tampered_body_is_401(client: Any) -> None:
     assert response.status == 401
 
 
-async def test_duplicated_signature_headers_are_401(client: Any) -> None:
+async def test_duplicated_signature_headers_are_401(client: Any, logs: Any) -> None:
     body = callback_body()
     good = sign(body, MAIN_SECRET)
     headers = [("X-Webhook-Signature", good), ("X-Webhook-Signature", good)]
     response = await client.post("/callbacks/cryptum", data=body, headers=headers)
     assert response.status == 401
+    assert await response.json() == {"error": "invalid_signature"}
+    assert rejection(logs)["reason"] == "duplicated_header"
 
 
 async def test_signature_header_name_is_case_insensitive(client: Any) -> None:
@@ -288,13 +421,21 @@ async def test_store_in_path_routes_the_callback(client: Any, database_path: Pat
     assert stored_events(database_path)[0][1] == "second"
 
 
-async def test_store_id_not_matching_the_path_is_400(client: Any) -> None:
+async def test_store_id_not_matching_the_path_is_400(
+    client: Any, database_path: Path, logs: Any
+) -> None:
     body = callback_body(store_id=MAIN_STORE_ID)
     response = await client.post(
         "/callbacks/cryptum/second", data=body, headers=signed_headers(body, SECOND_SECRET)
     )
     assert response.status == 400
-    assert (await response.json())["error"] == "invalid_payload"
+    detail = "storeId does not belong to the store in the path"
+    assert await response.json() == {"error": "invalid_payload", "detail": detail}
+    assert stored_events(database_path) == []
+    rejected = rejection(logs)
+    assert (rejected["reason"], rejected["detail"]) == ("storeId_mismatch", detail)
+    # Both stores are configured: the rejection names neither id as an unknown one.
+    assert "store_id" not in rejected and "path_store" not in rejected
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
@@ -344,16 +485,19 @@ async def test_aiohttps_parse_errors_are_logged_without_the_bytes(client: Any, l
 
 
 async def test_body_over_the_limit_is_413_from_content_length(
-    client: Any, database_path: Path
+    client: Any, database_path: Path, logs: Any
 ) -> None:
     body = callback_body(padding="x" * 5000)  # the test config allows 4096 bytes
     response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
     assert response.status == 413
     assert await response.json() == {"error": "payload_too_large"}
     assert stored_events(database_path) == []
+    assert rejection(logs)["reason"] == "content_length_over_limit"
 
 
-async def test_chunked_body_over_the_limit_is_413_before_it_is_read_whole(client: Any) -> None:
+async def test_chunked_body_over_the_limit_is_413_before_it_is_read_whole(
+    client: Any, logs: Any
+) -> None:
     sent = 0
 
     async def endless_body():  # type: ignore[no-untyped-def]
@@ -366,6 +510,45 @@ async def test_chunked_body_over_the_limit_is_413_before_it_is_read_whole(client
     assert response.status == 413
     assert await response.json() == {"error": "payload_too_large"}
     assert sent < 10_000
+    assert rejection(logs)["reason"] == "body_over_limit"
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_413(
+    client: Any, config: Config, database_path: Path, logs: Any, chunked: bool
+) -> None:
+    limit = config.server.max_body_bytes
+    at_limit = callback_of_size(limit)
+    over = callback_of_size(limit + 1)
+
+    def data(body: bytes) -> Any:
+        return in_chunks(body) if chunked else body
+
+    accepted = await client.post(
+        "/callbacks/cryptum", data=data(at_limit), headers=signed_headers(at_limit)
+    )
+    assert accepted.status == 200
+    answer = await accepted.json()
+    assert answer["status"] == "accepted"
+    assert stored_event(database_path, answer["event_id"])["payload"] == at_limit
+
+    refused = await client.post("/callbacks/cryptum", data=data(over), headers=signed_headers(over))
+    assert refused.status == 413
+    assert await refused.json() == {"error": "payload_too_large"}
+    assert len(stored_events(database_path)) == 1
+    expected = "body_over_limit" if chunked else "content_length_over_limit"
+    assert rejection(logs)["reason"] == expected
+
+
+async def test_a_chunked_body_is_stored_byte_for_byte(client: Any, database_path: Path) -> None:
+    body = callback_body(pretty=True)
+    response = await client.post(
+        "/callbacks/cryptum", data=in_chunks(body, count=5), headers=signed_headers(body)
+    )
+    assert response.status == 200
+    answer = await response.json()
+    assert answer["status"] == "accepted"
+    assert stored_event(database_path, answer["event_id"])["payload"] == body
 
 
 async def test_storage_locked_by_another_process_is_503_then_recovers(
@@ -451,6 +634,7 @@ async def test_accepted_callback_is_logged_with_ids_and_without_personal_data(
     (line,) = [line for line in logs() if line["event"] == "callback.accepted"]
     assert line["event_id"] == answer["event_id"]
     assert line["store"] == "main"
+    assert (line["status"], line["signature_form"]) == ("confirmed", "json")
     assert line["cryptum_order_id"] == "order-log"
     assert line["woo_order_id"] == "77"
     assert line["level"] == "info"
@@ -487,6 +671,24 @@ async def test_unexpected_error_is_a_500_without_internals(
     assert response.status == 500
     assert await response.json() == {"error": "internal"}
     assert any(line["event"] == "http.unhandled_error" for line in logs())
+
+
+async def test_storage_unavailable_is_logged_with_why_and_counted(client: Any, logs: Any) -> None:
+    connection = client.app[STORAGE]._connection
+    await connection.execute("PRAGMA query_only = ON")  # every write fails, as on a read-only mount
+    try:
+        body = callback_body()
+        response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    finally:
+        await connection.execute("PRAGMA query_only = OFF")
+    assert response.status == 503
+    assert await response.json() == {"error": "unavailable"}
+    (line,) = [line for line in logs() if line["event"] == "callback.unavailable"]
+    assert (line["level"], line["reason"], line["store"]) == ("error", "sqlite_readonly", "main")
+    count = client.app[METRICS].registry.get_sample_value(
+        "cryptum_bridge_callbacks_total", {"store": "main", "outcome": "unavailable"}
+    )
+    assert count == 1.0
 
 
 async def test_read_only_database_is_503_then_recovers(client: Any, database_path: Path) -> None:
@@ -557,6 +759,61 @@ async def test_a_slow_body_is_dropped_while_others_are_served(
     response = await slow
     assert response.status == 408
     assert await response.json() == {"error": "request_timeout"}
+
+
+async def test_a_body_that_stops_coming_is_408_and_logged(
+    aiohttp_client: Any, tmp_path: Path, database_path: Path, logs: Any
+) -> None:
+    document = config_document(database_path)
+    document["server"]["body_timeout_seconds"] = 0.05
+    client = await aiohttp_client(create_app(parse_config(document, base_dir=tmp_path)))
+    answered = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield callback_body()[:10]
+        await answered.wait()  # the rest never comes while the server decides
+
+    try:
+        # Bounded, so that a server that never gives up fails the test rather than hangs it.
+        async with asyncio.timeout(5):
+            response = await client.post("/callbacks/cryptum", data=stalled())
+            assert response.status == 408
+            assert await response.json() == {"error": "request_timeout"}
+    finally:
+        answered.set()
+    assert rejection(logs)["reason"] == "body_too_slow"
+
+
+async def test_a_body_cut_short_by_its_client_is_logged_as_incomplete(
+    config: Config, logs: Any
+) -> None:
+    """Nobody reads the answer, but the log says what happened, not an internal error."""
+    # Served as `serve` serves it: aiohttp's test server would cancel the
+    # handler when the client goes away, before it could log anything.
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            b"POST /callbacks/cryptum HTTP/1.1\r\nHost: bridge\r\nContent-Length: 100\r\n\r\n"
+            + callback_body()[:10]
+        )
+        await writer.drain()
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed, unanswered
+        writer.close()
+        rejected = await logged(logs, "callback.rejected")
+    finally:
+        await runner.cleanup()
+    assert (rejected["status"], rejected["reason"], rejected["detail"]) == (
+        400,
+        "body_incomplete",
+        "the body ended early",
+    )
+    assert not [line for line in logs() if line["event"] == "http.unhandled_error"]
 
 
 class FakeClock:
@@ -754,6 +1011,19 @@ async def test_a_logged_unknown_store_id_is_escaped_and_at_most_100_characters(
     logged = rejected["store_id"]
     assert len(logged) == 100
     assert logged.startswith("evil\\n\\x1b[31mxxx") and logged.endswith("x\u2026")
+
+
+async def test_an_unknown_store_id_is_logged_whole_up_to_the_maximum_and_shortened_past_it(
+    client: Any, logs: Any
+) -> None:
+    longest = "a" * LOGGED_ID_MAX_CHARS
+    longer = "b" * (LOGGED_ID_MAX_CHARS + 1)
+    for store_id in (longest, longer):
+        body = callback_body(store_id=store_id)
+        response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+        assert response.status == 404
+    logged_ids = [line["store_id"] for line in logs() if line["event"] == "callback.rejected"]
+    assert logged_ids == [longest, "b" * (LOGGED_ID_MAX_CHARS - 1) + "\u2026"]
 
 
 async def test_an_unknown_store_in_the_path_is_logged(client: Any, logs: Any) -> None:
