@@ -57,7 +57,7 @@ class _Store:
     client: WooCommerceClient
     cryptum: CryptumClient | None
     in_flight: int = 0
-    # The last configuration error WooCommerce reported, until a request succeeds.
+    # The last configuration error the shop or the API reported, until an attempt succeeds.
     config_problem: str | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 

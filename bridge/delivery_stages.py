@@ -56,8 +56,11 @@ async def attempt_delivery(attempt: Attempt) -> Outcome:
     """Bring the order to what the payment calls for; how the attempt ended."""
     job = attempt.job
     order: WooOrder | None = None
-    saved = Plan.from_json(job.decision) if job.decision else None
-    if job.progress is Progress.ACTING and saved is not None:
+    # A plan is saved only as the delivery starts acting on it.
+    saved = (
+        Plan.from_json(job.decision) if job.progress is Progress.ACTING and job.decision else None
+    )
+    if saved is not None:
         order = await read_order(attempt)
         if is_applied(saved, order):
             return await finish_saved_plan(attempt, saved, order)

@@ -52,7 +52,7 @@ def found_event(order: ListedOrder, status: str, *, store: str, cryptum_store_id
         "storeId": cryptum_store_id,
         "status": status,
     }
-    payload = json.dumps(found, separators=(",", ":")).encode()
+    payload = json.dumps(found).encode()
     return NewEvent(
         store=store,
         body_sha256=event_key(json_canonical(payload)),

@@ -142,34 +142,6 @@ async def test_the_api_decides_not_the_callback(
     assert TX[0][1] in note_of(shop, delivery)
 
 
-async def test_after_the_recheck_window_the_api_status_is_acted_on(
-    tmp_path: Path, shop: WooCommerceSimulator, cryptum: CryptumSimulator
-) -> None:
-    bridge = await confirming_bridge(tmp_path, shop, cryptum, recheck_seconds=0).started()
-    try:
-        # Else that pass may find the cancellation first, and the callback has nothing to do.
-        await first_reconciliation_done(cryptum)
-        order_id = order_for(cryptum, bridge, "11", "20.00")
-        cryptum.set_status(order_id, "cancelled")
-        sent = await cryptum.send_callback(order_id, status="confirmed")
-        event_id = sent.final_answer["event_id"]
-        delivery = await bridge.settled(event_id)
-        assert shop.orders[11].status == "cancelled"  # what the API says, not the callback
-        assert delivery["state"] == "done"
-        assert delivery["outcome"].startswith("set_status: ")
-        assert bridge.event(event_id)["status"] == "confirmed"
-        # What was applied is the API's status, recorded as such.
-        assert bridge.applied() == [(order_id, "cancelled", delivery["id"])]
-        (disagrees,) = bridge.logged("delivery.api_disagrees")
-        assert (disagrees["callback_status"], disagrees["api_status"]) == (
-            "confirmed",
-            "cancelled",
-        )
-        assert "order moved from pending to cancelled" in note_of(shop, delivery)
-    finally:
-        assert await bridge.stopped() == 0
-
-
 async def test_an_amount_mismatch_holds_the_order_with_a_note(
     bridge: Bridge, shop: WooCommerceSimulator, cryptum: CryptumSimulator
 ) -> None:
@@ -220,19 +192,6 @@ async def test_an_order_of_another_store_is_dead_lettered(
     await wait_until(lambda: bool(bridge.logged("security.callback_not_confirmed")))
     (alert,) = bridge.logged("security.callback_not_confirmed")
     assert (alert["event_id"], alert["reason"]) == (answer["event_id"], delivery["outcome"])
-
-
-async def test_an_order_unknown_to_cryptum_is_dead_lettered(
-    bridge: Bridge, shop: WooCommerceSimulator
-) -> None:
-    answer = await bridge.send(order_id="made-up", woo_order_id="11", status="confirmed")
-    delivery = await bridge.settled(answer["event_id"])
-    assert delivery["state"] == "dead"
-    assert delivery["outcome"] == "Cryptum does not know order made-up"
-    assert bridge.applied() == []
-    assert shop.orders[11].status == "pending"
-    assert bridge_notes(shop, 11) == []
-    await wait_until(lambda: bool(bridge.logged("security.callback_not_confirmed")))
 
 
 async def test_a_down_api_delays_the_payment_until_it_returns(

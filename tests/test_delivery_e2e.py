@@ -2,7 +2,10 @@
 
 The bridge runs as a subprocess; the simulated shop runs in the test's event
 loop on 127.0.0.1. Retry waits are shortened through the config (the backoff
-settings), never by sleeping through them.
+settings), never by sleeping through them. What a process adds is tested
+here (a kill -9, /readyz, many orders at once, send-test); each way a
+delivery ends or is retried is tested in process on a virtual clock, in
+tests/test_delivery_worker.py.
 """
 
 from __future__ import annotations
@@ -115,121 +118,6 @@ async def test_on_hold_then_confirmed_is_paid(bridge: Bridge, shop: WooCommerceS
     assert bridge_notes(shop, 12) == [note_of(shop, holding), note_of(shop, paying)]
     assert "order moved from pending to on-hold" in note_of(shop, holding)
     assert "order marked paid" in note_of(shop, paying)
-
-
-async def test_503s_are_retried_until_delivered_with_one_note(
-    bridge: Bridge, shop: WooCommerceSimulator
-) -> None:
-    shop.fail_next(5, status=503)
-    answer = await bridge.send(order_id="r-13", woo_order_id="13", status="confirmed")
-    delivery = await bridge.settled(answer["event_id"])
-    assert delivery["state"] == "done"
-    assert delivery["attempts"] == 6
-    assert "503" in delivery["last_error"]
-    assert len(bridge.logged("delivery.retry")) == 5
-    assert shop.orders[13].status == "processing"
-    assert bridge_notes(shop, 13) == [note_of(shop, delivery)]
-
-
-async def test_429_retry_after_is_honoured(tmp_path: Path, shop: WooCommerceSimulator) -> None:
-    delivery = {"timeout_seconds": 2, "backoff_initial_seconds": 0.05, "backoff_max_seconds": 3}
-    bridge = await Bridge(tmp_path, shop, key=KEY, secret=SECRET, delivery=delivery).started()
-    try:
-        shop.fail_next(1, status=429, retry_after=1)
-        answer = await bridge.send(order_id="ra-13", woo_order_id="13", status="confirmed")
-        started = asyncio.get_running_loop().time()
-        delivery = await bridge.settled(answer["event_id"])
-        # The first backoff is at most 0.05 s: only Retry-After explains a wait of a second.
-        assert asyncio.get_running_loop().time() - started >= 1.0
-        assert shop.orders[13].status == "processing"
-        assert (delivery["state"], delivery["attempts"]) == ("done", 2)
-        assert "429" in delivery["last_error"]
-        (retry,) = bridge.logged("delivery.retry")
-        assert retry["delay_seconds"] >= 1.0
-        assert bridge_notes(shop, 13) == [note_of(shop, delivery)]
-    finally:
-        assert await bridge.stopped() == 0
-
-
-async def test_a_retry_after_past_the_longest_backoff_is_capped_not_dead(
-    bridge: Bridge, shop: WooCommerceSimulator
-) -> None:
-    # Ten days, against max_age_hours = 72: uncapped, the delivery would die at once.
-    shop.fail_next(1, status=429, retry_after=10 * 86400)
-    answer = await bridge.send(order_id="rc-13", woo_order_id="13", status="confirmed")
-    delivery = await bridge.settled(answer["event_id"])
-    assert (delivery["state"], delivery["attempts"]) == ("done", 2)
-    assert shop.orders[13].status == "processing"
-    (capped,) = bridge.logged("delivery.retry_after_capped")
-    assert (capped["retry_after_seconds"], capped["capped_seconds"]) == (864000, 0.5)
-    assert bridge_notes(shop, 13) == [note_of(shop, delivery)]
-
-
-async def test_lost_put_response_adds_no_second_note(
-    bridge: Bridge, shop: WooCommerceSimulator
-) -> None:
-    shop.drop_response_next(1, method="PUT")
-    answer = await bridge.send(order_id="l-11", woo_order_id="11", status="confirmed")
-    delivery = await bridge.settled(answer["event_id"])
-    assert delivery["state"] == "done"
-    assert delivery["attempts"] == 2
-    assert delivery["progress"] == "acting"  # the retry resumed the saved plan
-    assert delivery["outcome"].startswith("pay: ")
-    assert shop.orders[11].status == "processing"
-    assert shop.products[10].stock == 98
-    assert bridge_notes(shop, 11) == [note_of(shop, delivery)]
-    # The retry saw the change already made and did not send it again.
-    assert requests_for(shop, 11)[-2:] == ["GET", "POST"]
-
-
-async def test_lost_note_response_adds_no_second_note(
-    bridge: Bridge, shop: WooCommerceSimulator
-) -> None:
-    shop.drop_response_next(1, method="POST")
-    answer = await bridge.send(order_id="n-11", woo_order_id="11", status="confirmed")
-    delivery = await bridge.settled(answer["event_id"])
-    assert (delivery["state"], delivery["attempts"]) == ("done", 2)
-    assert delivery["outcome"].startswith("pay: ")
-    assert bridge_notes(shop, 11) == [note_of(shop, delivery)]
-    # The retry looked for its note before posting, and found it.
-    assert requests_for(shop, 11) == ["GET", "PUT", "POST", "GET", "GET"]
-
-
-async def test_missing_order_is_dead_lettered(bridge: Bridge, shop: WooCommerceSimulator) -> None:
-    answer = await bridge.send(order_id="m-1", woo_order_id="999999", status="confirmed")
-    delivery = await bridge.settled(answer["event_id"])
-    assert delivery["state"] == "dead"
-    assert delivery["outcome"] == "order not found in WooCommerce"
-    assert delivery["attempts"] == 1
-    assert bridge.event(answer["event_id"])["woo_order_id"] == "999999"
-    assert bridge.applied() == []
-    (dead,) = bridge.logged("delivery.dead")
-    assert (dead["delivery_id"], dead["reason"]) == (delivery["id"], delivery["outcome"])
-
-
-async def test_another_gateways_order_is_held_unpaid_and_dead_lettered(
-    bridge: Bridge, shop: WooCommerceSimulator
-) -> None:
-    shop.add_order(40, payment_method="bacs", payment_method_title="Bank transfer")
-    shop.add_order(41, payment_method="bacs", payment_method_title="Bank transfer")
-    paid = await bridge.send(order_id="w-40", woo_order_id="40", status="confirmed")
-    cancelled = await bridge.send(order_id="w-41", woo_order_id="41", status="cancelled")
-    held, left = [await bridge.settled(answer["event_id"]) for answer in (paid, cancelled)]
-    for delivery in (held, left):
-        assert delivery["state"] == "dead"
-        assert delivery["outcome"] == (
-            "the order's payment method is 'bacs', not 'cryptumcheckout_gateway'"
-        )
-    assert bridge.applied() == []  # dead-lettered: an admin decides
-    # Money arrived for order 40: held for review, never marked paid.
-    assert shop.orders[40].status == "on-hold"
-    assert shop.orders[40].date_paid is None
-    assert bridge_notes(shop, 40) == [note_of(shop, held)]
-    assert "NOT marked paid, review" in note_of(shop, held)
-    # A cancellation of another gateway's order changes nothing.
-    assert shop.orders[41].status == "pending"
-    assert requests_for(shop, 41) == ["GET"]
-    assert bridge_notes(shop, 41) == []
 
 
 async def test_read_only_key_makes_readyz_fail_with_the_reason(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from bridge.app import build_clients
 from bridge.config import Config, parse_config
 from bridge.delivery import DeliveryWorker
-from bridge.storage import NewEvent, SqliteStorage
+from bridge.storage import EventFacts, NewEvent, SqliteStorage
 from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from support import MAIN_STORE_ID, config_document
@@ -70,6 +71,7 @@ def unsigned_event(woo_order_id: str) -> NewEvent:
         woo_order_id=woo_order_id,
         status="confirmed",
         payload=body,
+        facts=EventFacts(transactions=(("CELO", "0xfeed"),)),
     )
 
 
@@ -89,16 +91,18 @@ async def test_an_unsigned_callback_is_never_applied_once_the_api_key_is_gone(
     now_config = config(tmp_path, shop)
     assert now_config.stores[0].cryptum_api_key is None
     await run_worker(now_config, database)
-    queue = database
-    (dead,) = await queue.list_deliveries(state="dead")
-    assert "accepted without a signature" in (dead.outcome or "")
+    (dead,) = await database.list_deliveries(state="dead")
+    assert dead.outcome == (
+        "accepted without a signature, and the store has no Cryptum API key "
+        "to confirm it with: never applied unconfirmed"
+    )
     assert shop.orders[11].status == "pending"
     assert shop.requests == []  # the shop was never even asked
 
     # `dead-letter retry --all` runs it again: it stays dead, with the reason.
-    assert await queue.requeue(state="dead", now=0.0) == 1
+    assert await database.requeue(state="dead", now=0.0) == 1
     await run_worker(now_config, database)
-    (again,) = await queue.list_deliveries(state="dead")
+    (again,) = await database.list_deliveries(state="dead")
     assert "accepted without a signature" in (again.outcome or "")
     assert shop.orders[11].status == "pending" and shop.requests == []
 
@@ -109,4 +113,15 @@ async def test_a_signed_callback_without_an_api_key_is_applied(
     # The same callback, signed: the signature is the check for a store without a key.
     await database.record_event(replace(unsigned_event("12"), signature_form="json"))
     await run_worker(config(tmp_path, shop), database)
-    assert shop.orders[12].status == "processing"
+    # Without an API key, the callback's own transactions are the payment's.
+    assert (shop.orders[12].status, shop.orders[12].transaction_id) == ("processing", "0xfeed")
+
+
+async def test_an_older_event_without_facts_is_paid_with_its_bodys_transactions(
+    tmp_path: Path, shop: WooCommerceSimulator, database: SqliteStorage
+) -> None:
+    await database.record_event(replace(unsigned_event("12"), signature_form="json"))
+    with sqlite3.connect(tmp_path / "bridge.sqlite3") as connection:
+        connection.execute("UPDATE events SET facts = NULL")
+    await run_worker(config(tmp_path, shop), database)
+    assert (shop.orders[12].status, shop.orders[12].transaction_id) == ("processing", "0xfeed")

@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
+from email.utils import parsedate_to_datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bridge import delivery_stages as delivery_module
-from bridge.app_keys import METRICS
+from bridge import http_call
+from bridge.app_keys import METRICS, STORAGE
+from bridge.config import parse_config
+from bridge.reload import apply_config
 from bridge.signature import sign
+from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from payment_world import LOOKBACK_HOURS, Callback, World
-from support import MAIN_SECRET, MAIN_STORE_ID
+from support import CONFIGURED_SECRETS, MAIN_SECRET, MAIN_STORE_ID, SECOND_SECRET, SECOND_STORE_ID
 
 TX = "0x5eed"
 
@@ -149,6 +158,27 @@ def deliveries_counted(world: World, outcome: str) -> float:
     return metric(world, "cryptum_bridge_deliveries_total", store="main", outcome=outcome)
 
 
+def upstream_errors(world: World, service: str, kind: str) -> float:
+    return metric(world, "cryptum_bridge_upstream_errors_total", service=service, kind=kind)
+
+
+def assert_names_the_delivery(
+    line: dict[str, Any], delivery: dict[str, Any], cryptum_id: str
+) -> None:
+    """A worker's log line names the store, the delivery, its event and both orders."""
+    names = {key: line.get(key) for key in DELIVERY_NAMES}
+    assert names == {
+        "store": delivery["store"],
+        "delivery_id": delivery["id"],
+        "event_id": delivery["event_id"],
+        "woo_order_id": delivery["woo_order_id"],
+        "cryptum_order_id": cryptum_id,
+    }
+
+
+DELIVERY_NAMES = ("store", "delivery_id", "event_id", "woo_order_id", "cryptum_order_id")
+
+
 async def paid_callback(world: World, woo_order_id: int = 11) -> str:
     """An order, its payment confirmed by the API, and the callback accepted; the Cryptum id."""
     cryptum_id = world.checkout(woo_order_id)
@@ -171,7 +201,9 @@ async def test_a_confirmed_payment_is_applied_in_three_requests_and_recorded(
 ) -> None:
     cryptum_id = await paid_callback(world)
 
+    started = time.perf_counter()
     assert await world.worker.run_due() == 1
+    took = time.perf_counter() - started
     assert shop_calls(world) == [("GET", "order"), ("PUT", "order"), ("POST", "notes")]
     assert [r.path for r in world.cryptum.api_requests] == [f"/plugins/orders/{cryptum_id}"]
     delivery = the_delivery(world)
@@ -188,14 +220,17 @@ async def test_a_confirmed_payment_is_applied_in_three_requests_and_recorded(
     assert len(world.bridge_notes(11)) == 1
     assert deliveries_counted(world, "done") == 1
     assert metric(world, "cryptum_bridge_delivery_attempt_seconds_count", store="main") == 1
+    # The attempt's own duration, within the time run_due took.
+    assert 0 < metric(world, "cryptum_bridge_delivery_attempt_seconds_sum", store="main") <= took
     (applied,) = [line for line in logs() if line["event"] == "delivery.applied"]
     assert (applied["action"], applied["target_status"], applied["attempts"]) == (
         "pay",
         "processing",
         1,
     )
-    assert (applied["delivery_id"], applied["woo_order_id"]) == (delivery["id"], "11")
-    assert applied["cryptum_order_id"] == cryptum_id
+    assert applied["reason"] == delivery["outcome"].removeprefix("pay: ")
+    assert_names_the_delivery(applied, delivery, cryptum_id)
+    assert "delivery.api_disagrees" not in [line["event"] for line in logs()]
 
 
 async def test_an_order_paid_already_is_skipped_and_the_status_still_counts_as_applied(
@@ -213,6 +248,7 @@ async def test_an_order_paid_already_is_skipped_and_the_status_still_counts_as_a
     assert deliveries_counted(world, "skipped") == 1
     (skipped,) = [line for line in logs() if line["event"] == "delivery.skipped"]
     assert skipped["order_status"] == "completed"
+    assert skipped["reason"] == delivery["outcome"].removeprefix("nothing: ")
     assert recorded(world, "SELECT status FROM applied_payments") == [{"status": "confirmed"}]
 
 
@@ -258,8 +294,9 @@ async def test_an_order_missing_from_the_shop_is_dead_lettered_at_once(
     delivery = the_delivery(world)
     assert (delivery["state"], delivery["attempts"]) == ("dead", 1)
     assert delivery["outcome"] == "order not found in WooCommerce"
-    assert [line["reason"] for line in logs() if line["event"] == "delivery.dead"] == [
-        "order not found in WooCommerce"
+    dead = [line for line in logs() if line["event"] == "delivery.dead"]
+    assert [(line["reason"], line["attempts"]) for line in dead] == [
+        ("order not found in WooCommerce", 1)
     ]
 
 
@@ -398,7 +435,8 @@ async def test_refused_credentials_are_a_config_problem_retried_at_the_slowest_p
     assert deliveries_counted(world, "config_error") == 1
     assert deliveries_counted(world, "retry") == 0
     (error,) = [line for line in logs() if line["event"] == "delivery.config_error"]
-    assert error["status"] == 401
+    assert (error["reason"], error["status"]) == (delivery["last_error"], 401)
+    assert upstream_errors(world, "woocommerce", "config") == 1
 
     # Credentials fixed: the next attempt lands and the problem is gone.
     world.clock.now = delivery["next_attempt_at"]
@@ -487,7 +525,7 @@ async def test_a_payment_applied_by_another_delivery_is_skipped_without_asking_c
 
 
 async def test_a_callback_the_api_disagrees_with_is_rechecked_then_the_api_wins(
-    world: World,
+    world: World, logs: Callable[[], list[dict[str, Any]]]
 ) -> None:
     cryptum_id = world.checkout(11)
     world.cryptum.set_status(cryptum_id, "confirmed", transactions=[("POLYGON", TX)])
@@ -509,6 +547,8 @@ async def test_a_callback_the_api_disagrees_with_is_rechecked_then_the_api_wins(
     assert (delivery["state"], delivery["applied_status"]) == ("done", "failed")
     assert world.clock.now >= received + 300  # confirm_recheck_seconds
     assert world.shop.orders[11].status == "failed"
+    (disagrees,) = [line for line in logs() if line["event"] == "delivery.api_disagrees"]
+    assert (disagrees["callback_status"], disagrees["api_status"]) == ("confirmed", "failed")
 
 
 async def test_a_callback_ahead_of_the_api_waits_for_it_no_longer_than_reconciliation(
@@ -520,13 +560,14 @@ async def test_a_callback_ahead_of_the_api_waits_for_it_no_longer_than_reconcili
     assert await world.post(world.callback(cryptum_id, "confirmed", tx=TX)) == 200
     received = world.clock.now
 
-    waits = []
+    waits, errors = [], set()
     while the_delivery(world)["state"] == "pending":
         before = world.clock.now
         await world.worker.run_due()
         delivery = the_delivery(world)
         if delivery["state"] == "pending":
             waits.append(delivery["next_attempt_at"] - before)
+            errors.add(delivery["last_error"])
             world.clock.now = delivery["next_attempt_at"]
     # Backoff from 5 s, never longer than reconcile.interval_seconds (300).
     assert waits[:8] == pytest.approx([5, 10, 20, 40, 80, 160, 300, 300])
@@ -534,7 +575,9 @@ async def test_a_callback_ahead_of_the_api_waits_for_it_no_longer_than_reconcili
     delivery = the_delivery(world)
     assert delivery["state"] == "dead"
     # The last look is at the end of the lookback, not after it.
-    assert world.clock.now == pytest.approx(received + LOOKBACK_HOURS * 3600)
+    assert world.clock.now - received == pytest.approx(LOOKBACK_HOURS * 3600)
+    waiting = "the Cryptum API says 'pending' where the callback says 'confirmed'"
+    assert errors == {f"{waiting}; waiting for the API to catch up"}
     assert delivery["outcome"] == (
         "the Cryptum API says 'pending' where the callback says 'confirmed' "
         "2 h after it arrived: nothing applied"
@@ -543,6 +586,7 @@ async def test_a_callback_ahead_of_the_api_waits_for_it_no_longer_than_reconcili
     assert deliveries_counted(world, "retry") == len(waits)
     awaiting = [line for line in logs() if line["event"] == "delivery.awaiting_cryptum"]
     assert [line["delay_seconds"] for line in awaiting][:2] == [5, 10]
+    assert {line["reason"] for line in awaiting} == errors
 
 
 async def test_a_cryptum_order_unknown_to_the_api_is_dead_lettered_as_a_security_event(
@@ -594,3 +638,503 @@ async def test_a_delivery_acts_on_the_facts_taken_on_arrival_not_the_stored_body
 
 def meta(world: World, woo_order_id: int) -> dict[str, Any]:
     return {item["key"]: item["value"] for item in world.shop.orders[woo_order_id].meta_data}
+
+
+async def test_a_status_the_api_reports_that_another_delivery_applied_is_skipped(
+    world: World,
+) -> None:
+    cryptum_id = await paid_callback(world)
+    await world.worker.run_due()
+    first = the_delivery(world)
+    # A late "pending" callback: the API, ahead of it, says confirmed, applied already.
+    assert await world.post(world.callback(cryptum_id, "pending")) == 200
+
+    await world.worker.run_due()
+    late = recorded(world, f"SELECT * FROM deliveries WHERE id != {first['id']}")[0]
+    assert (late["state"], late["outcome"]) == (
+        "skipped",
+        f"confirmed already applied by delivery {first['id']}",
+    )
+    assert len(world.bridge_notes(11)) == 1
+
+
+async def test_a_payment_for_a_refunded_order_is_only_noted(world: World) -> None:
+    await paid_callback(world)
+    world.shop.orders[11].status = "refunded"
+
+    await world.worker.run_due()
+    delivery = the_delivery(world)
+    assert (delivery["state"], delivery["outcome"].split(":")[0]) == ("done", "note_only")
+    assert world.shop.orders[11].status == "refunded"
+    assert len(world.bridge_notes(11)) == 1
+    assert [r.method for r in world.shop.requests] == ["GET", "POST"]
+
+
+class CancellingWorld(World):
+    """A store whose rules cancel an order whose payment failed."""
+
+    def config_document(self) -> dict[str, Any]:
+        document = super().config_document()
+        document["stores"][0]["rules"] = {"failed": "cancelled"}
+        return document
+
+
+async def test_the_stores_own_rules_decide(tmp_path: Path) -> None:
+    world = CancellingWorld(tmp_path)
+    await world.start()
+    try:
+        cryptum_id = world.checkout(11)
+        world.cryptum.set_status(cryptum_id, "failed")
+        assert await world.post(world.callback(cryptum_id, "failed")) == 200
+        await world.worker.run_due()
+        assert world.shop.orders[11].status == "cancelled"
+    finally:
+        await world.close()
+
+
+async def test_an_event_stored_before_facts_were_kept_is_read_from_its_body(
+    world: World,
+) -> None:
+    await paid_callback(world)
+    with sqlite3.connect(world.directory / "bridge.sqlite3") as connection:
+        connection.execute("UPDATE events SET facts = NULL")
+
+    await world.worker.run_due()
+    assert world.shop.orders[11].status == "processing"
+    assert meta(world, 11)["_cryptum_checkout_order_transactions_message"] == (
+        "Payment was successful"
+    )
+    assert json.loads(meta(world, 11)["_cryptum_checkout_order_transactions"]) == [
+        {"protocol": "POLYGON", "hash": TX}
+    ]
+
+
+async def test_an_older_event_whose_body_no_longer_parses_keeps_its_indexed_facts(
+    world: World,
+) -> None:
+    await paid_callback(world)
+    with sqlite3.connect(world.directory / "bridge.sqlite3") as connection:
+        connection.execute("UPDATE events SET facts = NULL, payload = x'7b7d'")  # {}
+
+    await world.worker.run_due()
+    order = world.shop.orders[11]
+    # Paid all the same: the API's order carries the transaction.
+    assert (order.status, order.transaction_id) == ("processing", TX)
+    assert "_cryptum_checkout_order_transactions_message" not in meta(world, 11)
+
+
+# What each outcome writes: the log line's fields and the metrics ----------------
+
+
+async def test_a_retry_is_logged_with_its_reason_status_attempts_and_delay(
+    steady: World, logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    world = steady
+    cryptum_id = await paid_callback(world)
+    world.shop.fail_next(1, status=503, method="GET")
+
+    await world.worker.run_due()
+    delivery = the_delivery(world)
+    (retry,) = [line for line in logs() if line["event"] == "delivery.retry"]
+    assert {key: retry[key] for key in ("reason", "status", "attempts", "delay_seconds")} == {
+        "reason": "WooCommerce answered 503",
+        "status": 503,
+        "attempts": 1,
+        "delay_seconds": 5,
+    }
+    assert upstream_errors(world, "woocommerce", "transient") == 1
+
+    world.clock.now = delivery["next_attempt_at"]
+    await world.worker.run_due()
+    delivery = the_delivery(world)
+    assert delivery["state"] == "done"
+    # Every line of either attempt names the delivery it is about.
+    lines = [line for line in logs() if line["event"].startswith("delivery.")]
+    assert [line["event"] for line in lines] == ["delivery.retry", "delivery.applied"]
+    for line in lines:
+        assert_names_the_delivery(line, delivery, cryptum_id)
+
+
+class FractionalWorld(SteadyWorld):
+    """A world whose longest backoff is not a whole number of seconds."""
+
+    def config_document(self) -> dict[str, Any]:
+        document = super().config_document()
+        document["delivery"]["backoff_max_seconds"] = 600.1234
+        return document
+
+
+async def test_the_waits_of_a_capped_retry_after_are_logged_to_the_millisecond(
+    tmp_path: Path, logs: Callable[[], list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = FractionalWorld(tmp_path)
+    await world.start()
+    try:
+        await paid_callback(world)
+        # A Retry-After date four days and a fraction of a second away; the
+        # bridge reads a date against the wall clock, held still here.
+        asked = "Wed, 21 Oct 2026 07:28:00 GMT"
+        wall = parsedate_to_datetime(asked).timestamp() - (4 * 86400 + 0.12345)
+        monkeypatch.setattr(http_call, "time", SimpleNamespace(time=lambda: wall))
+        world.shop.fail_next(1, status=429, retry_after=asked, method="PUT")  # type: ignore[arg-type]
+
+        await world.worker.run_due()
+        lines = {line["event"]: line for line in logs()}
+        capped = lines["delivery.retry_after_capped"]
+        assert (capped["retry_after_seconds"], capped["capped_seconds"]) == (345600.123, 600.123)
+        assert lines["delivery.retry"]["delay_seconds"] == 600.123
+    finally:
+        await world.close()
+
+
+# The lease, stopping, the loop ----------------------------------------------------
+
+
+async def eventually(condition: Callable[[], bool], *, seconds: float = 5.0) -> None:
+    """Wait until `condition` holds, looking every 10 ms; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.01)
+
+
+async def stop_during_the_put(world: World, *, timeout: float) -> None:
+    """Run the due delivery, and stop the worker while the shop holds its PUT."""
+    world.shop.time_out_next(1, method="PUT")  # held unanswered, never applied
+    work = asyncio.create_task(world.worker.run_due())
+    await eventually(lambda: not world.shop.faults_pending)
+    await world.worker.stop(timeout=timeout)
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
+
+
+async def test_stop_lets_a_running_delivery_finish_within_its_timeout(world: World) -> None:
+    await paid_callback(world)
+    world.shop.latency_by_method = {"PUT": 0.1}
+    work = asyncio.create_task(world.worker.run_due())
+    await eventually(lambda: bool(world.shop.requests))  # the order read, the PUT under way
+
+    await world.worker.stop(timeout=5)
+    assert the_delivery(world)["state"] == "done"
+    assert world.shop.orders[11].status == "processing"
+    assert await work == 1
+
+
+async def test_stop_cancels_a_delivery_past_its_timeout_and_the_next_start_resumes_it(
+    world: World, logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    await paid_callback(world)
+    await stop_during_the_put(world, timeout=0.05)
+
+    # Cancelled, not failed: nothing recorded but the plan saved before the PUT.
+    delivery = the_delivery(world)
+    assert (delivery["state"], delivery["progress"], delivery["attempts"]) == (
+        "pending",
+        "acting",
+        1,
+    )
+    assert delivery["last_error"] is None
+    assert deliveries_counted(world, "retry") == 0
+    # The cancelled attempt ended before stop returned.
+    assert metric(world, "cryptum_bridge_delivery_attempt_seconds_count", store="main") == 1
+    plan = json.loads(delivery["decision"])
+
+    await world.restart()
+    (released,) = [line for line in logs() if line["event"] == "delivery.leases_released"]
+    assert released["count"] == 1
+    assert await world.worker.run_due() == 1
+    assert the_delivery(world)["state"] == "done"
+    assert world.shop.orders[11].status == "processing"
+    assert world.bridge_notes(11) == [plan["note"]]
+
+
+async def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(world: World) -> None:
+    await paid_callback(world)
+    claimed_at = world.clock.now
+    await stop_during_the_put(world, timeout=0)
+
+    # timeout_seconds is 0.5: a lease is 4 * 0.5 + 30 s, room for four requests.
+    world.clock.now = claimed_at + 31.9
+    assert await world.worker.run_due() == 0
+    world.clock.now = claimed_at + 32
+    assert await world.worker.run_due() == 1
+    delivery = the_delivery(world)
+    assert (delivery["state"], delivery["attempts"]) == ("done", 2)
+
+
+async def test_stop_lets_the_loop_start_what_it_claimed_and_finish_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = world.app[STORAGE]
+    real_claim = storage.claim
+    claimed = asyncio.Event()
+
+    async def slow_claim(*args: Any, **kwargs: Any) -> Any:
+        jobs = await real_claim(*args, **kwargs)
+        if jobs:
+            claimed.set()
+            await asyncio.sleep(0.1)  # a database slow to answer
+        return jobs
+
+    monkeypatch.setattr(storage, "claim", slow_claim)
+    await world.worker.start()
+    await paid_callback(world)
+    await asyncio.wait_for(claimed.wait(), 5)
+
+    await world.worker.stop(timeout=5)
+    assert the_delivery(world)["state"] == "done"
+
+
+async def test_the_loop_delivers_a_new_callback_without_being_asked(world: World) -> None:
+    await world.worker.start()
+    await paid_callback(world)
+    await eventually(lambda: the_delivery(world)["state"] == "done")
+    assert world.shop.orders[11].status == "processing"
+
+
+async def test_the_loop_delivers_a_retry_its_idle_poll_finds_due(steady: World) -> None:
+    world = steady
+    await world.worker.start()
+    world.shop.fail_next(1, status=503, method="PUT")
+    await paid_callback(world)
+    await eventually(lambda: the_delivery(world)["last_error"] is not None)
+    delivery = the_delivery(world)
+    assert delivery["state"] == "pending"
+
+    # Nothing wakes the worker now: its own poll finds the retry due.
+    world.clock.now = delivery["next_attempt_at"]
+    await eventually(lambda: the_delivery(world)["state"] == "done")
+    assert world.shop.orders[11].status == "processing"
+
+
+async def test_the_worker_looks_at_the_queue_again_when_a_retry_falls_due_or_within_a_second(
+    steady: World,
+) -> None:
+    world = steady
+    worker = world.worker
+    # A step returns how long the loop waits before the next one.
+    assert await worker._step() == 1.0  # nothing queued
+    await paid_callback(world)
+    world.shop.fail_next(1, status=503, method="PUT")
+    assert await worker.run_due() == 1
+    due = the_delivery(world)["next_attempt_at"]  # in 5 s
+
+    assert await worker._step() == 1.0
+    world.clock.now = due - 0.25
+    assert await worker._step() == pytest.approx(0.25)
+    world.clock.now = due
+    # Claimed and running: nothing else is due, nothing will be before a finish wakes it.
+    assert await worker._step() == 1.0
+    await worker.run_due()
+    assert the_delivery(world)["state"] == "done"
+
+
+async def test_a_failing_queue_is_logged_reported_and_tried_again_by_the_loop(
+    world: World, logs: Callable[[], list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = world.app[STORAGE]
+    real_claim = storage.claim
+
+    async def broken_once(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(storage, "claim", real_claim)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(storage, "claim", broken_once)
+    await world.worker.start()
+    await eventually(lambda: "delivery.queue_error" in [line["event"] for line in logs()])
+    (failed,) = [line for line in logs() if line["event"] == "delivery.queue_error"]
+    assert (failed["loop"], failed["retry_in_seconds"]) == ("delivery", 1.0)
+    problem = world.worker.loop.problem()
+    assert problem is not None
+    assert problem.startswith("delivery: failing for ")
+    assert problem.endswith(" s (OperationalError)")
+
+    await paid_callback(world)
+    await eventually(lambda: the_delivery(world)["state"] == "done")
+    assert world.worker.loop.problem() is None
+
+
+# delivery.concurrency ---------------------------------------------------------------
+
+
+class CountingShop(WooCommerceSimulator):
+    """A shop that counts the requests it serves at once; each GET takes 0.3 s."""
+
+    def __init__(self) -> None:
+        super().__init__(latency_by_method={"GET": 0.3})
+        self.serving = 0
+        self.most_at_once = 0
+
+    def app(self) -> web.Application:
+        @web.middleware
+        async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+            self.serving += 1
+            self.most_at_once = max(self.most_at_once, self.serving)
+            try:
+                response: web.StreamResponse = await handler(request)
+                return response
+            finally:
+                self.serving -= 1
+
+        application = super().app()
+        application.middlewares.append(count)
+        return application
+
+
+class ConcurrencyWorld(World):
+    """A world with `delivery.concurrency` set and a shop that counts concurrent requests."""
+
+    shop: CountingShop
+
+    def __init__(self, directory: Path, *, concurrency: int) -> None:
+        super().__init__(directory)
+        self.concurrency = concurrency
+        self.shop = CountingShop()
+
+    def config_document(self) -> dict[str, Any]:
+        document = super().config_document()
+        # A timeout well above the shop's slow GETs, on a loaded machine too.
+        document["delivery"].update(concurrency=self.concurrency, timeout_seconds=5)
+        return document
+
+
+@pytest.fixture
+async def one_at_a_time(tmp_path: Path) -> AsyncIterator[ConcurrencyWorld]:
+    started = ConcurrencyWorld(tmp_path, concurrency=1)
+    await started.start()
+    yield started
+    await started.close()
+
+
+@pytest.fixture
+async def two_at_a_time(tmp_path: Path) -> AsyncIterator[ConcurrencyWorld]:
+    started = ConcurrencyWorld(tmp_path, concurrency=2)
+    await started.start()
+    yield started
+    await started.close()
+
+
+def states(world: World) -> list[str]:
+    return [row["state"] for row in recorded(world, "SELECT state FROM deliveries ORDER BY id")]
+
+
+async def test_with_concurrency_1_deliveries_of_different_orders_run_one_at_a_time(
+    one_at_a_time: ConcurrencyWorld,
+) -> None:
+    world = one_at_a_time
+    await paid_callback(world, 11)
+    assert await world.worker.run_due() == 1
+    # The slot the first delivery held is free again, and only one.
+    await paid_callback(world, 12)
+    await paid_callback(world, 13)
+    assert await world.worker.run_due() == 2
+    assert states(world) == ["done", "done", "done"]
+    assert world.shop.most_at_once == 1
+
+
+async def test_with_concurrency_2_two_orders_are_delivered_at_once_and_a_third_waits(
+    two_at_a_time: ConcurrencyWorld,
+) -> None:
+    world = two_at_a_time
+    await paid_callback(world, 11)
+    await paid_callback(world, 12)
+    assert await world.worker.run_due() == 2
+    assert world.shop.most_at_once == 2
+
+    # The loop: two orders at once, and one arriving meanwhile waits for a free slot.
+    await paid_callback(world, 13)
+    await paid_callback(world, 14)
+    await world.worker.start()
+    await eventually(lambda: world.shop.serving == 2)
+    await paid_callback(world, 15)
+    await eventually(lambda: states(world) == ["done"] * 5)
+    assert world.shop.most_at_once == 2
+
+
+# Reloads ------------------------------------------------------------------------------
+
+SECOND_API_KEY = "cryptum-api-key-second-world"
+CONFIGURED_SECRETS.add(SECOND_API_KEY)
+
+
+async def reload(world: World, document: dict[str, Any]) -> None:
+    """What SIGHUP does with a config file reading `document`."""
+    apply_config(world.app, parse_config(document, base_dir=world.directory))
+    # A reload starts reconciliation; in this world it runs only when a test says.
+    await world.reconciler.stop()
+
+
+def with_second_store(world: World) -> dict[str, Any]:
+    """The world's config and a second store, its orders in the same shop."""
+    document = world.config_document()
+    second = copy.deepcopy(document["stores"][0])
+    second.update(
+        name="second",
+        cryptum_store_id=SECOND_STORE_ID,
+        webhook_secret=SECOND_SECRET,
+        cryptum_api_key=SECOND_API_KEY,
+    )
+    document["stores"].append(second)
+    return document
+
+
+async def test_a_store_added_by_a_reload_gets_its_deliveries_delivered(world: World) -> None:
+    world.cryptum.add_store(SECOND_STORE_ID, api_key=SECOND_API_KEY, webhook_secret=SECOND_SECRET)
+    await reload(world, with_second_store(world))
+
+    world.shop.add_product(200, "Gadget", stock=10, price="12.50")
+    world.shop.add_order(12, items=[(200, 1)])
+    order = world.cryptum.create_order(
+        store_id=SECOND_STORE_ID,
+        ecommerce_order_id="12",
+        total="12.50",
+        callback_url=f"{world.url}/callbacks/cryptum",
+    )
+    world.cryptum.set_status(order.id, "confirmed", transactions=[("POLYGON", TX)])
+    body = json.dumps(
+        {
+            "message": "Payment was successful",
+            "status": "confirmed",
+            "orderId": order.id,
+            "ecommerceOrderId": "12",
+            "storeId": SECOND_STORE_ID,
+            "transactions": [{"protocol": "POLYGON", "hash": TX}],
+        }
+    ).encode()
+    assert await world.post(Callback(body, sign(body, SECOND_SECRET))) == 200
+
+    assert await world.worker.run_due() == 1
+    delivery = the_delivery(world)
+    assert (delivery["store"], delivery["state"]) == ("second", "done")
+    assert world.shop.orders[12].status == "processing"
+    # Confirmed with the API first, as for any store with an API key.
+    assert [r.path for r in world.cryptum.api_requests] == [f"/plugins/orders/{order.id}"]
+
+
+async def test_a_store_kept_by_a_reload_keeps_counting_its_running_deliveries(
+    one_at_a_time: ConcurrencyWorld,
+) -> None:
+    world = one_at_a_time
+    await paid_callback(world, 11)
+    first = asyncio.create_task(world.worker.run_due())
+    await eventually(lambda: world.shop.serving == 1)  # order 11's GET under way
+
+    await reload(world, world.config_document())
+    await paid_callback(world, 12)
+    second = asyncio.create_task(world.worker.run_due())
+    await asyncio.gather(first, second)
+    assert states(world) == ["done", "done"]
+    # Order 12 waited for the slot order 11 held across the reload.
+    assert world.shop.most_at_once == 1
+
+
+async def test_a_reload_clears_a_stores_config_problem(world: World) -> None:
+    await paid_callback(world)
+    world.shop.fail_next(1, status=401, method="GET")
+    await world.worker.run_due()
+    (problem,) = world.worker.problems()
+    assert problem.startswith("store main: ")
+
+    # New credentials, say: the next attempt tells whether they work.
+    await reload(world, world.config_document())
+    assert world.worker.problems() == []

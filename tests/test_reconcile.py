@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from bridge.cryptum import CryptumClient
 from bridge.reconcile import RECONCILED_STATUSES, Reconciler
 from bridge.storage import SqliteStorage
 
-from payment_world import LOOKBACK_HOURS, RECONCILE_SECONDS, VirtualClock, World
+from payment_world import LOOKBACK_HOURS, RECONCILE_SECONDS, START, VirtualClock, World
 from support import CONFIGURED_SECRETS, MAIN_STORE_ID, config_document
 
 API_KEY = "cryptum-api-key-reconcile"
@@ -110,12 +112,21 @@ def meta(world: World, woo_order_id: int) -> dict[str, Any]:
     return {item["key"]: item["value"] for item in world.shop.orders[woo_order_id].meta_data}
 
 
-async def test_a_payment_whose_callback_never_came_is_found_and_paid_once(world: World) -> None:
+async def test_a_payment_whose_callback_never_came_is_found_and_paid_once(
+    world: World, logs: Callable[[], list[dict[str, Any]]]
+) -> None:
     cryptum_id = world.checkout(11)
     world.cryptum.set_status(cryptum_id, "confirmed", transactions=[("POLYGON", TX)])
 
     assert await world.reconciler.run_once() == 1
     (event,) = recorded(world, "SELECT * FROM events")
+    (enqueued,) = [line for line in logs() if line["event"] == "reconcile.enqueued"]
+    assert {key: enqueued[key] for key in ("store", "event_id", "status")} == {
+        "store": "main",
+        "event_id": event["id"],
+        "status": "confirmed",
+    }
+    assert (enqueued["cryptum_order_id"], enqueued["woo_order_id"]) == (cryptum_id, "11")
     assert (event["source"], event["signature_form"], event["status"]) == (
         "reconcile",
         None,
@@ -304,8 +315,11 @@ async def test_an_unreachable_api_is_logged_and_the_other_stores_still_reconcile
         assert await reconciler.run_once() == 0
         assert enqueued == [None]
 
-    (failure,) = {line["store"] for line in logs() if line["event"] == "reconcile.failed"}
-    assert failure == "main"
+    failures = [line for line in logs() if line["event"] == "reconcile.failed"]
+    # One per pass, the failing store named with the cause.
+    assert [(line["store"], line["reason"]) for line in failures] == [
+        ("main", "Cryptum API answered 503")
+    ] * 2
     assert asked  # the second store was asked after the first failed
 
 
@@ -338,6 +352,7 @@ async def test_the_loop_passes_at_start_survives_a_crash_and_stops_mid_wait(
         reconciler.start()  # no store has a key: nothing runs
         await asyncio.sleep(0.05)
         assert asked == []
+        assert not reconciler.loop.running
 
         reconciler.reconfigure(config, {"main": client})
         await wait_for(lambda: len(asked) >= 2 * len(RECONCILED_STATUSES))
@@ -364,3 +379,73 @@ async def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+async def test_the_payments_every_store_finds_are_counted(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    first_api = await aiohttp_server(
+        listing_api({"confirmed": [entry("c-1", "12", MAIN_STORE_ID)]}, [])
+    )
+    second_api = await aiohttp_server(
+        listing_api({"confirmed": [entry("c-2", "13", OTHER_STORE_ID)]}, [])
+    )
+    document = config_document(tmp_path / "bridge.sqlite3")
+    first = document["stores"][0] | {
+        "cryptum_api_key": API_KEY,
+        "cryptum_api_url": str(first_api.make_url("/plugins")),
+    }
+    second = first | {
+        "name": "second",
+        "cryptum_store_id": OTHER_STORE_ID,
+        "cryptum_api_url": str(second_api.make_url("/plugins")),
+    }
+    document["stores"] = [first, second]
+    config = parse_config(document, base_dir=tmp_path)
+    async with (
+        opened_database(tmp_path / "bridge.sqlite3") as database,
+        aiohttp.ClientSession() as session,
+    ):
+        clients = {
+            store.name: CryptumClient(
+                base_url=str(store.cryptum_api_url),
+                api_key=API_KEY,
+                session=session,
+                timeout_seconds=5,
+            )
+            for store in config.stores
+        }
+        reconciler = Reconciler(config, database, clients, on_enqueued=lambda: None)
+        assert await reconciler.run_once() == 2
+
+
+async def test_the_lookback_is_counted_in_utc_whatever_the_machines_time_zone(
+    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "America/Sao_Paulo")
+    time.tzset()
+    try:
+        reconciler, asked = await scripted_reconciler(aiohttp_server, aiohttp_client, tmp_path, {})
+        await reconciler.run_once()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    # The virtual clock's start, less the 48 h lookback of the default config, in UTC.
+    since = datetime.fromtimestamp(START - 48 * 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert {query["startDate"] for query in asked} == {since}
+
+
+async def test_a_payment_found_again_after_its_delivery_ended_dead_waits_for_an_admin(
+    world: World, logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    cryptum_id = world.checkout(11)
+    del world.shop.orders[11]  # the shop lost the order: its delivery ends dead
+    world.cryptum.set_status(cryptum_id, "confirmed", transactions=[("POLYGON", TX)])
+    assert await world.reconciler.run_once() == 1
+    await world.worker.run_due()
+    assert recorded(world, "SELECT state FROM deliveries") == [{"state": "dead"}]
+
+    world.clock.now += RECONCILE_SECONDS
+    assert await world.reconciler.run_once() == 0
+    assert recorded(world, "SELECT state FROM deliveries") == [{"state": "dead"}]
+    assert [line["event"] for line in logs()].count("reconcile.enqueued") == 1
