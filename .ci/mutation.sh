@@ -26,7 +26,7 @@ declare -A TESTS=(
     [reconcile]="tests/test_reconcile.py tests/test_background.py"
     [background]="tests/test_background.py"
     [callbacks]="tests/test_callbacks.py"
-    [storage/sqlite]="tests/test_storage.py tests/test_delivery_queue.py"
+    [storage/sqlite]="tests/test_storage.py tests/test_delivery_queue.py tests/test_retention.py"
     [storage/sqlite_ingest]="tests/test_storage.py"
     [storage/sqlite_queue]="tests/test_delivery_queue.py"
 )

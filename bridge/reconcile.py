@@ -86,16 +86,20 @@ class Reconciler:
         self._on_enqueued = on_enqueued
         self._clock = clock
         self.loop = BackgroundLoop("reconcile", self._step, failed_event="reconcile.crashed")
+        # Whether the app runs its loops (`start`); an app driven by hand does not.
+        self._started = False
 
     def reconfigure(self, config: Config, clients: dict[str, CryptumClient]) -> None:
         """Take new stores and API keys; the next pass uses them."""
         self._settings = config.reconcile
         self._stores = [store for store in config.stores if store.name in clients]
         self._clients = clients
-        self.start()
+        if self._started:
+            self.start()  # a store may have its first API key now
 
     def start(self) -> None:
         """Pass now, then every `interval_seconds`; nothing while no store has an API key."""
+        self._started = True
         if self._stores and not self.loop.running:
             self.loop.start()
 

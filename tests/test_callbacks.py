@@ -24,6 +24,7 @@ from bridge.config import Config, parse_config
 from bridge.rate_limit import StoreLimits
 from bridge.reload import apply_config
 from bridge.signature import json_canonical, reference_canonical, sign
+from bridge.storage import EventFacts
 
 from support import (
     CUSTOMER_EMAIL,
@@ -1032,3 +1033,31 @@ async def test_an_unknown_store_in_the_path_is_logged(client: Any, logs: Any) ->
     assert response.status == 404
     (rejected,) = [line for line in logs() if line["event"] == "callback.rejected"]
     assert (rejected["reason"], rejected["path_store"]) == ("unknown_store_name", "nope")
+
+
+async def test_the_facts_a_delivery_needs_are_stored_with_the_callback(
+    client: Any, database_path: Path
+) -> None:
+    body = callback_body(
+        transactions=[
+            {"protocol": "CELO", "hash": "0xc0ffee"},
+            {"protocol": "POLYGON", "hash": "0xbeef"},
+        ]
+    )
+    response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    event = stored_event(database_path, (await response.json())["event_id"])
+    assert EventFacts.from_json(event["facts"]) == EventFacts(
+        transactions=(("CELO", "0xc0ffee"), ("POLYGON", "0xbeef")),
+        message="Payment was successful",
+    )
+
+
+async def test_a_callback_without_transactions_or_message_stores_empty_facts(
+    client: Any, database_path: Path
+) -> None:
+    document = json.loads(callback_body())
+    del document["transactions"], document["message"]
+    body = json.dumps(document).encode()
+    response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    event = stored_event(database_path, (await response.json())["event_id"])
+    assert EventFacts.from_json(event["facts"]) == EventFacts()

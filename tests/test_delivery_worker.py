@@ -166,17 +166,14 @@ def assert_names_the_delivery(
     line: dict[str, Any], delivery: dict[str, Any], cryptum_id: str
 ) -> None:
     """A worker's log line names the store, the delivery, its event and both orders."""
-    names = {key: line.get(key) for key in DELIVERY_NAMES}
-    assert names == {
+    names = {
         "store": delivery["store"],
         "delivery_id": delivery["id"],
         "event_id": delivery["event_id"],
         "woo_order_id": delivery["woo_order_id"],
         "cryptum_order_id": cryptum_id,
     }
-
-
-DELIVERY_NAMES = ("store", "delivery_id", "event_id", "woo_order_id", "cryptum_order_id")
+    assert {key: line.get(key) for key in names} == names
 
 
 async def paid_callback(world: World, woo_order_id: int = 11) -> str:
@@ -771,12 +768,13 @@ async def test_the_waits_of_a_capped_retry_after_are_logged_to_the_millisecond(
     await world.start()
     try:
         await paid_callback(world)
-        # A Retry-After date four days and a fraction of a second away; the
-        # bridge reads a date against the wall clock, held still here.
+        # A Retry-After date (the simulator sends the header as given) four
+        # days and a fraction of a second away; the bridge reads a date
+        # against the wall clock, held still here.
         asked = "Wed, 21 Oct 2026 07:28:00 GMT"
         wall = parsedate_to_datetime(asked).timestamp() - (4 * 86400 + 0.12345)
         monkeypatch.setattr(http_call, "time", SimpleNamespace(time=lambda: wall))
-        world.shop.fail_next(1, status=429, retry_after=asked, method="PUT")  # type: ignore[arg-type]
+        world.shop.fail_next(1, status=429, retry_after=asked, method="PUT")
 
         await world.worker.run_due()
         lines = {line["event"]: line for line in logs()}
@@ -798,11 +796,17 @@ async def eventually(condition: Callable[[], bool], *, seconds: float = 5.0) -> 
         await asyncio.sleep(0.01)
 
 
-async def stop_during_the_put(world: World, *, timeout: float) -> None:
-    """Run the due delivery, and stop the worker while the shop holds its PUT."""
+async def running_until_the_put(world: World) -> asyncio.Task[int]:
+    """`run_due` in a task, once the delivery it runs waits on a PUT the shop holds."""
     world.shop.time_out_next(1, method="PUT")  # held unanswered, never applied
     work = asyncio.create_task(world.worker.run_due())
     await eventually(lambda: not world.shop.faults_pending)
+    return work
+
+
+async def stop_during_the_put(world: World, *, timeout: float) -> None:
+    """Run the due delivery, and stop the worker while the shop holds its PUT."""
+    work = await running_until_the_put(world)
     await world.worker.stop(timeout=timeout)
     with contextlib.suppress(asyncio.CancelledError):
         await work
@@ -824,7 +828,12 @@ async def test_stop_cancels_a_delivery_past_its_timeout_and_the_next_start_resum
     world: World, logs: Callable[[], list[dict[str, Any]]]
 ) -> None:
     await paid_callback(world)
-    await stop_during_the_put(world, timeout=0.05)
+    work = await running_until_the_put(world)
+    await world.worker.stop(timeout=0.05)
+    # The cancelled attempt has ended by the time stop returns.
+    assert metric(world, "cryptum_bridge_delivery_attempt_seconds_count", store="main") == 1
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
 
     # Cancelled, not failed: nothing recorded but the plan saved before the PUT.
     delivery = the_delivery(world)
@@ -835,8 +844,6 @@ async def test_stop_cancels_a_delivery_past_its_timeout_and_the_next_start_resum
     )
     assert delivery["last_error"] is None
     assert deliveries_counted(world, "retry") == 0
-    # The cancelled attempt ended before stop returned.
-    assert metric(world, "cryptum_bridge_delivery_attempt_seconds_count", store="main") == 1
     plan = json.loads(delivery["decision"])
 
     await world.restart()

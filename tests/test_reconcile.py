@@ -449,3 +449,31 @@ async def test_a_payment_found_again_after_its_delivery_ended_dead_waits_for_an_
     assert await world.reconciler.run_once() == 0
     assert recorded(world, "SELECT state FROM deliveries") == [{"state": "dead"}]
     assert [line["event"] for line in logs()].count("reconcile.enqueued") == 1
+
+
+async def test_a_reload_starts_no_loop_in_an_app_that_runs_none(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    api = await aiohttp_server(listing_api({}, []))
+    document = config_document(tmp_path / "bridge.sqlite3")
+    document["stores"][0] |= {
+        "cryptum_api_key": API_KEY,
+        "cryptum_api_url": str(api.make_url("/plugins")),
+    }
+    config = parse_config(document, base_dir=tmp_path)
+    async with (
+        opened_database(tmp_path / "bridge.sqlite3") as database,
+        aiohttp.ClientSession() as session,
+    ):
+        client = CryptumClient(
+            base_url=str(api.make_url("/plugins")),
+            api_key=API_KEY,
+            session=session,
+            timeout_seconds=5,
+        )
+        reconciler = Reconciler(config, database, {}, on_enqueued=lambda: None)
+        reconciler.reconfigure(config, {"main": client})
+        assert not reconciler.loop.running
+        reconciler.start()
+        assert reconciler.loop.running
+        await reconciler.stop()

@@ -119,3 +119,37 @@ async def test_the_plan_of_a_finished_delivery_goes_with_the_personal_data(tmp_p
         assert rows[waiting.event_id] == plan
     finally:
         await database.close()
+
+
+async def test_a_backlog_is_redacted_batch_after_batch_and_counted_whole(tmp_path: Path) -> None:
+    database = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
+    try:
+        # More than one batch (500) of old callbacks.
+        for index in range(501):
+            await database.record_event(event(callback_body(order_id=f"old-{index}")))
+        now = 2_000_000_000.0
+        await database._connection.execute("UPDATE events SET received_at = ?", (now - 91 * DAY,))
+        assert await RetentionJob(database, retention_days=90, clock=lambda: now).run_once() == 501
+        rows = await database._connection.execute_fetchall(
+            "SELECT count(*) FROM events WHERE redacted_at IS NULL"
+        )
+        assert list(rows) == [(0,)]
+    finally:
+        await database.close()
+
+
+async def test_an_event_stored_before_facts_were_kept_is_redacted_too(tmp_path: Path) -> None:
+    database = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
+    try:
+        old = await database.record_event(event(callback_body(order_id="old")))
+        now = 2_000_000_000.0
+        await database._connection.execute(
+            "UPDATE events SET received_at = ?, facts = NULL", (now - 91 * DAY,)
+        )
+        assert await RetentionJob(database, retention_days=90, clock=lambda: now).run_once() == 1
+        row = await database.get_event(old.event_id)
+        assert row is not None and CUSTOMER_NAME.encode() not in (row.payload or b"")
+        facts = await database._connection.execute_fetchall("SELECT facts FROM events")
+        assert list(facts) == [(None,)]
+    finally:
+        await database.close()

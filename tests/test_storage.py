@@ -869,3 +869,12 @@ async def test_one_body_for_two_statuses_in_one_batch_is_two_events_each_told_it
         (stored["cancelled"], True),
         (stored["confirmed"], True),
     ]
+
+
+async def test_the_schema_version_and_the_events_are_counted(database: SqliteStorage) -> None:
+    assert await database.schema_version() == SCHEMA_VERSION == SqliteStorage.SCHEMA_VERSION
+    assert await database.count_events() == 0
+    await database.record_event(event("a"))
+    await database.record_event(event("b"))
+    await database.record_event(event("a"))  # a duplicate is not another event
+    assert await database.count_events() == 2
