@@ -47,6 +47,7 @@ EQUIVALENT=(
     'delivery_stages:x_attempt_delivery|return after_plan(plan, None, order.status)'
     'delivery_stages:x_finish_saved_plan|return after_plan(plan, job.status, None)'
     'delivery_stages|callback = parse_callback(payload or b"XXXX")'
+    'reconcile|self._started = None'
 )
 
 if [ "$#" -gt 0 ]; then

@@ -28,6 +28,7 @@ from bridge.storage import (
     StorageError,
     StorageUnavailable,
 )
+from bridge.storage import sqlite as sqlite_storage
 from bridge.storage.sqlite_checkpoint import WRITER_CHECKPOINT_PAGES
 from bridge.storage.sqlite_migrations import MIGRATIONS, SCHEMA_VERSION
 
@@ -213,8 +214,23 @@ async def test_a_database_without_wal_is_refused(
 ) -> None:
     # SQLite takes this name for a database in memory, which has no WAL.
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(StorageError, match="WAL"):
+    with pytest.raises(StorageError) as refused:
         await SqliteStorage.open(Path(":memory:"))
+    # What `serve` logs as server.storage_failed: the cause, in words.
+    assert str(refused.value) == "the database does not support WAL mode"
+
+
+async def test_a_checkpoint_connection_that_cannot_open_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(*_: Any, **__: Any) -> None:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite_storage.WalCheckpointer, "open", refused)
+    path = tmp_path / "bridge.sqlite3"
+    with pytest.raises(StorageError) as failed:
+        await SqliteStorage.open(path, background_checkpoints=True)
+    assert str(failed.value) == f"cannot open {path}: unable to open database file"
 
 
 # Schema versions and migrations.
