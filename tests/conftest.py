@@ -11,7 +11,7 @@ systemd-analyze) or of root fails instead (`support.fail_skips_ci_must_not_take`
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from bridge.app import create_app
 from bridge.config import Config, LoggingConfig, parse_config
 from bridge.log_setup import configure_logging
 
+from payment_world import World
 from support import (
     CONFIGURED_SECRETS,
     CUSTOMER_EMAIL,
@@ -70,3 +71,12 @@ def config(database_path: Path, tmp_path: Path) -> Config:
 async def client(aiohttp_client: Any, config: Config) -> Any:
     """A test client for the bridge served on 127.0.0.1 over a fresh database."""
     return await aiohttp_client(create_app(config))
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    """The bridge, the simulated Cryptum and the simulated shop, on a virtual clock."""
+    started = World(tmp_path)
+    await started.start()
+    yield started
+    await started.close()

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import random
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,16 @@ class World:
         ) as response:
             callback.answers.append(response.status)
             return response.status
+
+    def rows(self, query: str) -> list[dict[str, Any]]:
+        """What the bridge's database holds, read as another process would."""
+        with sqlite3.connect(self.directory / "bridge.sqlite3") as connection:
+            connection.row_factory = sqlite3.Row
+            return [dict(row) for row in connection.execute(query)]
+
+    def meta(self, woo_order_id: int) -> dict[str, Any]:
+        """The shop order's meta data, by key."""
+        return {item["key"]: item["value"] for item in self.shop.orders[woo_order_id].meta_data}
 
     def bridge_notes(self, woo_order_id: int) -> list[str]:
         return [

@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from payment_world import World
 
 TX = "0x5e5e"
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    started = World(tmp_path)
-    await started.start()
-    yield started
-    await started.close()
-
-
 def deliveries(world: World) -> list[dict[str, Any]]:
-    with sqlite3.connect(world.directory / "bridge.sqlite3") as connection:
-        connection.row_factory = sqlite3.Row
-        return [dict(row) for row in connection.execute("SELECT * FROM deliveries")]
+    return world.rows("SELECT * FROM deliveries")
 
 
 async def test_a_plan_saved_without_its_payment_status_applies_the_events_status(

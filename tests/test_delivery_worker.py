@@ -46,14 +46,6 @@ class ShortLivedWorld(World):
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    started = World(tmp_path)
-    await started.start()
-    yield started
-    await started.close()
-
-
-@pytest.fixture
 async def short_lived(tmp_path: Path) -> AsyncIterator[World]:
     started = ShortLivedWorld(tmp_path)
     await started.start()
@@ -61,14 +53,8 @@ async def short_lived(tmp_path: Path) -> AsyncIterator[World]:
     await started.close()
 
 
-def recorded(world: World, query: str) -> list[dict[str, Any]]:
-    with sqlite3.connect(world.directory / "bridge.sqlite3") as connection:
-        connection.row_factory = sqlite3.Row
-        return [dict(row) for row in connection.execute(query)]
-
-
 def the_delivery(world: World) -> dict[str, Any]:
-    (delivery,) = recorded(world, "SELECT * FROM deliveries")
+    (delivery,) = world.rows("SELECT * FROM deliveries")
     return delivery
 
 
@@ -98,7 +84,7 @@ async def test_a_cryptum_order_for_another_woocommerce_order_is_dead_lettered(
     # Nothing applied, nor even read: the API was asked before the shop.
     assert world.shop.requests == []
     assert [world.shop.orders[n].status for n in (11, 12)] == ["pending", "pending"]
-    assert recorded(world, "SELECT * FROM applied_payments") == []
+    assert world.rows("SELECT * FROM applied_payments") == []
     (alert,) = [line for line in logs() if line["event"] == "security.callback_not_confirmed"]
     assert alert["reason"] == delivery["outcome"]
 
@@ -128,7 +114,7 @@ async def test_a_delivery_failing_past_max_age_hours_is_dead_lettered(
     assert received < delivery["updated_at"] <= received + 3600
     assert world.shop.orders[11].status == "pending"
     assert world.bridge_notes(11) == []
-    assert recorded(world, "SELECT * FROM applied_payments") == []
+    assert world.rows("SELECT * FROM applied_payments") == []
 
 
 # Every outcome of a delivery, and every path to a retry --------------------------
@@ -246,7 +232,7 @@ async def test_an_order_paid_already_is_skipped_and_the_status_still_counts_as_a
     (skipped,) = [line for line in logs() if line["event"] == "delivery.skipped"]
     assert skipped["order_status"] == "completed"
     assert skipped["reason"] == delivery["outcome"].removeprefix("nothing: ")
-    assert recorded(world, "SELECT status FROM applied_payments") == [{"status": "confirmed"}]
+    assert world.rows("SELECT status FROM applied_payments") == [{"status": "confirmed"}]
 
 
 async def test_a_total_other_than_cryptums_puts_the_order_on_hold(world: World) -> None:
@@ -278,7 +264,7 @@ async def test_a_payment_for_an_order_of_another_payment_method_holds_it_for_rev
     (note,) = world.bridge_notes(11)
     assert "bacs" in note
     assert deliveries_counted(world, "dead") == 1
-    assert recorded(world, "SELECT * FROM applied_payments") == []
+    assert world.rows("SELECT * FROM applied_payments") == []
 
 
 async def test_an_order_missing_from_the_shop_is_dead_lettered_at_once(
@@ -513,7 +499,7 @@ async def test_a_payment_applied_by_another_delivery_is_skipped_without_asking_c
     assert await world.post(again) == 200
 
     await world.worker.run_due()
-    second = recorded(world, "SELECT * FROM deliveries WHERE id != " + str(first["id"]))[0]
+    second = world.rows("SELECT * FROM deliveries WHERE id != " + str(first["id"]))[0]
     assert second["state"] == "skipped"
     assert second["outcome"] == f"confirmed already applied by delivery {first['id']}"
     assert len(world.cryptum.api_requests) == api_requests
@@ -624,17 +610,13 @@ async def test_a_delivery_acts_on_the_facts_taken_on_arrival_not_the_stored_body
     await world.worker.run_due()
     order = world.shop.orders[11]
     assert (order.status, order.transaction_id) == ("processing", TX)
-    assert meta(world, 11)["_cryptum_checkout_order_transactions_message"] == (
+    assert world.meta(11)["_cryptum_checkout_order_transactions_message"] == (
         "Payment was successful"
     )
-    assert json.loads(meta(world, 11)["_cryptum_checkout_order_transactions"]) == [
+    assert json.loads(world.meta(11)["_cryptum_checkout_order_transactions"]) == [
         {"protocol": "POLYGON", "hash": TX}
     ]
-    assert meta(world, 11)["_cryptum_order_id"] == cryptum_id
-
-
-def meta(world: World, woo_order_id: int) -> dict[str, Any]:
-    return {item["key"]: item["value"] for item in world.shop.orders[woo_order_id].meta_data}
+    assert world.meta(11)["_cryptum_order_id"] == cryptum_id
 
 
 async def test_a_status_the_api_reports_that_another_delivery_applied_is_skipped(
@@ -647,7 +629,7 @@ async def test_a_status_the_api_reports_that_another_delivery_applied_is_skipped
     assert await world.post(world.callback(cryptum_id, "pending")) == 200
 
     await world.worker.run_due()
-    late = recorded(world, f"SELECT * FROM deliveries WHERE id != {first['id']}")[0]
+    late = world.rows(f"SELECT * FROM deliveries WHERE id != {first['id']}")[0]
     assert (late["state"], late["outcome"]) == (
         "skipped",
         f"confirmed already applied by delivery {first['id']}",
@@ -698,10 +680,10 @@ async def test_an_event_stored_before_facts_were_kept_is_read_from_its_body(
 
     await world.worker.run_due()
     assert world.shop.orders[11].status == "processing"
-    assert meta(world, 11)["_cryptum_checkout_order_transactions_message"] == (
+    assert world.meta(11)["_cryptum_checkout_order_transactions_message"] == (
         "Payment was successful"
     )
-    assert json.loads(meta(world, 11)["_cryptum_checkout_order_transactions"]) == [
+    assert json.loads(world.meta(11)["_cryptum_checkout_order_transactions"]) == [
         {"protocol": "POLYGON", "hash": TX}
     ]
 
@@ -717,7 +699,7 @@ async def test_an_older_event_whose_body_no_longer_parses_keeps_its_indexed_fact
     order = world.shop.orders[11]
     # Paid all the same: the API's order carries the transaction.
     assert (order.status, order.transaction_id) == ("processing", TX)
-    assert "_cryptum_checkout_order_transactions_message" not in meta(world, 11)
+    assert "_cryptum_checkout_order_transactions_message" not in world.meta(11)
 
 
 # What each outcome writes: the log line's fields and the metrics ----------------
@@ -1022,7 +1004,7 @@ async def two_at_a_time(tmp_path: Path) -> AsyncIterator[ConcurrencyWorld]:
 
 
 def states(world: World) -> list[str]:
-    return [row["state"] for row in recorded(world, "SELECT state FROM deliveries ORDER BY id")]
+    return [row["state"] for row in world.rows("SELECT state FROM deliveries ORDER BY id")]
 
 
 async def test_with_concurrency_1_deliveries_of_different_orders_run_one_at_a_time(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,14 +185,6 @@ async def test_every_confirmed_payment_ends_paid_once(tmp_path: Path, seed: int)
 
 
 # One named example per bug this property test guards against -------------------------
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    started = World(tmp_path)
-    await started.start()
-    yield started
-    await started.close()
 
 
 async def test_a_callback_the_api_lags_past_the_recheck_window_is_paid_once_it_settles(

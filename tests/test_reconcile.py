@@ -94,24 +94,6 @@ async def test_a_listed_order_of_another_store_is_never_enqueued(
 TX = "0x7ec0"
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    started = World(tmp_path)
-    await started.start()
-    yield started
-    await started.close()
-
-
-def recorded(world: World, query: str) -> list[dict[str, Any]]:
-    with sqlite3.connect(world.directory / "bridge.sqlite3") as connection:
-        connection.row_factory = sqlite3.Row
-        return [dict(row) for row in connection.execute(query)]
-
-
-def meta(world: World, woo_order_id: int) -> dict[str, Any]:
-    return {item["key"]: item["value"] for item in world.shop.orders[woo_order_id].meta_data}
-
-
 async def test_a_payment_whose_callback_never_came_is_found_and_paid_once(
     world: World, logs: Callable[[], list[dict[str, Any]]]
 ) -> None:
@@ -119,7 +101,7 @@ async def test_a_payment_whose_callback_never_came_is_found_and_paid_once(
     world.cryptum.set_status(cryptum_id, "confirmed", transactions=[("POLYGON", TX)])
 
     assert await world.reconciler.run_once() == 1
-    (event,) = recorded(world, "SELECT * FROM events")
+    (event,) = world.rows("SELECT * FROM events")
     (enqueued,) = [line for line in logs() if line["event"] == "reconcile.enqueued"]
     assert {key: enqueued[key] for key in ("store", "event_id", "status")} == {
         "store": "main",
@@ -145,12 +127,12 @@ async def test_a_payment_whose_callback_never_came_is_found_and_paid_once(
     order = world.shop.orders[11]
     assert (order.status, order.transaction_id) == ("processing", TX)
     # The delivery read the event as a callback: its message and the Cryptum id are the meta.
-    assert meta(world, 11)["_cryptum_checkout_order_transactions_message"] == (
+    assert world.meta(11)["_cryptum_checkout_order_transactions_message"] == (
         "found by reconciliation"
     )
-    assert meta(world, 11)["_cryptum_order_id"] == cryptum_id
+    assert world.meta(11)["_cryptum_order_id"] == cryptum_id
     assert len(world.bridge_notes(11)) == 1
-    assert recorded(world, "SELECT cryptum_order_id, status FROM applied_payments") == [
+    assert world.rows("SELECT cryptum_order_id, status FROM applied_payments") == [
         {"cryptum_order_id": cryptum_id, "status": "confirmed"}
     ]
 
@@ -170,7 +152,7 @@ async def test_each_reconciled_status_is_found(world: World) -> None:
     pending = world.checkout(30)  # not a status reconciliation acts on
 
     assert await world.reconciler.run_once() == len(RECONCILED_STATUSES)
-    found = recorded(world, "SELECT cryptum_order_id, status FROM events ORDER BY woo_order_id")
+    found = world.rows("SELECT cryptum_order_id, status FROM events ORDER BY woo_order_id")
     assert found == [{"cryptum_order_id": ids[s], "status": s} for s in RECONCILED_STATUSES]
     assert pending not in {row["cryptum_order_id"] for row in found}
 
@@ -181,7 +163,7 @@ async def test_a_payment_older_than_the_lookback_is_not_listed(world: World) -> 
     world.clock.now += LOOKBACK_HOURS * 3600 + 60
 
     assert await world.reconciler.run_once() == 0
-    assert recorded(world, "SELECT * FROM events") == []
+    assert world.rows("SELECT * FROM events") == []
 
 
 async def test_a_payment_a_pending_delivery_will_apply_is_left_to_it(world: World) -> None:
@@ -190,7 +172,7 @@ async def test_a_payment_a_pending_delivery_will_apply_is_left_to_it(world: Worl
     assert await world.post(world.callback(cryptum_id, "confirmed", tx=TX)) == 200
 
     assert await world.reconciler.run_once() == 0
-    assert len(recorded(world, "SELECT * FROM events")) == 1
+    assert len(world.rows("SELECT * FROM events")) == 1
 
 
 async def test_a_status_found_again_after_its_delivery_applied_another_is_run_again(
@@ -202,7 +184,7 @@ async def test_a_status_found_again_after_its_delivery_applied_another_is_run_ag
     # Before the delivery runs, the API says the payment failed; after the
     # recheck the API wins and "failed" is what the delivery applies.
     world.cryptum.set_status(cryptum_id, "failed")
-    while recorded(world, "SELECT state FROM deliveries") != [{"state": "done"}]:
+    while world.rows("SELECT state FROM deliveries") != [{"state": "done"}]:
         await world.worker.run_due()
         world.clock.now += 60
     assert world.shop.orders[11].status == "failed"
@@ -210,7 +192,7 @@ async def test_a_status_found_again_after_its_delivery_applied_another_is_run_ag
     # The API settles on confirmed: the event found before is delivered again.
     world.cryptum.set_status(cryptum_id, "confirmed", transactions=[("POLYGON", TX)])
     assert await world.reconciler.run_once() == 1
-    assert len(recorded(world, "SELECT * FROM events")) == 1  # the same event, run again
+    assert len(world.rows("SELECT * FROM events")) == 1  # the same event, run again
     await world.worker.run_due()
     assert world.shop.orders[11].status == "processing"
     assert world.shop.orders[11].transaction_id == TX
@@ -443,11 +425,11 @@ async def test_a_payment_found_again_after_its_delivery_ended_dead_waits_for_an_
     world.cryptum.set_status(cryptum_id, "confirmed", transactions=[("POLYGON", TX)])
     assert await world.reconciler.run_once() == 1
     await world.worker.run_due()
-    assert recorded(world, "SELECT state FROM deliveries") == [{"state": "dead"}]
+    assert world.rows("SELECT state FROM deliveries") == [{"state": "dead"}]
 
     world.clock.now += RECONCILE_SECONDS
     assert await world.reconciler.run_once() == 0
-    assert recorded(world, "SELECT state FROM deliveries") == [{"state": "dead"}]
+    assert world.rows("SELECT state FROM deliveries") == [{"state": "dead"}]
     assert [line["event"] for line in logs()].count("reconcile.enqueued") == 1
 
 
