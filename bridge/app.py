@@ -1,6 +1,6 @@
 """The aiohttp application: routes, middlewares and the resources they share.
 
-On start: the instance lock, the database, an HTTP client session and the
+On start: the storage (on SQLite with its instance lock), an HTTP client session and the
 delivery worker, in that order; on shutdown the worker drains first and the
 database closes last.
 """
@@ -31,7 +31,6 @@ from .callbacks import receive_callback
 from .config import Config
 from .cryptum import CryptumClient
 from .delivery import DeliveryWorker
-from .instance_lock import InstanceLock
 from .metrics import CONTENT_TYPE, Metrics
 from .middlewares import request_context
 from .rate_limit import StoreLimits
@@ -124,54 +123,49 @@ def _resources(
     """Open, in order, what the app needs, and close it in reverse order."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        lock = InstanceLock(config.storage.database_path)
-        lock.acquire()
+        storage = await open_storage(
+            config.storage, clock=clock, before_migrating=_announce_migration
+        )
         try:
-            storage = await open_storage(
-                config.storage, clock=clock, before_migrating=_announce_migration
-            )
-            try:
-                async with aiohttp.ClientSession() as session:
-                    app[HTTP_SESSION] = session
-                    clients, cryptum_clients = build_clients(config, session)
-                    worker = DeliveryWorker(
-                        config,
-                        storage,
-                        clients,
-                        cryptum_clients,
-                        metrics=app[METRICS],
-                        clock=clock,
-                        jitter=jitter,
-                    )
-                    await worker.start(run_loop=background)
-                    reconciler = Reconciler(
-                        config, storage, cryptum_clients, on_enqueued=worker.wake, clock=clock
-                    )
-                    retention = RetentionJob(
-                        storage, retention_days=config.storage.retention_days, clock=clock
-                    )
-                    if background:
-                        reconciler.start()
-                        retention.start()
-                    app[STORAGE] = storage
-                    app[WORKER] = worker
-                    app[RECONCILER] = reconciler
-                    app[RETENTION] = retention
-                    loops = [
-                        worker.loop,
-                        reconciler.loop,
-                        retention.loop,
-                        *storage.background_loops,
-                    ]
-                    app[READINESS] = Readiness(storage, worker, loops)
-                    yield
-                    # Stopped already when shutdown began (`stop_background_work`);
-                    # again here for an app that failed before serving.
-                    await stop_background_work(app)
-            finally:
-                await storage.close()
+            async with aiohttp.ClientSession() as session:
+                app[HTTP_SESSION] = session
+                clients, cryptum_clients = build_clients(config, session)
+                worker = DeliveryWorker(
+                    config,
+                    storage,
+                    clients,
+                    cryptum_clients,
+                    metrics=app[METRICS],
+                    clock=clock,
+                    jitter=jitter,
+                )
+                await worker.start(run_loop=background)
+                reconciler = Reconciler(
+                    config, storage, cryptum_clients, on_enqueued=worker.wake, clock=clock
+                )
+                retention = RetentionJob(
+                    storage, retention_days=config.storage.retention_days, clock=clock
+                )
+                if background:
+                    reconciler.start()
+                    retention.start()
+                app[STORAGE] = storage
+                app[WORKER] = worker
+                app[RECONCILER] = reconciler
+                app[RETENTION] = retention
+                loops = [
+                    worker.loop,
+                    reconciler.loop,
+                    retention.loop,
+                    *storage.background_loops,
+                ]
+                app[READINESS] = Readiness(storage, worker, loops)
+                yield
+                # Stopped already when shutdown began (`stop_background_work`);
+                # again here for an app that failed before serving.
+                await stop_background_work(app)
         finally:
-            lock.release()
+            await storage.close()
 
     return context
 

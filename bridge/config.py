@@ -43,6 +43,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .encryption import PayloadCipher, PayloadKeyError, load_key
+from .mysql_url import MysqlTarget, parse_mysql_url
 from .status_rules import StatusRules
 
 __all__ = [
@@ -352,13 +353,38 @@ class ServerConfig(_Section):
         return _parse_listen(self.listen)
 
 
+# Keys that mean something only with a MySQL `url`.
+_MYSQL_ONLY_KEYS = ("password", "password_file", "tls", "tls_ca_file")
+
+
 class StorageConfig(_Section):
-    """The SQLite database."""
+    """Where events and deliveries are kept: a SQLite file (`path`) or a MySQL database (`url`)."""
 
     path: Path | None = Field(
         default=None,
-        description="Database file; default $STATE_DIRECTORY/bridge.sqlite3, else "
+        description="SQLite database file; default $STATE_DIRECTORY/bridge.sqlite3, else "
         "./bridge.sqlite3.",
+    )
+    url: str | None = Field(
+        default=None,
+        description='Instead of path: "mysql://user@host:port/database" (MySQL 8, MariaDB '
+        ">= 10.6), for several bridges on one database.",
+    )
+    password: InlineSecret = Field(
+        default=None, description='The MySQL user\'s password, inline or "env:NAME".'
+    )
+    password_file: SecretFile = Field(
+        default=None, description="File holding the MySQL user's password."
+    )
+    tls: bool = Field(
+        default=False,
+        description="Connect to MySQL over TLS, verifying its certificate and host name.",
+    )
+    tls_ca_file: Path | None = Field(
+        default=None, description="CA bundle for the MySQL server's certificate (with tls)."
+    )
+    pool_size: int = Field(
+        default=10, ge=2, le=200, description="Most connections to MySQL this bridge opens."
     )
     retention_days: int = Field(
         default=90, ge=1, description="Personal data in stored payloads is purged after this."
@@ -367,7 +393,7 @@ class StorageConfig(_Section):
         default=5000,
         ge=0,
         le=60000,
-        description="How long a write waits for a lock held by another process before 503.",
+        description="SQLite: how long a write waits for a lock held by another process before 503.",
     )
     encryption_key_file: KeyFile = Field(
         default=None,
@@ -384,6 +410,53 @@ class StorageConfig(_Section):
         le=1000,
         description="Most callbacks committed together in one transaction; 1 turns grouping off.",
     )
+
+    @classmethod
+    def _problems_across_keys(cls, data: dict[str, Any]) -> list[Problem]:
+        problems = _secret_problems(data, "password", required=False)
+        if data.get("url") is None:
+            mysql_only = [k for k in _MYSQL_ONLY_KEYS if data.get(k) not in (None, False)]
+            problems += [((), f"{key} is for a MySQL storage: set url too") for key in mysql_only]
+        elif data.get("path") is not None:
+            problems.append(((), "set either path (SQLite) or url (MySQL), not both"))
+        return problems
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_mysql_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_password(self) -> StorageConfig:
+        self.password = _one_secret(self, "password")
+        self.password_file = None
+        return self
+
+    @property
+    def engine(self) -> Literal["sqlite", "mysql"]:
+        return "mysql" if self.url is not None else "sqlite"
+
+    @property
+    def mysql(self) -> MysqlTarget:
+        """The MySQL server and database `url` names (only with `url`)."""
+        if self.url is None:
+            raise ValueError("storage.url is not set")
+        return parse_mysql_url(self.url)
+
+    def describe(self) -> str:
+        """Where the storage is, for people and logs: a file, or a URL with no secret."""
+        return self.mysql.display() if self.url is not None else str(self.database_path)
+
+    def warnings(self) -> list[str]:
+        """What is valid but unwise, one line per key (relative to this section)."""
+        if self.url is not None and not self.tls and not self.mysql.is_local:
+            return [
+                "storage.tls: off for a MySQL server on another machine; callbacks and the "
+                "password cross the network in the clear"
+            ]
+        return []
 
     def cipher(self) -> PayloadCipher | None:
         """The payload cipher, when a key is configured."""
@@ -681,7 +754,7 @@ class Config(_Section):
 
     def warnings(self) -> list[str]:
         """What is valid but unwise, one line per key (`stores[0].webhook_secret: …`)."""
-        return [
+        return self.storage.warnings() + [
             f"stores[{index}].{warning}"
             for index, store in enumerate(self.stores)
             for warning in store.warnings()

@@ -15,6 +15,7 @@ once), and a callback arriving late for an applied status changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -31,11 +32,20 @@ from .signature import json_canonical
 from .storage import EventFacts, NewEvent, Storage, StorageUnavailable
 from .upstream import UpstreamFailure
 
-__all__ = ["FOUND_MESSAGE", "RECONCILED_STATUSES", "Reconciler", "found_event"]
+__all__ = [
+    "FOUND_MESSAGE",
+    "RECONCILED_STATUSES",
+    "RECONCILE_TASK",
+    "Reconciler",
+    "found_event",
+]
 
 log = structlog.get_logger("bridge.reconcile")
 
 RECONCILED_STATUSES = ("confirmed", "cancelled", "failed")
+# The name of reconciliation's lease in the storage (`Storage.hold_task_lease`).
+RECONCILE_TASK = "reconcile"
+_LEASE_MARGIN_SECONDS = 60
 # The message a found payment is noted with, where a callback has Cryptum's own.
 FOUND_MESSAGE = "found by reconciliation"
 
@@ -104,15 +114,34 @@ class Reconciler:
             self.loop.start()
 
     async def stop(self) -> None:
-        """Stop at once, even mid-pass: a pass cut short loses nothing, the next one redoes it."""
+        """Stop at once, even mid-pass: a pass cut short loses nothing, the next one redoes it.
+
+        Another node (on a shared storage) takes the work over at its next try.
+        """
         await self.loop.stop()
+        if self._started:
+            with contextlib.suppress(StorageUnavailable):
+                await self._storage.release_task_lease(RECONCILE_TASK)
 
     async def _step(self) -> float:
         await self.run_once()
         return self._settings.interval_seconds
 
     async def run_once(self) -> int:
-        """One pass over every store; returns how many payments were enqueued."""
+        """One pass over every store; returns how many payments were enqueued.
+
+        Only on the node that holds reconciliation's lease: on a storage that
+        several nodes share, one of them lists Cryptum's orders, not each.
+        Held a little over two intervals, so a dead node's turn passes on soon.
+        """
+        held = await self._storage.hold_task_lease(
+            RECONCILE_TASK,
+            now=self._clock(),
+            seconds=2 * self._settings.interval_seconds + _LEASE_MARGIN_SECONDS,
+        )
+        if not held:
+            log.debug("reconcile.another_node")
+            return 0
         enqueued = 0
         for store in self._stores:
             try:

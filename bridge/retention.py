@@ -11,6 +11,7 @@ never reads its plan again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -18,15 +19,17 @@ from collections.abc import Callable
 import structlog
 
 from .background import BackgroundLoop
-from .storage import Storage
+from .storage import Storage, StorageUnavailable
 
-__all__ = ["KEPT_FIELDS", "RetentionJob", "redact_payload"]
+__all__ = ["KEPT_FIELDS", "RETENTION_TASK", "RetentionJob", "redact_payload"]
 
 log = structlog.get_logger("bridge.retention")
 
 # Fields of a callback that carry no personal data. `message` is free text, so it goes.
 KEPT_FIELDS = ("status", "orderId", "ecommerceOrderId", "storeId", "transactions")
 _RUN_EVERY_SECONDS = 6 * 3600
+# The name of retention's lease in the storage: one node at a time redacts.
+RETENTION_TASK = "retention"
 
 
 def redact_payload(payload: bytes) -> bytes:
@@ -57,16 +60,26 @@ class RetentionJob:
         self._retention_seconds = retention_days * 86400
         self._clock = clock
         self.loop = BackgroundLoop("retention", self._step, failed_event="retention.failed")
+        self._started = False
 
     def start(self) -> None:
+        self._started = True
         self.loop.start()
 
     async def stop(self) -> None:
         """Stop at once, even mid-run: every batch is committed on its own, the next run goes on."""
         await self.loop.stop()
+        if self._started:
+            with contextlib.suppress(StorageUnavailable):
+                await self._storage.release_task_lease(RETENTION_TASK)
 
     async def run_once(self) -> int:
+        """Redact what is due, on the node holding retention's lease; how many were."""
         now = self._clock()
+        if not await self._storage.hold_task_lease(
+            RETENTION_TASK, now=now, seconds=2 * _RUN_EVERY_SECONDS
+        ):
+            return 0
         count = await self._storage.redact_payloads(
             received_before=now - self._retention_seconds, now=now, redact=redact_payload
         )

@@ -32,6 +32,7 @@ from support import (
 )
 
 pytest_runtest_makereport = fail_skips_ci_must_not_take
+pytest_plugins = ["engines"]
 
 
 @pytest.fixture(scope="session", autouse=True)

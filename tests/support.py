@@ -153,7 +153,12 @@ def to_toml(document: dict[str, Any]) -> str:
 
 
 # The tools `.ci/run` installs, each with the Debian package it comes from.
-CI_TOOLS = {"php": "php-cli", "phpunit": "phpunit", "systemd-analyze": "systemd"}
+CI_TOOLS = {
+    "php": "php-cli",
+    "phpunit": "phpunit",
+    "systemd-analyze": "systemd",
+    "mariadbd": "mariadb-server",
+}
 ROOT_NEEDED = "needs root: "
 
 

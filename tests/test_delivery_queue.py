@@ -1,17 +1,26 @@
-"""The delivery queue on a real SQLite file: claims, leases, per-order order, requeue."""
+"""The delivery queue on both engines (a SQLite file, a MariaDB database): claims, leases,
+per-order order, requeue."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bridge.storage import DeliveryRow, EventFacts, Job, NewEvent, SqliteStorage
+from bridge.config import StorageConfig
+from bridge.storage import (
+    DeliveryRow,
+    EventFacts,
+    Job,
+    NewEvent,
+    SqliteStorage,
+    Storage,
+    open_storage,
+)
+from bridge.storage.mysql import MysqlStorage
 
 NOW = 1_800_000_000.0
 
@@ -46,24 +55,40 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def database(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteStorage]:
-    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3", clock=clock)
+async def database(storage_settings: StorageConfig, clock: Clock) -> AsyncIterator[Storage]:
+    opened = await open_storage(storage_settings, clock=clock)
     yield opened
     await opened.close()
 
 
 @pytest.fixture
-def queue(database: SqliteStorage) -> SqliteStorage:
+def queue(database: Storage) -> Storage:
     return database
 
 
-async def record(database: SqliteStorage, *events: NewEvent) -> list[int]:
+async def sql(database: Storage, statement: str, *parameters: Any) -> list[tuple[Any, ...]]:
+    """Run `statement` (with `?` placeholders) on either engine, below the interface."""
+    if isinstance(database, SqliteStorage):
+        rows = await database._connection.execute_fetchall(statement, parameters)
+        return [tuple(row) for row in rows]
+    assert isinstance(database, MysqlStorage)
+
+    async def work(cursor: Any) -> list[tuple[Any, ...]]:
+        await cursor.execute(statement.replace("?", "%s"), parameters)
+        return list(await cursor.fetchall())
+
+    return await database._pool.transaction(work)
+
+
+ONLY_SQLITE = pytest.mark.parametrize("storage_settings", ["sqlite"], indirect=True)
+ONLY_MARIADB = pytest.mark.parametrize("storage_settings", ["mariadb"], indirect=True)
+
+
+async def record(database: Storage, *events: NewEvent) -> list[int]:
     return [(await database.record_event(e)).event_id for e in events]
 
 
-async def test_every_event_has_a_pending_delivery(
-    database: SqliteStorage, queue: SqliteStorage
-) -> None:
+async def test_every_event_has_a_pending_delivery(database: Storage, queue: Storage) -> None:
     await record(database, event("a", "1"), event("b", "2"))
     rows = await queue.list_deliveries()
     assert sorted((row.woo_order_id, row.state, row.progress) for row in rows) == [
@@ -72,9 +97,7 @@ async def test_every_event_has_a_pending_delivery(
     ]
 
 
-async def test_one_claim_per_order_in_arrival_order(
-    database: SqliteStorage, queue: SqliteStorage
-) -> None:
+async def test_one_claim_per_order_in_arrival_order(database: Storage, queue: Storage) -> None:
     await record(database, event("a1", "1"), event("b1", "2"), event("a2", "1"), event("a3", "1"))
     first = await queue.claim("main", 10, now=NOW + 10, lease_seconds=60)
     assert [(job.woo_order_id, job.cryptum_order_id) for job in first] == [
@@ -90,9 +113,7 @@ async def test_one_claim_per_order_in_arrival_order(
     assert [job.cryptum_order_id for job in second] == ["c-a2"]
 
 
-async def test_claims_respect_the_limit_and_the_store(
-    database: SqliteStorage, queue: SqliteStorage
-) -> None:
+async def test_claims_respect_the_limit_and_the_store(database: Storage, queue: Storage) -> None:
     await record(database, event("a", "1"), event("b", "2"), event("c", "3", store="other"))
     assert len(await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)) == 1
     assert [job.store for job in await queue.claim("other", 5, now=NOW + 10, lease_seconds=60)] == [
@@ -101,9 +122,7 @@ async def test_claims_respect_the_limit_and_the_store(
     assert await queue.claim("main", 0, now=NOW + 10, lease_seconds=60) == []
 
 
-async def test_an_expired_lease_is_claimed_again(
-    database: SqliteStorage, queue: SqliteStorage
-) -> None:
+async def test_an_expired_lease_is_claimed_again(database: Storage, queue: Storage) -> None:
     await record(database, event("a", "1"))
     (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
     assert await queue.claim("main", 1, now=NOW + 69, lease_seconds=60) == []
@@ -112,8 +131,9 @@ async def test_an_expired_lease_is_claimed_again(
     assert again.attempts == 2
 
 
+@ONLY_SQLITE
 async def test_releasing_leases_frees_work_of_a_dead_process(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     await record(database, event("a", "1"))
     await queue.claim("main", 1, now=NOW + 10, lease_seconds=600)
@@ -121,7 +141,7 @@ async def test_releasing_leases_frees_work_of_a_dead_process(
     assert len(await queue.claim("main", 1, now=NOW + 11, lease_seconds=600)) == 1
 
 
-async def test_retry_later_waits_until_due(database: SqliteStorage, queue: SqliteStorage) -> None:
+async def test_retry_later_waits_until_due(database: Storage, queue: Storage) -> None:
     await record(database, event("a", "1"))
     (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
     await queue.retry_later(
@@ -135,20 +155,16 @@ async def test_retry_later_waits_until_due(database: SqliteStorage, queue: Sqlit
     assert row is not None and row.last_error == "WooCommerce answered 503"
 
 
-async def test_progress_and_decision_survive_a_claim(
-    database: SqliteStorage, queue: SqliteStorage
-) -> None:
+async def test_progress_and_decision_survive_a_claim(database: Storage, queue: Storage) -> None:
     await record(database, event("a", "1"))
     (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
     await queue.save_progress(job.delivery_id, "acting", {"kind": "pay"}, now=NOW + 11)
-    await queue.release_leases()
-    (again,) = await queue.claim("main", 1, now=NOW + 12, lease_seconds=60)
+    # The process dies: its lease runs out.
+    (again,) = await queue.claim("main", 1, now=NOW + 70, lease_seconds=60)
     assert (again.progress, again.decision) == ("acting", {"kind": "pay"})
 
 
-async def test_requeue_dead_starts_a_new_generation(
-    database: SqliteStorage, queue: SqliteStorage
-) -> None:
+async def test_requeue_dead_starts_a_new_generation(database: Storage, queue: Storage) -> None:
     await record(database, event("a", "1"), event("b", "2"))
     jobs = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
     for job in jobs:
@@ -162,9 +178,7 @@ async def test_requeue_dead_starts_a_new_generation(
     ]
 
 
-async def test_replay_requeues_a_finished_delivery_only(
-    database: SqliteStorage, queue: SqliteStorage
-) -> None:
+async def test_replay_requeues_a_finished_delivery_only(database: Storage, queue: Storage) -> None:
     (event_id,) = await record(database, event("a", "1"))
     assert await queue.requeue_event(event_id, now=NOW + 5) == 0  # still pending
     (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
@@ -174,7 +188,7 @@ async def test_replay_requeues_a_finished_delivery_only(
 
 
 async def test_the_status_a_delivery_acted_on_is_recorded_as_applied(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     # The callback said confirmed; the delivery acted on what the API said.
     await record(database, event("callback", "1"))
@@ -195,7 +209,7 @@ async def test_the_status_a_delivery_acted_on_is_recorded_as_applied(
 
 
 async def test_a_status_applied_once_keeps_its_first_delivery(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     callback = event("callback", "1")
     # Reconciliation reports the same payment status in a body of its own.
@@ -211,7 +225,7 @@ async def test_a_status_applied_once_keeps_its_first_delivery(
 
 
 async def test_finishing_without_an_applied_status_records_nothing(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     await record(database, event("dead", "1"))
     (job,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
@@ -221,7 +235,7 @@ async def test_finishing_without_an_applied_status_records_nothing(
 
 
 async def test_a_payment_is_known_while_a_delivery_of_its_order_is_pending(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     await record(database, replace(event("p", "1"), status="pending"))
     # Any pending delivery of the Cryptum order reads its status from the API.
@@ -237,7 +251,7 @@ async def test_a_payment_is_known_while_a_delivery_of_its_order_is_pending(
 
 
 async def test_only_a_finished_not_dead_event_is_requeued_for_reconciliation(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     done_id, dead_id, pending_id = await record(
         database, event("done", "1"), event("dead", "2"), event("pending", "3")
@@ -254,7 +268,7 @@ async def test_only_a_finished_not_dead_event_is_requeued_for_reconciliation(
 
 
 async def test_running_a_delivery_again_keeps_the_run_that_ended(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     done_id, dead_id = await record(database, event("done", "1"), event("dead", "2"))
     done, dead = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
@@ -296,7 +310,7 @@ async def test_running_a_delivery_again_keeps_the_run_that_ended(
 
 
 async def test_a_claim_hands_out_each_event_with_its_delivery(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     paid = EventFacts(transactions=(("POLYGON", "0xa"),), message="Payment was successful")
     callback = replace(event("a", "1"), status="pending", payload=b'{"id": "a"}', facts=paid)
@@ -346,9 +360,7 @@ async def test_a_claim_hands_out_each_event_with_its_delivery(
     ]
 
 
-async def test_a_claim_for_no_deliveries_leases_none(
-    database: SqliteStorage, queue: SqliteStorage
-) -> None:
+async def test_a_claim_for_no_deliveries_leases_none(database: Storage, queue: Storage) -> None:
     await record(database, event("a", "1"), event("b", "2"))
     assert await queue.claim("main", 0, now=NOW + 10, lease_seconds=60) == []
     # SQLite reads a negative LIMIT as no limit at all.
@@ -360,7 +372,7 @@ async def test_a_claim_for_no_deliveries_leases_none(
 
 
 async def test_a_claim_takes_the_oldest_due_deliveries_up_to_the_limit(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     await record(database, event("a", "1"), event("b", "2"), event("c", "3"))
     first = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
@@ -374,7 +386,7 @@ async def test_a_claim_takes_the_oldest_due_deliveries_up_to_the_limit(
 
 
 async def test_a_delivery_is_due_from_its_arrival_not_before(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     await record(database, event("a", "1"))
     assert await queue.claim("main", 1, now=NOW - 0.5, lease_seconds=60) == []
@@ -382,9 +394,7 @@ async def test_a_delivery_is_due_from_its_arrival_not_before(
     assert job.attempts == 1
 
 
-async def test_a_lease_ends_at_its_last_instant(
-    database: SqliteStorage, queue: SqliteStorage
-) -> None:
+async def test_a_lease_ends_at_its_last_instant(database: Storage, queue: Storage) -> None:
     await record(database, event("a", "1"))
     (job,) = await queue.claim("main", 1, now=NOW + 10, lease_seconds=60)
     assert await queue.claim("main", 1, now=NOW + 69.5, lease_seconds=60) == []
@@ -393,7 +403,7 @@ async def test_a_lease_ends_at_its_last_instant(
 
 
 async def test_an_order_waits_only_for_its_own_stores_pending_deliveries(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     # Order numbers are each shop's own: order 1 of two stores are two orders.
     await record(
@@ -409,7 +419,7 @@ async def test_an_order_waits_only_for_its_own_stores_pending_deliveries(
 
 
 async def test_saving_progress_keeps_the_plan_and_its_time(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     await record(database, event("a", "1"), event("b", "2"))
     job, other = await queue.claim("main", 2, now=NOW + 10, lease_seconds=60)
@@ -424,14 +434,17 @@ async def test_saving_progress_keeps_the_plan_and_its_time(
 
     await queue.save_progress(job.delivery_id, "new", None, now=NOW + 12)
     # No plan is no value, as on a fresh start: not the JSON text `null`.
-    stored = await database._connection.execute_fetchall(
-        "SELECT progress, decision, updated_at FROM deliveries WHERE id = ?", (job.delivery_id,)
+    stored = await sql(
+        database,
+        "SELECT progress, decision, updated_at FROM deliveries WHERE id = ?",
+        job.delivery_id,
     )
-    assert [tuple(row) for row in stored] == [("new", None, NOW + 12)]
+    assert stored == [("new", None, NOW + 12)]
 
 
+@ONLY_SQLITE
 async def test_releasing_leases_frees_every_held_lease_and_counts_them(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     await record(database, event("a", "1"), event("b", "2"), event("c", "3"), event("d", "4"))
     *_, c = await queue.claim("main", 3, now=NOW + 10, lease_seconds=600)
@@ -444,7 +457,7 @@ async def test_releasing_leases_frees_every_held_lease_and_counts_them(
 
 
 async def test_requeue_runs_again_only_what_ended_in_the_state(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     await record(
         database,
@@ -498,7 +511,7 @@ async def test_requeue_runs_again_only_what_ended_in_the_state(
 
 
 async def test_requeue_for_reconciliation_takes_done_and_skipped_only(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     done_id, skipped_id, dead_id, pending_id = await record(
         database, event("done", "1"), event("skipped", "2"), event("dead", "3"), event("p", "4")
@@ -524,7 +537,7 @@ async def test_requeue_for_reconciliation_takes_done_and_skipped_only(
 
 
 async def test_next_due_is_the_earliest_pending_attempt_leased_or_not(
-    database: SqliteStorage, queue: SqliteStorage, clock: Clock
+    database: Storage, queue: Storage, clock: Clock
 ) -> None:
     assert await queue.next_due() is None
     await record(database, event("a", "1"))
@@ -542,7 +555,7 @@ async def test_next_due_is_the_earliest_pending_attempt_leased_or_not(
 
 
 async def test_oldest_pending_is_when_the_oldest_waiting_delivery_arrived(
-    database: SqliteStorage, queue: SqliteStorage, clock: Clock
+    database: Storage, queue: Storage, clock: Clock
 ) -> None:
     assert await queue.oldest_pending() is None
     await record(database, event("a", "1"))
@@ -560,7 +573,7 @@ async def test_oldest_pending_is_when_the_oldest_waiting_delivery_arrived(
 
 
 async def test_counts_are_per_state_and_only_for_the_states_named(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     assert await queue.delivery_counts() == {}
     await record(
@@ -584,7 +597,7 @@ async def test_counts_are_per_state_and_only_for_the_states_named(
 
 
 async def test_list_filters_by_state_and_store_newest_first(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     await record(
         database,
@@ -612,18 +625,14 @@ async def test_list_filters_by_state_and_store_newest_first(
     assert keys(await queue.list_deliveries(state="dead", limit=2)) == ["c-e", "c-c"]
 
 
-async def test_list_shows_fifty_deliveries_unless_told(
-    database: SqliteStorage, queue: SqliteStorage
-) -> None:
+async def test_list_shows_fifty_deliveries_unless_told(database: Storage, queue: Storage) -> None:
     event_ids = await record(database, *(event(str(n), str(n)) for n in range(51)))
     rows = await queue.list_deliveries()
     assert [row.event_id for row in rows] == event_ids[:0:-1]
     assert len(await queue.list_deliveries(limit=51)) == 51
 
 
-async def test_get_shows_a_delivery_with_its_event(
-    database: SqliteStorage, queue: SqliteStorage
-) -> None:
+async def test_get_shows_a_delivery_with_its_event(database: Storage, queue: Storage) -> None:
     (event_id,) = await record(database, replace(event("a", "7", store="other"), status="paid"))
     (job,) = await queue.claim("other", 1, now=NOW + 10, lease_seconds=60)
     await queue.save_progress(job.delivery_id, "acting", {"kind": "pay"}, now=NOW + 11)
@@ -653,10 +662,9 @@ async def test_get_shows_a_delivery_with_its_event(
 
 
 async def test_an_event_stored_before_facts_were_kept_is_claimed_with_its_payload(
-    database: SqliteStorage, queue: SqliteStorage
+    database: Storage, queue: Storage
 ) -> None:
     (event_id,) = await record(database, replace(event("a", "1"), payload=b'{"old": 1}'))
-    with contextlib.closing(sqlite3.connect(database.path)) as connection, connection:
-        connection.execute("UPDATE events SET facts = NULL WHERE id = ?", (event_id,))
+    await sql(database, "UPDATE events SET facts = NULL WHERE id = ?", event_id)
     (job,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
     assert (job.facts, job.payload) == (None, b'{"old": 1}')

@@ -87,7 +87,11 @@ class Storage(Protocol):
     # The delivery queue ---------------------------------------------------------------
 
     async def release_leases(self) -> int:
-        """Free every lease: called by the one `serve` that owns the storage, at start."""
+        """Free the leases a stopped process left, at start, where no other can hold them.
+
+        On SQLite that is every lease (one `serve` per database); on an engine
+        shared by several nodes, none: a dead node's leases run out instead.
+        """
         ...
 
     async def claim(self, store: str, limit: int, *, now: float, lease_seconds: float) -> list[Job]:
@@ -140,6 +144,20 @@ class Storage(Protocol):
 
     async def requeue_finished_event(self, event_id: int, *, now: float) -> int:
         """Run an event's delivery again if it ended done or skipped; a dead one stays dead."""
+        ...
+
+    # One node at a time --------------------------------------------------------------
+
+    async def hold_task_lease(self, task: str, *, now: float, seconds: float) -> bool:
+        """Take or renew this process's lease on periodic `task`; False while another holds it.
+
+        Reconciliation and retention run only while their lease is held, so on
+        an engine shared by several nodes one node at a time does each.
+        """
+        ...
+
+    async def release_task_lease(self, task: str) -> None:
+        """Give `task` up at once (a stopping process), for another node to take."""
         ...
 
     # Reading the queue ----------------------------------------------------------------

@@ -25,9 +25,11 @@ from .errors import StorageError, StorageUnavailable
 from .group_commit import GroupCommitter, WriterClosed
 from .records import EventFacts, EventRow, NewEvent, Recorded
 from .sqlite_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
-from .sqlite_ingest import StoredEvent, insert_events
+from .sqlite_ingest import insert_events
+from .sqlite_lock import InstanceLock
 from .sqlite_migrations import MIGRATIONS, SCHEMA_VERSION
 from .sqlite_queue import SqliteQueue
+from .stored import StoredEvent
 
 __all__ = ["SqliteStorage"]
 
@@ -89,6 +91,7 @@ class SqliteStorage(SqliteQueue):
         )
         self.last_write_error: str | None = None
         self._checkpointer: WalCheckpointer | None = None
+        self._instance_lock: InstanceLock | None = None
 
     @classmethod
     async def open(
@@ -147,12 +150,20 @@ class SqliteStorage(SqliteQueue):
         database._writer.start()
         return database
 
+    def hold_until_closed(self, lock: InstanceLock) -> None:
+        """Keep `serve`'s instance lock on this database until `close`."""
+        self._instance_lock = lock
+
     async def close(self) -> None:
         """Commit what is queued, then close the connections (the last one checkpoints)."""
-        if self._checkpointer is not None:
-            await self._checkpointer.close()
-        await self._writer.close()
-        await self._connection.close()
+        try:
+            if self._checkpointer is not None:
+                await self._checkpointer.close()
+            await self._writer.close()
+            await self._connection.close()
+        finally:
+            if self._instance_lock is not None:
+                self._instance_lock.release()
 
     async def schema_version(self) -> int:
         rows = await self._connection.execute_fetchall("PRAGMA user_version")

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
-from .records import NewEvent, Recorded
+from .records import Recorded
+from .stored import Key, StoredEvent, identity_key
 
-__all__ = ["StoredEvent", "insert_events"]
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as it is written: its payload and facts sealed when a key is configured."""
-
-    event: NewEvent
-    payload: bytes
-    facts: bytes
-
+__all__ = ["insert_events"]
 
 _EVENT_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-
-# The columns of the events' unique index: what makes two events the same.
-Key = tuple[str, str, str, bytes]
 
 
 async def insert_events(
@@ -41,11 +28,12 @@ async def insert_events(
     if not events:
         return []
     inserted = await _insert_new(connection, events, now)
-    missing = list(dict.fromkeys(_key(e) for e in events if _key(e) not in inserted))
+    keys = [identity_key(stored) for stored in events]
+    missing = list(dict.fromkeys(key for key in keys if key not in inserted))
     stored_before = await _find_stored(connection, missing) if missing else {}
     recorded: list[Recorded] = []
     for stored in events:
-        key = _key(stored)
+        key = identity_key(stored)
         # The first of identical callbacks in one batch is the accepted one.
         new_id = inserted.pop(key, None)
         if new_id is not None:
@@ -103,8 +91,3 @@ def _row(stored: StoredEvent, now: float) -> tuple[Any, ...]:
         stored.payload,
         stored.facts,
     )
-
-
-def _key(stored: StoredEvent) -> Key:
-    event = stored.event
-    return (event.store, event.cryptum_order_id, event.status, event.body_sha256)

@@ -56,6 +56,13 @@ class SqliteQueue:
         )
         return cursor.rowcount
 
+    async def hold_task_lease(self, task: str, *, now: float, seconds: float) -> bool:
+        """Always held: one `serve` owns a SQLite database (its instance lock)."""
+        return True
+
+    async def release_task_lease(self, task: str) -> None:
+        """Nothing to give up: the lease is never shared."""
+
     async def claim(self, store: str, limit: int, *, now: float, lease_seconds: float) -> list[Job]:
         """Lease up to `limit` due deliveries of `store`, oldest first, one per order."""
         if limit <= 0:

@@ -1,8 +1,9 @@
-"""One `serve` per database: an advisory lock on a file beside it.
+"""One `serve` per SQLite database: an advisory lock on a file beside it.
 
 Two daemons on one database would each release the other's leases at start
 and deliver the same orders side by side; the lock makes the second one stop
-with a clear message instead. Admin commands do not take it.
+with a clear message instead. Admin commands do not take it. (On MySQL,
+nodes share the database by design and coordinate through leases.)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .storage import StorageError
+from .errors import StorageError
 
 __all__ = ["InstanceLock"]
 

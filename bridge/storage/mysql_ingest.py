@@ -1,0 +1,108 @@
+"""Writing callbacks into MySQL: a batch per transaction, duplicates found by key, across nodes.
+
+The transaction reads which of the batch's keys are stored already, inserts
+the others with their deliveries, and commits. Two nodes storing the same
+callback at the same moment: the second one's insert waits on the first
+one's lock on the unique key, and once that commits it fails with a
+duplicate-key error (1062); the whole batch is then run again, and this
+time its read finds the event, so both nodes answer with the one event's id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .mysql_connection import DUPLICATE_KEY, Cursor, MysqlPool
+from .records import Recorded
+from .stored import Key, StoredEvent, identity_key
+
+__all__ = ["insert_events"]
+
+_EVENT_COLUMNS = (
+    "store, body_sha256, received_at, source, signature_form, request_id,"
+    " cryptum_order_id, woo_order_id, status, payload, facts"
+)
+
+
+async def insert_events(pool: MysqlPool, events: list[StoredEvent], now: float) -> list[Recorded]:
+    """Store a batch in one transaction; each event's id, and whether it was stored before."""
+    if not events:
+        return []
+    # A duplicate key: another node committed one of these keys after this
+    # batch read them; the next run finds it.
+    return await pool.transaction(
+        lambda cursor: _store(cursor, events, now), also_retry=frozenset({DUPLICATE_KEY})
+    )
+
+
+async def _store(cursor: Cursor, events: list[StoredEvent], now: float) -> list[Recorded]:
+    keys = list(dict.fromkeys(identity_key(stored) for stored in events))
+    stored_before = await _find(cursor, keys)
+    new: dict[Key, StoredEvent] = {}
+    for stored in events:
+        key = identity_key(stored)
+        if key not in stored_before:
+            new.setdefault(key, stored)  # the first of identical callbacks is the one kept
+    inserted: dict[Key, int] = {}
+    if new:
+        await _insert(cursor, list(new.values()), now)
+        inserted = await _find(cursor, list(new))
+        await _add_deliveries(cursor, sorted(inserted.values()), now)
+    recorded = []
+    for stored in events:
+        key = identity_key(stored)
+        event_id = inserted.pop(key, None)
+        if event_id is not None:
+            recorded.append(Recorded(event_id=event_id, duplicate=False))
+            stored_before[key] = event_id
+        else:
+            recorded.append(Recorded(event_id=stored_before[key], duplicate=True))
+    return recorded
+
+
+async def _find(cursor: Cursor, keys: list[Key]) -> dict[Key, int]:
+    """The ids of the events stored under `keys`."""
+    placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(keys))
+    await cursor.execute(
+        "SELECT store, cryptum_order_id, status, body_sha256, id FROM events"
+        f" WHERE (store, cryptum_order_id, status, body_sha256) IN ({placeholders})",
+        [value for key in keys for value in key],
+    )
+    return {(row[0], row[1], row[2], bytes(row[3])): int(row[4]) for row in await cursor.fetchall()}
+
+
+async def _insert(cursor: Cursor, events: list[StoredEvent], now: float) -> None:
+    row = "(" + ", ".join(["%s"] * 11) + ")"
+    await cursor.execute(
+        f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {', '.join([row] * len(events))}",
+        [value for stored in events for value in _values(stored, now)],
+    )
+
+
+async def _add_deliveries(cursor: Cursor, event_ids: list[int], now: float) -> None:
+    """Each new event's delivery, due at once, in the event's own transaction."""
+    placeholders = ", ".join(["%s"] * len(event_ids))
+    await cursor.execute(
+        "INSERT INTO deliveries (event_id, store, woo_order_id, next_attempt_at, age_from,"
+        " created_at, updated_at)"
+        " SELECT id, store, woo_order_id, received_at, received_at, received_at, received_at"
+        f" FROM events WHERE id IN ({placeholders}) ORDER BY id",
+        event_ids,
+    )
+
+
+def _values(stored: StoredEvent, now: float) -> tuple[Any, ...]:
+    event = stored.event
+    return (
+        event.store,
+        event.body_sha256,
+        now,
+        event.source,
+        event.signature_form,
+        event.request_id,
+        event.cryptum_order_id,
+        event.woo_order_id,
+        event.status,
+        stored.payload,
+        stored.facts,
+    )
