@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bridge.config import StorageConfig
+from bridge.storage import SqliteStorage, Storage
+from bridge.storage.mysql import MysqlStorage
 
 from mariadb import PASSWORD, MariaDB, mariadb_available
 from support import tool_missing
@@ -51,3 +54,17 @@ def storage_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StorageC
         return StorageConfig(path=tmp_path / "bridge.sqlite3")
     server: MariaDB = request.getfixturevalue("mariadb")
     return mariadb_settings(server)
+
+
+async def sql(database: Storage, statement: str, *parameters: Any) -> list[tuple[Any, ...]]:
+    """Run `statement` (with `?` placeholders) on either engine, below the interface."""
+    if isinstance(database, SqliteStorage):
+        rows = await database._connection.execute_fetchall(statement, parameters)
+        return [tuple(row) for row in rows]
+    assert isinstance(database, MysqlStorage)
+
+    async def work(cursor: Any) -> list[tuple[Any, ...]]:
+        await cursor.execute(statement.replace("?", "%s"), parameters)
+        return list(await cursor.fetchall())
+
+    return await database._pool.transaction(work)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
@@ -16,11 +15,11 @@ from bridge.storage import (
     EventFacts,
     Job,
     NewEvent,
-    SqliteStorage,
     Storage,
     open_storage,
 )
-from bridge.storage.mysql import MysqlStorage
+
+from engines import sql
 
 NOW = 1_800_000_000.0
 
@@ -64,20 +63,6 @@ async def database(storage_settings: StorageConfig, clock: Clock) -> AsyncIterat
 @pytest.fixture
 def queue(database: Storage) -> Storage:
     return database
-
-
-async def sql(database: Storage, statement: str, *parameters: Any) -> list[tuple[Any, ...]]:
-    """Run `statement` (with `?` placeholders) on either engine, below the interface."""
-    if isinstance(database, SqliteStorage):
-        rows = await database._connection.execute_fetchall(statement, parameters)
-        return [tuple(row) for row in rows]
-    assert isinstance(database, MysqlStorage)
-
-    async def work(cursor: Any) -> list[tuple[Any, ...]]:
-        await cursor.execute(statement.replace("?", "%s"), parameters)
-        return list(await cursor.fetchall())
-
-    return await database._pool.transaction(work)
 
 
 ONLY_SQLITE = pytest.mark.parametrize("storage_settings", ["sqlite"], indirect=True)

@@ -22,11 +22,13 @@ from aiohttp import web
 
 from bridge.app import create_app
 from bridge.app_keys import RECONCILER
-from bridge.config import parse_config
+from bridge.config import Config, parse_config
 from bridge.cryptum import CryptumClient
-from bridge.reconcile import RECONCILED_STATUSES, Reconciler
-from bridge.storage import SqliteStorage
+from bridge.reconcile import RECONCILE_TASK, RECONCILED_STATUSES, Reconciler
+from bridge.storage import SqliteStorage, open_storage
 
+from engines import mariadb_settings, storage_document
+from mariadb import MariaDB
 from payment_world import LOOKBACK_HOURS, RECONCILE_SECONDS, START, VirtualClock, World
 from support import CONFIGURED_SECRETS, MAIN_STORE_ID, config_document
 
@@ -53,6 +55,31 @@ def listing_api(
 def entry(cryptum_order_id: str, woo_order_id: str, store_id: str) -> dict[str, Any]:
     """A list entry as documented: the store by its id alone, no payment status."""
     return {"id": cryptum_order_id, "ecommerceOrderId": woo_order_id, "store": store_id}
+
+
+def two_listing_stores(tmp_path: Path, first_api: str, second_api: str) -> Config:
+    """The two stores of `config_document`, each with an API key, listing from its own API."""
+    document = config_document(tmp_path / "bridge.sqlite3")
+    first = document["stores"][0] | {"cryptum_api_key": API_KEY, "cryptum_api_url": first_api}
+    second = first | {
+        "name": "second",
+        "cryptum_store_id": OTHER_STORE_ID,
+        "cryptum_api_url": second_api,
+    }
+    document["stores"] = [first, second]
+    return parse_config(document, base_dir=tmp_path)
+
+
+def api_clients(config: Config, session: aiohttp.ClientSession) -> dict[str, CryptumClient]:
+    return {
+        store.name: CryptumClient(
+            base_url=str(store.cryptum_api_url),
+            api_key=API_KEY,
+            session=session,
+            timeout_seconds=5,
+        )
+        for store in config.stores
+    }
 
 
 async def test_a_listed_order_of_another_store_is_never_enqueued(
@@ -263,32 +290,15 @@ async def test_an_unreachable_api_is_logged_and_the_other_stores_still_reconcile
     asked: list[dict[str, str]] = []
     listed = {"confirmed": [entry("c-1", "12", OTHER_STORE_ID)]}
     up_api = await aiohttp_server(listing_api(listed, asked))
-    document = config_document(tmp_path / "bridge.sqlite3")
-    first = document["stores"][0] | {
-        "cryptum_api_key": API_KEY,
-        "cryptum_api_url": str(down_api.make_url("/plugins")),
-    }
-    second = first | {
-        "name": "second",
-        "cryptum_store_id": OTHER_STORE_ID,
-        "cryptum_api_url": str(up_api.make_url("/plugins")),
-    }
-    document["stores"] = [first, second]
-    config = parse_config(document, base_dir=tmp_path)
+    config = two_listing_stores(
+        tmp_path, str(down_api.make_url("/plugins")), str(up_api.make_url("/plugins"))
+    )
     enqueued: list[None] = []
     async with (
         opened_database(tmp_path / "bridge.sqlite3") as database,
         aiohttp.ClientSession() as session,
     ):
-        clients = {
-            store.name: CryptumClient(
-                base_url=str(store.cryptum_api_url),
-                api_key=API_KEY,
-                session=session,
-                timeout_seconds=5,
-            )
-            for store in config.stores
-        }
+        clients = api_clients(config, session)
         reconciler = Reconciler(
             config, database, clients, on_enqueued=lambda: enqueued.append(None)
         )
@@ -372,31 +382,14 @@ async def test_the_payments_every_store_finds_are_counted(
     second_api = await aiohttp_server(
         listing_api({"confirmed": [entry("c-2", "13", OTHER_STORE_ID)]}, [])
     )
-    document = config_document(tmp_path / "bridge.sqlite3")
-    first = document["stores"][0] | {
-        "cryptum_api_key": API_KEY,
-        "cryptum_api_url": str(first_api.make_url("/plugins")),
-    }
-    second = first | {
-        "name": "second",
-        "cryptum_store_id": OTHER_STORE_ID,
-        "cryptum_api_url": str(second_api.make_url("/plugins")),
-    }
-    document["stores"] = [first, second]
-    config = parse_config(document, base_dir=tmp_path)
+    config = two_listing_stores(
+        tmp_path, str(first_api.make_url("/plugins")), str(second_api.make_url("/plugins"))
+    )
     async with (
         opened_database(tmp_path / "bridge.sqlite3") as database,
         aiohttp.ClientSession() as session,
     ):
-        clients = {
-            store.name: CryptumClient(
-                base_url=str(store.cryptum_api_url),
-                api_key=API_KEY,
-                session=session,
-                timeout_seconds=5,
-            )
-            for store in config.stores
-        }
+        clients = api_clients(config, session)
         reconciler = Reconciler(config, database, clients, on_enqueued=lambda: None)
         assert await reconciler.run_once() == 2
 
@@ -459,3 +452,64 @@ async def test_a_reload_starts_no_loop_in_an_app_that_runs_none(
         reconciler.start()
         assert reconciler.loop.running
         await reconciler.stop()
+
+
+async def test_on_a_shared_database_one_node_reconciles_and_another_takes_over(
+    aiohttp_server: Any, tmp_path: Path, mariadb: MariaDB
+) -> None:
+    asked: list[dict[str, str]] = []
+    api = await aiohttp_server(
+        listing_api({"confirmed": [entry("c-1", "12", MAIN_STORE_ID)]}, asked)
+    )
+    document = config_document(tmp_path / "unused.sqlite3")
+    document["storage"] = storage_document(mariadb_settings(mariadb))
+    document["stores"] = [
+        document["stores"][0]
+        | {"cryptum_api_key": API_KEY, "cryptum_api_url": str(api.make_url("/plugins"))}
+    ]
+    config = parse_config(document, base_dir=tmp_path)
+    clock = VirtualClock()
+    first_node = await open_storage(config.storage, clock=clock)
+    second_node = await open_storage(config.storage, clock=clock)
+    try:
+        async with aiohttp.ClientSession() as session:
+            clients = api_clients(config, session)
+            first = Reconciler(config, first_node, clients, on_enqueued=lambda: None, clock=clock)
+            second = Reconciler(config, second_node, clients, on_enqueued=lambda: None, clock=clock)
+            assert await first.run_once() == 1
+            listings = len(asked)
+            assert listings == len(RECONCILED_STATUSES)
+            # The other node asks Cryptum nothing while the first holds the task ...
+            clock.now += RECONCILE_SECONDS
+            assert await second.run_once() == 0
+            assert len(asked) == listings
+            # ... and takes over once the first has stopped renewing it for two intervals.
+            clock.now += RECONCILE_SECONDS + 61
+            assert await second.run_once() == 0  # c-1 is known already
+            assert len(asked) == 2 * listings
+            assert not await first_node.hold_task_lease(RECONCILE_TASK, now=clock.now, seconds=1)
+    finally:
+        await first_node.close()
+        await second_node.close()
+
+
+async def test_a_node_that_stops_hands_reconciliation_over_at_once(
+    tmp_path: Path, mariadb: MariaDB
+) -> None:
+    document = config_document(tmp_path / "unused.sqlite3")
+    document["storage"] = storage_document(mariadb_settings(mariadb))
+    config = parse_config(document, base_dir=tmp_path)
+    clock = VirtualClock()
+    first_node = await open_storage(config.storage, clock=clock)
+    second_node = await open_storage(config.storage, clock=clock)
+    try:
+        # No store has an API key: the loop does not run, the lease is the point.
+        stopping = Reconciler(config, first_node, {}, on_enqueued=lambda: None, clock=clock)
+        assert await stopping.run_once() == 0
+        assert not await second_node.hold_task_lease(RECONCILE_TASK, now=clock.now, seconds=60)
+        stopping.start()
+        await stopping.stop()
+        assert await second_node.hold_task_lease(RECONCILE_TASK, now=clock.now, seconds=60)
+    finally:
+        await first_node.close()
+        await second_node.close()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
+from bridge.config import StorageConfig
 from bridge.payload import parse_callback
-from bridge.retention import RetentionJob, redact_payload
-from bridge.storage import EventFacts, NewEvent, SqliteStorage
+from bridge.retention import RETENTION_TASK, RetentionJob, redact_payload
+from bridge.storage import EventFacts, NewEvent, open_storage
 
+from engines import mariadb_settings, sql
+from mariadb import MariaDB
 from support import CUSTOMER_EMAIL, CUSTOMER_NAME, callback_body
 
 DAY = 86400.0
@@ -54,18 +56,20 @@ def test_anything_else_is_emptied(payload: bytes) -> None:
     assert redact_payload(payload) == b"{}"
 
 
-async def test_old_payloads_lose_personal_data_and_recent_ones_keep_it(tmp_path: Path) -> None:
-    database = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
+async def test_old_payloads_lose_personal_data_and_recent_ones_keep_it(
+    storage_settings: StorageConfig,
+) -> None:
+    database = await open_storage(storage_settings)
     try:
         old_body = callback_body(order_id="old")
         old = await database.record_event(event(old_body))
         new = await database.record_event(event(callback_body(order_id="new")))
         now = 2_000_000_000.0
-        await database._connection.execute(
-            "UPDATE events SET received_at = ? WHERE id = ?", (now - 91 * DAY, old.event_id)
+        await sql(
+            database, "UPDATE events SET received_at = ? WHERE id = ?", now - 91 * DAY, old.event_id
         )
-        await database._connection.execute(
-            "UPDATE events SET received_at = ? WHERE id = ?", (now - 89 * DAY, new.event_id)
+        await sql(
+            database, "UPDATE events SET received_at = ? WHERE id = ?", now - 89 * DAY, new.event_id
         )
         before = await database.get_event(old.event_id)
         job = RetentionJob(database, retention_days=90, clock=lambda: now)
@@ -80,12 +84,10 @@ async def test_old_payloads_lose_personal_data_and_recent_ones_keep_it(tmp_path:
             assert personal.encode() in (new_row.payload or b"")
         # What stays: ids, status, the delivery and its state, the dedupe hash.
         assert old_row.summary() == before.summary()
-        rows = await database._connection.execute_fetchall(
-            "SELECT redacted_at FROM events WHERE id = ?", (old.event_id,)
-        )
-        assert list(rows) == [(now,)]
+        rows = await sql(database, "SELECT redacted_at FROM events WHERE id = ?", old.event_id)
+        assert rows == [(now,)]
         # The facts a delivery reads lose the free text too, and keep the transactions.
-        stored = await database._connection.execute_fetchall("SELECT id, facts FROM events")
+        stored = await sql(database, "SELECT id, facts FROM events")
         facts = {event_id: EventFacts.from_json(blob) for event_id, blob in stored}
         kept = event(old_body).facts.transactions
         assert kept and facts[old.event_id] == EventFacts(transactions=kept)
@@ -97,23 +99,23 @@ async def test_old_payloads_lose_personal_data_and_recent_ones_keep_it(tmp_path:
         await database.close()
 
 
-async def test_the_plan_of_a_finished_delivery_goes_with_the_personal_data(tmp_path: Path) -> None:
-    database = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
+async def test_the_plan_of_a_finished_delivery_goes_with_the_personal_data(
+    storage_settings: StorageConfig,
+) -> None:
+    database = await open_storage(storage_settings)
     try:
         finished = await database.record_event(event(callback_body(order_id="finished")))
         waiting = await database.record_event(event(callback_body(order_id="waiting")))
         now = 2_000_000_000.0
         # A plan as earlier versions saved it, with the callback's message in its meta.
         plan = json.dumps({"note": "n", "changes": {"meta_data": [{"value": CUSTOMER_NAME}]}})
-        await database._connection.execute("UPDATE events SET received_at = ?", (now - 91 * DAY,))
-        await database._connection.execute("UPDATE deliveries SET decision = ?", (plan,))
-        await database._connection.execute(
-            "UPDATE deliveries SET state = 'done' WHERE event_id = ?", (finished.event_id,)
+        await sql(database, "UPDATE events SET received_at = ?", now - 91 * DAY)
+        await sql(database, "UPDATE deliveries SET decision = ?", plan)
+        await sql(
+            database, "UPDATE deliveries SET state = 'done' WHERE event_id = ?", finished.event_id
         )
         assert await RetentionJob(database, retention_days=90, clock=lambda: now).run_once() == 2
-        rows = dict(
-            await database._connection.execute_fetchall("SELECT event_id, decision FROM deliveries")
-        )
+        rows = dict(await sql(database, "SELECT event_id, decision FROM deliveries"))
         assert rows[finished.event_id] is None
         # A delivery still pending may resume its plan.
         assert rows[waiting.event_id] == plan
@@ -121,35 +123,58 @@ async def test_the_plan_of_a_finished_delivery_goes_with_the_personal_data(tmp_p
         await database.close()
 
 
-async def test_a_backlog_is_redacted_batch_after_batch_and_counted_whole(tmp_path: Path) -> None:
-    database = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
+async def test_a_backlog_is_redacted_batch_after_batch_and_counted_whole(
+    storage_settings: StorageConfig,
+) -> None:
+    database = await open_storage(storage_settings)
     try:
         # More than one batch (500) of old callbacks.
         for index in range(501):
             await database.record_event(event(callback_body(order_id=f"old-{index}")))
         now = 2_000_000_000.0
-        await database._connection.execute("UPDATE events SET received_at = ?", (now - 91 * DAY,))
+        await sql(database, "UPDATE events SET received_at = ?", now - 91 * DAY)
         assert await RetentionJob(database, retention_days=90, clock=lambda: now).run_once() == 501
-        rows = await database._connection.execute_fetchall(
-            "SELECT count(*) FROM events WHERE redacted_at IS NULL"
-        )
-        assert list(rows) == [(0,)]
+        rows = await sql(database, "SELECT count(*) FROM events WHERE redacted_at IS NULL")
+        assert rows == [(0,)]
     finally:
         await database.close()
 
 
-async def test_an_event_stored_before_facts_were_kept_is_redacted_too(tmp_path: Path) -> None:
-    database = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
+async def test_an_event_stored_before_facts_were_kept_is_redacted_too(
+    storage_settings: StorageConfig,
+) -> None:
+    database = await open_storage(storage_settings)
     try:
         old = await database.record_event(event(callback_body(order_id="old")))
         now = 2_000_000_000.0
-        await database._connection.execute(
-            "UPDATE events SET received_at = ?, facts = NULL", (now - 91 * DAY,)
-        )
+        await sql(database, "UPDATE events SET received_at = ?, facts = NULL", now - 91 * DAY)
         assert await RetentionJob(database, retention_days=90, clock=lambda: now).run_once() == 1
         row = await database.get_event(old.event_id)
         assert row is not None and CUSTOMER_NAME.encode() not in (row.payload or b"")
-        facts = await database._connection.execute_fetchall("SELECT facts FROM events")
-        assert list(facts) == [(None,)]
+        facts = await sql(database, "SELECT facts FROM events")
+        assert facts == [(None,)]
     finally:
         await database.close()
+
+
+async def test_on_a_shared_database_one_node_at_a_time_redacts(mariadb: MariaDB) -> None:
+    settings = mariadb_settings(mariadb)
+    first, second = await open_storage(settings), await open_storage(settings)
+    try:
+        await first.record_event(event(callback_body(order_id="old")))
+        now = 2_000_000_000.0
+        await sql(first, "UPDATE events SET received_at = ?", now - 91 * DAY)
+        # The second node took the task first: the first node redacts nothing ...
+        assert await second.hold_task_lease(RETENTION_TASK, now=now - 1, seconds=3600)
+        assert await RetentionJob(first, retention_days=90, clock=lambda: now).run_once() == 0
+        assert await sql(first, "SELECT count(*) FROM events WHERE redacted_at IS NULL") == [(1,)]
+        # ... until that node stops and hands it over.
+        stopping = RetentionJob(second, retention_days=90, clock=lambda: now)
+        stopping.start()  # its loop may run a pass before it stops: either is fine here
+        await stopping.stop()
+        assert await first.hold_task_lease(RETENTION_TASK, now=now, seconds=3600)
+        await RetentionJob(first, retention_days=90, clock=lambda: now).run_once()
+        assert await sql(first, "SELECT count(*) FROM events WHERE redacted_at IS NULL") == [(0,)]
+    finally:
+        await first.close()
+        await second.close()
