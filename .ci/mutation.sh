@@ -15,9 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PURE=(signature status_rules delivery_plan delivery_outcome oauth1 confirmation payload backoff url_path)
+PURE=(signature status_rules delivery_plan delivery_outcome oauth1 confirmation payload backoff url_path mysql_url)
 # No mutant may survive in these but the EQUIVALENT ones.
-GATED=(signature status_rules delivery_plan delivery_outcome oauth1 confirmation payload backoff url_path)
+GATED=(signature status_rules delivery_plan delivery_outcome oauth1 confirmation payload backoff url_path mysql_url)
 # The I/O modules of the money path, run on demand (each takes minutes):
 # their in-process tests, never the daemon-process ones.
 declare -A TESTS=(

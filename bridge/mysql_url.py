@@ -62,7 +62,7 @@ def parse_mysql_url(url: str) -> MysqlTarget:
     if not parts.hostname:
         raise ValueError("must name the server, as in mysql://bridge@db.internal:3306/bridge")
     try:
-        port = parts.port or DEFAULT_PORT
+        port = parts.port if parts.port is not None else DEFAULT_PORT
     except ValueError:
         raise ValueError("the port must be a number from 1 to 65535") from None
     if port == 0:

@@ -150,7 +150,7 @@ def _announce_start(runner: web.AppRunner, config: Config) -> None:
     log.info(
         "server.started",
         listen=listen,
-        database=str(config.storage.database_path),
+        database=config.storage.describe(),
         stores=[store.name for store in config.stores],
         pid=os.getpid(),
     )
