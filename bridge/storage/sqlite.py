@@ -20,10 +20,11 @@ from pathlib import Path
 import aiosqlite
 
 from ..background import BackgroundLoop
-from ..encryption import PayloadCipher, open_plain
+from ..encryption import PayloadCipher
 from .errors import StorageError, StorageUnavailable
 from .group_commit import GroupCommitter, WriterClosed
-from .records import EventFacts, EventRow, NewEvent, Recorded
+from .records import EventRow, NewEvent, Recorded
+from .sealing import Sealing
 from .sqlite_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
 from .sqlite_ingest import insert_events
 from .sqlite_lock import InstanceLock
@@ -85,7 +86,7 @@ class SqliteStorage(SqliteQueue):
         self._connection = connection
         self._clock = clock
         self.path = path
-        self._cipher = cipher
+        self._sealing = Sealing(cipher)
         self._writer: GroupCommitter[StoredEvent | _Probe, Recorded | None] = GroupCommitter(
             self._commit_batch, max_batch=commit_batch_max
         )
@@ -194,7 +195,7 @@ class SqliteStorage(SqliteQueue):
                 [
                     (
                         self.seal_payload(redact(self.open_payload(payload))),
-                        None if facts is None else self._redacted_facts(facts),
+                        None if facts is None else self._sealing.redacted_facts(facts),
                         now,
                         event_id,
                     )
@@ -209,10 +210,6 @@ class SqliteStorage(SqliteQueue):
             )
             redacted += len(rows)
 
-    def _redacted_facts(self, stored: bytes) -> bytes:
-        facts = EventFacts.from_json(self.open_payload(stored))
-        return self.seal_payload(facts.redacted().to_json())
-
     @property
     def background_loops(self) -> list[BackgroundLoop]:
         """The loops the database runs on its own (WAL checkpoints), for `/readyz`."""
@@ -225,11 +222,11 @@ class SqliteStorage(SqliteQueue):
 
     def seal_payload(self, payload: bytes) -> bytes:
         """The payload as stored: encrypted when a key is configured."""
-        return self._cipher.seal(payload) if self._cipher is not None else payload
+        return self._sealing.seal(payload)
 
     def open_payload(self, stored: bytes) -> bytes:
         """A stored payload in the clear; raises `PayloadKeyError` if it cannot be opened."""
-        return self._cipher.open(stored) if self._cipher is not None else open_plain(stored)
+        return self._sealing.open(stored)
 
     async def record_event(self, event: NewEvent) -> Recorded:
         """Store `event` and its delivery durably, or find the identical one stored before."""
