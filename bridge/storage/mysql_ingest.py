@@ -16,7 +16,10 @@ from .mysql_connection import DUPLICATE_KEY, Cursor, MysqlPool
 from .records import Recorded
 from .stored import Key, StoredEvent, identity_key
 
-__all__ = ["insert_events"]
+__all__ = ["STATEMENT_BYTES", "insert_events", "statement_chunks"]
+
+# Payload bytes per INSERT statement; a quarter of MariaDB's default max_allowed_packet.
+STATEMENT_BYTES = 4 * 1024 * 1024
 
 _EVENT_COLUMNS = (
     "store, body_sha256, received_at, source, signature_form, request_id,"
@@ -72,11 +75,32 @@ async def _find(cursor: Cursor, keys: list[Key]) -> dict[Key, int]:
 
 
 async def _insert(cursor: Cursor, events: list[StoredEvent], now: float) -> None:
+    """Insert in statements of at most `STATEMENT_BYTES` of payloads (at least one event each)."""
     row = "(" + ", ".join(["%s"] * 11) + ")"
-    await cursor.execute(
-        f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {', '.join([row] * len(events))}",
-        [value for stored in events for value in _values(stored, now)],
-    )
+    for chunk in statement_chunks(events):
+        await cursor.execute(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {', '.join([row] * len(chunk))}",
+            [value for stored in chunk for value in _values(stored, now)],
+        )
+
+
+def statement_chunks(events: list[StoredEvent]) -> list[list[StoredEvent]]:
+    """The batch cut into consecutive runs of at most `STATEMENT_BYTES` of payload and facts.
+
+    A statement must fit the server's `max_allowed_packet` (16 MiB by default
+    on MariaDB, and on the driver's side): a full batch of the largest
+    callbacks would not, and would then fail every time it is retried.
+    """
+    chunks: list[list[StoredEvent]] = []
+    size = STATEMENT_BYTES
+    for stored in events:
+        weight = len(stored.payload) + len(stored.facts)
+        if size + weight > STATEMENT_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(stored)
+        size += weight
+    return chunks
 
 
 async def _add_deliveries(cursor: Cursor, event_ids: list[int], now: float) -> None:
