@@ -55,6 +55,7 @@ class MariaDB:
     directory: Path
     port: int
     process: subprocess.Popen[bytes]
+    options: tuple[str, ...] = ()
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -79,31 +80,19 @@ class MariaDB:
             capture_output=True,
         )
         port = _free_port()
-        log = open(directory / "server.log", "wb")  # noqa: SIM115 - the server's own log
-        process = subprocess.Popen(
-            [
-                "mariadbd",
-                "--no-defaults",
-                f"--datadir={datadir}",
-                f"--socket={directory / 'mysqld.sock'}",
-                f"--pid-file={directory / 'mysqld.pid'}",
-                f"--port={port}",
-                "--bind-address=127.0.0.1",
-                *_SERVER_OPTIONS,
-                *extra_options,
-                *as_root,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        server = cls(directory, port, process)
+        process = _run_server(directory, port, extra_options)
+        server = cls(directory, port, process, extra_options)
         server._wait_ready()
         server.sql(
             f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';"
             f" GRANT ALL ON *.* TO '{USER}'@'127.0.0.1';"
         )
         return server
+
+    def restart(self) -> None:
+        """Start the server again on its data and port, after `stop(keep_data=True)`."""
+        self.process = _run_server(self.directory, self.port, self.options)
+        self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -141,7 +130,7 @@ class MariaDB:
     def url(self, database: str) -> str:
         return f"mysql://{USER}@127.0.0.1:{self.port}/{database}"
 
-    def stop(self) -> None:
+    def stop(self, *, keep_data: bool = False) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -149,5 +138,30 @@ class MariaDB:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        with contextlib.suppress(OSError):
-            shutil.rmtree(self.directory / "data")
+        if not keep_data:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self.directory / "data")
+
+
+def _run_server(
+    directory: Path, port: int, extra_options: tuple[str, ...]
+) -> subprocess.Popen[bytes]:
+    as_root = ("--user=root",) if os.geteuid() == 0 else ()
+    log = open(directory / "server.log", "ab")  # noqa: SIM115 - the server's own log
+    return subprocess.Popen(
+        [
+            "mariadbd",
+            "--no-defaults",
+            f"--datadir={directory / 'data'}",
+            f"--socket={directory / 'mysqld.sock'}",
+            f"--pid-file={directory / 'mysqld.pid'}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            *_SERVER_OPTIONS,
+            *extra_options,
+            *as_root,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
