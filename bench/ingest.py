@@ -16,6 +16,8 @@ With `--prefill N`, each round instead runs the bridge (group commit) twice
 with the same load: on an empty database, and on a copy of one already
 holding N past events with their deliveries finished (bench/prefill.py,
 built once per benchmark run), and prints the ratio prefilled / empty.
+
+bench/nodes.py runs the same load against SQLite and MariaDB, one node and two.
 """
 
 from __future__ import annotations
@@ -78,18 +80,32 @@ def wait_listening(port: int, timeout: float = 20.0) -> None:
 
 
 def bridge_config(
-    directory: Path, port: int, batch_max: int, shop_url: str, database: Path | None = None
+    directory: Path,
+    port: int,
+    batch_max: int,
+    shop_url: str,
+    database: Path | None = None,
+    *,
+    mysql: tuple[str, str] | None = None,
 ) -> Path:
-    """A config for `serve`; without `database`, a new empty one in `directory`."""
-    config = directory / f"bench-{batch_max}.toml"
-    if database is None:
-        database = directory / f"bench-{batch_max}-{uuid.uuid4().hex[:6]}.sqlite3"
+    """A config for `serve` listening on `port`.
+
+    The storage is `mysql` (a URL and its password) if given, else the SQLite
+    file `database`, else a new empty SQLite file in `directory`.
+    """
+    config = directory / f"bench-{batch_max}-{port}.toml"
+    if mysql is not None:
+        location = f'url = "{mysql[0]}"\npassword = "{mysql[1]}"'
+    else:
+        if database is None:
+            database = directory / f"bench-{batch_max}-{uuid.uuid4().hex[:6]}.sqlite3"
+        location = f'path = "{database}"'
     config.write_text(
         f"""
 [server]
 listen = "127.0.0.1:{port}"
 [storage]
-path = "{database}"
+{location}
 commit_batch_max = {batch_max}
 [logging]
 format = "json"
@@ -124,14 +140,22 @@ def make_requests(count: int) -> list[tuple[bytes, str]]:
     return requests
 
 
-async def _load(url: str, requests: list[tuple[bytes, str]], concurrency: int) -> dict[str, float]:
+async def _load(
+    urls: str | list[str],
+    requests: list[tuple[bytes, str]],
+    concurrency: int,
+    on_start: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Send `requests` from `concurrency` connections; connection i sends to `urls[i % len]`."""
+    if isinstance(urls, str):
+        urls = [urls]
     latencies: list[float] = []
     failures = 0
     pending = iter(requests)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def worker() -> None:
+        async def worker(url: str) -> None:
             nonlocal failures
             for body, signature in pending:
                 started = time.perf_counter()
@@ -143,29 +167,60 @@ async def _load(url: str, requests: list[tuple[bytes, str]], concurrency: int) -
                         failures += 1
                 latencies.append(time.perf_counter() - started)
 
+        if on_start is not None:
+            on_start()
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        cpu_started = time.process_time()
+        await asyncio.gather(*(worker(urls[i % len(urls)]) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     latencies.sort()
     return {
         "per_second": len(requests) / elapsed,
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
         "failures": failures,
+        "seconds": elapsed,
+        "load_cpu_s": cpu,
     }
 
 
-def _load_in_process(url: str, count: int, concurrency: int, queue: multiprocessing.Queue) -> None:
+_STARTED = "started"
+
+
+def _load_in_process(
+    urls: str | list[str], count: int, concurrency: int, queue: multiprocessing.Queue
+) -> None:
     requests = make_requests(count)
-    queue.put(asyncio.run(_load(url, requests, concurrency)))
+    queue.put(asyncio.run(_load(urls, requests, concurrency, lambda: queue.put(_STARTED))))
 
 
-def run_load(url: str, count: int, concurrency: int) -> dict[str, float]:
-    """Drive the load from its own process, so client and server do not share an event loop."""
+def run_load(
+    urls: str | list[str],
+    count: int,
+    concurrency: int,
+    *,
+    on_start: Callable[[], None] | None = None,
+    on_end: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Drive the load from its own process, so client and server do not share an event loop.
+
+    With several `urls`, each connection keeps to one of them. `on_start` and
+    `on_end` run here when the load begins (its requests made, the session
+    open) and when its results arrive.
+    """
     queue: multiprocessing.Queue = multiprocessing.Queue()
-    worker = multiprocessing.Process(target=_load_in_process, args=(url, count, concurrency, queue))
+    worker = multiprocessing.Process(
+        target=_load_in_process, args=(urls, count, concurrency, queue)
+    )
     worker.start()
     result = queue.get()
+    if result == _STARTED:
+        if on_start is not None:
+            on_start()
+        result = queue.get()
+    if on_end is not None:
+        on_end()
     worker.join()
     return result
 
