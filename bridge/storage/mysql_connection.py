@@ -105,7 +105,9 @@ def connect_options(settings: StorageConfig) -> dict[str, Any]:
         "password": password,
         "db": target.database,
         "charset": "utf8mb4",
-        "autocommit": True,
+        # Every statement then opens a transaction that `transaction` commits:
+        # no BEGIN round trip before each one.
+        "autocommit": False,
         "init_command": SESSION_SETUP,
         "sql_mode": SQL_MODE,
         "connect_timeout": CONNECT_TIMEOUT_SECONDS,
@@ -148,13 +150,12 @@ class MysqlPool:
         raise AssertionError("unreachable")
 
     async def read(self, work: Callable[[Cursor], Awaitable[T]]) -> T:
-        """Run read-only `work` (its own statements, autocommitted), retried like a transaction."""
+        """Run read-only `work` in a transaction of its own, retried like any other."""
         return await self.transaction(work)
 
     async def _run_once(self, work: Callable[[Cursor], Awaitable[T]]) -> T:
         async with self._pool.acquire() as connection:
             try:
-                await connection.begin()
                 async with connection.cursor() as cursor:
                     result = await work(cursor)
                 await connection.commit()
