@@ -66,12 +66,16 @@ class MariaDB:
     def start(cls, directory: Path, *, extra_options: tuple[str, ...] = ()) -> MariaDB:
         directory.mkdir(parents=True, exist_ok=True)
         datadir = directory / "data"
+        # Its own temporary directory: installs running side by side in a
+        # shared /tmp have been seen to trip over each other's files.
+        (directory / "tmp").mkdir(exist_ok=True)
         as_root = ("--user=root",) if os.geteuid() == 0 else ()
         subprocess.run(
             [
                 "mariadb-install-db",
                 "--no-defaults",
                 f"--datadir={datadir}",
+                f"--tmpdir={directory / 'tmp'}",
                 "--auth-root-authentication-method=socket",
                 "--skip-test-db",
                 *as_root,
@@ -153,6 +157,7 @@ def _run_server(
             "mariadbd",
             "--no-defaults",
             f"--datadir={directory / 'data'}",
+            f"--tmpdir={directory / 'tmp'}",
             f"--socket={directory / 'mysqld.sock'}",
             f"--pid-file={directory / 'mysqld.pid'}",
             f"--port={port}",
