@@ -1,4 +1,4 @@
-"""Admin commands over the database: tables for people, JSON for programs.
+"""Admin commands over the storage, on either engine: tables for people, JSON for programs.
 
 Values in tables and text come from callbacks and shops, so control
 characters in them are shown escaped (`text.escape_controls`): one row stays
@@ -13,17 +13,16 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
-from .encryption import PayloadCipher
+from .config import StorageConfig
 from .storage import (
     FINISHED_STATES,
     DeliveryRow,
     DeliveryState,
     EventRow,
-    SqliteStorage,
     Storage,
+    open_storage,
 )
 from .text import escape_controls
 
@@ -40,10 +39,14 @@ __all__ = [
 
 
 @asynccontextmanager
-async def _opened(
-    database_path: Path, cipher: PayloadCipher | None = None
-) -> AsyncIterator[Storage]:
-    storage = await SqliteStorage.open(database_path, create=False, cipher=cipher)
+async def _opened(settings: StorageConfig) -> AsyncIterator[Storage]:
+    """The storage `settings` name, on either engine, as it is: never created or migrated.
+
+    Admin commands run beside the daemon, so they take no instance lock and
+    run no background work; a database older than this program is refused
+    rather than migrated under a daemon that still runs the old code.
+    """
+    storage = await open_storage(settings, serve=False)
     try:
         yield storage
     finally:
@@ -81,9 +84,9 @@ def _delivery(row: EventRow) -> str:
 
 
 async def list_events(
-    database_path: Path, out: TextIO, *, limit: int, store: str | None, as_json: bool
+    settings: StorageConfig, out: TextIO, *, limit: int, store: str | None, as_json: bool
 ) -> None:
-    async with _opened(database_path) as storage:
+    async with _opened(settings) as storage:
         rows = await storage.list_events(limit=limit, store=store)
     if as_json:
         json.dump([row.summary() for row in rows], out, indent=2)
@@ -115,16 +118,9 @@ async def list_events(
     out.write(render_table(headers, table) + "\n")
 
 
-async def show_event(
-    database_path: Path,
-    out: TextIO,
-    event_id: int,
-    *,
-    as_json: bool,
-    cipher: PayloadCipher | None = None,
-) -> bool:
-    """Print one event with its payload; False if there is no such event."""
-    async with _opened(database_path, cipher) as storage:
+async def show_event(settings: StorageConfig, out: TextIO, event_id: int, *, as_json: bool) -> bool:
+    """Print one event with its payload (opened with the settings' keys); False if there is none."""
+    async with _opened(settings) as storage:
         row = await storage.get_event(event_id)
     if row is None:
         return False
@@ -159,7 +155,7 @@ def _dump(data: Any, out: TextIO) -> None:
 
 
 async def list_deliveries(
-    database_path: Path,
+    settings: StorageConfig,
     out: TextIO,
     *,
     state: str | None,
@@ -167,7 +163,7 @@ async def list_deliveries(
     limit: int,
     as_json: bool,
 ) -> None:
-    async with _opened(database_path) as storage:
+    async with _opened(settings) as storage:
         rows = await storage.list_deliveries(state=state, store=store, limit=limit)
     if as_json:
         _dump([row.summary() for row in rows], out)
@@ -201,10 +197,10 @@ async def list_deliveries(
 
 
 async def show_delivery(
-    database_path: Path, out: TextIO, delivery_id: int, *, as_json: bool
+    settings: StorageConfig, out: TextIO, delivery_id: int, *, as_json: bool
 ) -> bool:
     """One delivery with its earlier runs (before a replay or retry); False if there is none."""
-    async with _opened(database_path) as storage:
+    async with _opened(settings) as storage:
         row: DeliveryRow | None = await storage.get_delivery(delivery_id)
         runs = await storage.delivery_runs(delivery_id) if row is not None else []
     if row is None:
@@ -235,28 +231,28 @@ async def show_delivery(
     return True
 
 
-async def retry_dead(database_path: Path, *, delivery_id: int | None) -> int:
+async def retry_dead(settings: StorageConfig, *, delivery_id: int | None) -> int:
     """Queue dead deliveries again (one, or all); returns how many."""
-    async with _opened(database_path) as storage:
+    async with _opened(settings) as storage:
         return await storage.requeue(
             state=DeliveryState.DEAD, delivery_id=delivery_id, now=time.time()
         )
 
 
-async def replay_event(database_path: Path, event_id: int) -> int:
+async def replay_event(settings: StorageConfig, event_id: int) -> int:
     """Run an event's finished delivery again; returns 1, or 0 if it is still pending."""
-    async with _opened(database_path) as storage:
+    async with _opened(settings) as storage:
         return await storage.requeue_event(event_id, now=time.time())
 
 
-async def show_stats(database_path: Path, out: TextIO, *, as_json: bool) -> None:
+async def show_stats(settings: StorageConfig, out: TextIO, *, as_json: bool) -> None:
     """Deliveries waiting, finished runs by how they ended, and the oldest waiting one.
 
     Finished runs include those a replay or retry started over, so replaying
     a delivery that was done keeps it counted as done; `dead_letters` is what
     waits on the dead-letter list now.
     """
-    async with _opened(database_path) as storage:
+    async with _opened(settings) as storage:
         counts = await storage.delivery_counts()
         finished = await storage.finished_runs()
         oldest = await storage.oldest_pending()

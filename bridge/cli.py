@@ -34,9 +34,10 @@ from .admin import (
     show_event,
     show_stats,
 )
-from .config import Config, ConfigError, default_config_path, load_config
-from .encryption import PayloadCipher, PayloadKeyError
+from .config import Config, ConfigError, StorageConfig, default_config_path, load_config
+from .encryption import PayloadKeyError
 from .log_setup import configure_logging
+from .migrate_storage import TARGET_PASSWORD_VARIABLE, migrate, target_settings
 from .send_test import STATUSES
 from .signature import sign
 from .storage import DeliveryState, StorageError
@@ -138,17 +139,20 @@ def _load(arguments: argparse.Namespace) -> Config:
     return load_config(_config_path(arguments))
 
 
-def _database_path(arguments: argparse.Namespace) -> Path:
-    if arguments.database is not None:
-        return Path(arguments.database)
-    return _load(arguments).storage.database_path
+def _storage_settings(arguments: argparse.Namespace) -> StorageConfig:
+    """The storage an admin command works on: --database's SQLite file, else the config's.
 
-
-def _cipher(arguments: argparse.Namespace) -> PayloadCipher | None:
-    """The payload key from the config; with only --database, payloads must be plain."""
-    if arguments.database is not None and arguments.config is None:
-        return None
-    return _load(arguments).storage.cipher()
+    With --database alone no config is read, so payloads sealed with a key
+    stay closed; with --config too, the file is opened with its keys.
+    """
+    if arguments.database is None:
+        return _load(arguments).storage
+    database = Path(arguments.database)
+    if arguments.config is None:
+        return StorageConfig(path=database)
+    return _load(arguments).storage.model_copy(
+        update={"path": database, "url": None, "password": None, "tls": False, "tls_ca_file": None}
+    )
 
 
 def run_serve(arguments: argparse.Namespace) -> int:
@@ -181,11 +185,24 @@ def run_plugin_zip(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _storage_summary(storage: StorageConfig, dumped: dict[str, Any]) -> dict[str, Any]:
+    """The storage section as check-config shows it: the engine first, then where it is.
+
+    A MySQL URL never holds a password (the config refuses one), and the
+    password itself is dumped masked like every other secret. A SQLite
+    storage shows the file the default resolves to, not a missing `path`.
+    """
+    summary: dict[str, Any] = {"engine": storage.engine}
+    if storage.engine == "sqlite":
+        summary["path"] = str(storage.database_path)
+    return summary | dumped
+
+
 def run_check_config(arguments: argparse.Namespace) -> int:
     path = _config_path(arguments)
     config = load_config(path)
     summary = config.model_dump(mode="json", exclude_none=True)
-    summary["storage"]["path"] = str(config.storage.database_path)
+    summary["storage"] = _storage_summary(config.storage, summary["storage"])
     print(f"{path}: OK (secrets masked)")
     print(json.dumps(summary, indent=2))
     # On stderr, like the errors, so stdout stays the summary alone; the
@@ -203,23 +220,19 @@ def _found(found: bool, what: str) -> int:
 
 
 def run_events(arguments: argparse.Namespace) -> int:
-    database = _database_path(arguments)
+    settings = _storage_settings(arguments)
     if arguments.action == "list":
         options = {"limit": arguments.limit, "store": arguments.store, "as_json": arguments.json}
-        asyncio.run(list_events(database, sys.stdout, **options))
+        asyncio.run(list_events(settings, sys.stdout, **options))
         return EXIT_OK
     event_id = arguments.event_id
-    shown = asyncio.run(
-        show_event(
-            database, sys.stdout, event_id, as_json=arguments.json, cipher=_cipher(arguments)
-        )
-    )
+    shown = asyncio.run(show_event(settings, sys.stdout, event_id, as_json=arguments.json))
     return _found(shown, f"event {event_id}")
 
 
 def _list_deliveries(arguments: argparse.Namespace, *, state: str | None) -> int:
     options = {"store": arguments.store, "limit": arguments.limit, "as_json": arguments.json}
-    asyncio.run(list_deliveries(_database_path(arguments), sys.stdout, state=state, **options))
+    asyncio.run(list_deliveries(_storage_settings(arguments), sys.stdout, state=state, **options))
     return EXIT_OK
 
 
@@ -228,7 +241,7 @@ def run_deliveries(arguments: argparse.Namespace) -> int:
         return _list_deliveries(arguments, state=arguments.state)
     delivery_id = arguments.delivery_id
     shown = asyncio.run(
-        show_delivery(_database_path(arguments), sys.stdout, delivery_id, as_json=arguments.json)
+        show_delivery(_storage_settings(arguments), sys.stdout, delivery_id, as_json=arguments.json)
     )
     return _found(shown, f"delivery {delivery_id}")
 
@@ -239,7 +252,7 @@ def run_dead_letter(arguments: argparse.Namespace) -> int:
     if arguments.all == (arguments.delivery_id is not None):
         print("dead-letter retry: give one DELIVERY_ID or --all", file=sys.stderr)
         return EXIT_USAGE
-    count = asyncio.run(retry_dead(_database_path(arguments), delivery_id=arguments.delivery_id))
+    count = asyncio.run(retry_dead(_storage_settings(arguments), delivery_id=arguments.delivery_id))
     if arguments.delivery_id is not None and count == 0:
         return _found(False, f"dead delivery {arguments.delivery_id}")
     print(f"{count} deliveries queued again")
@@ -260,12 +273,12 @@ def run_doctor_command(arguments: argparse.Namespace) -> int:
 
 
 def run_stats(arguments: argparse.Namespace) -> int:
-    asyncio.run(show_stats(_database_path(arguments), sys.stdout, as_json=arguments.json))
+    asyncio.run(show_stats(_storage_settings(arguments), sys.stdout, as_json=arguments.json))
     return EXIT_OK
 
 
 def run_replay(arguments: argparse.Namespace) -> int:
-    count = asyncio.run(replay_event(_database_path(arguments), arguments.event_id))
+    count = asyncio.run(replay_event(_storage_settings(arguments), arguments.event_id))
     if count == 0:
         print(
             f"event {arguments.event_id}: no such event, or its delivery is still pending",
@@ -274,6 +287,16 @@ def run_replay(arguments: argparse.Namespace) -> int:
         return EXIT_FAILURE
     print(f"event {arguments.event_id}: delivery queued again")
     return EXIT_OK
+
+
+def run_migrate_storage(arguments: argparse.Namespace) -> int:
+    target = target_settings(
+        arguments.to,
+        password_file=arguments.password_file,
+        tls=arguments.tls,
+        tls_ca_file=arguments.tls_ca_file,
+    )
+    return asyncio.run(migrate(_storage_settings(arguments), target, sys.stdout, sys.stderr))
 
 
 def run_send_test(arguments: argparse.Namespace) -> int:
@@ -350,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = Commands(parser)
     _add_daemon_commands(commands)
     _add_admin_commands(commands)
+    _add_migrate_storage(commands)
     _add_tool_commands(commands)
     return parser
 
@@ -427,6 +451,39 @@ def _add_admin_commands(commands: Commands) -> None:
         "Deliver a stored callback again (a new note if it changes anything).",
         options=(CONFIG, DATABASE),
     ).add_argument("event_id", type=int, metavar="EVENT_ID")
+
+
+def _add_migrate_storage(commands: Commands) -> None:
+    migrating = commands.add(
+        "migrate-storage",
+        run_migrate_storage,
+        "Copy the database into an empty MySQL one (daemon stopped), verifying the counts.",
+        description="Copy the SQLite database the config (or --database) names into an empty "
+        "MySQL or MariaDB database, every row with its id, then compare the row counts and "
+        "highest ids of both. Stop the daemon first. The SQLite file is only read.",
+        options=(CONFIG, DATABASE),
+    )
+    migrating.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="the target: mysql://user@host:port/database (an empty database)",
+    )
+    migrating.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help=f"the target user's password (default: ${TARGET_PASSWORD_VARIABLE}, if set)",
+    )
+    migrating.add_argument(
+        "--tls", action="store_true", help="connect over TLS, verifying the certificate"
+    )
+    migrating.add_argument(
+        "--tls-ca-file",
+        type=Path,
+        metavar="FILE",
+        help="CA bundle for the server's certificate (implies --tls)",
+    )
 
 
 def _add_tool_commands(commands: Commands) -> None:

@@ -3,7 +3,9 @@
 Every check yields `Finding`s: OK, a warning (worth acting on, but nothing
 fails for it, so the exit code stays 0), or a problem with its fix. Nothing is
 changed anywhere: WooCommerce is only read (and probed for write permission
-with a PUT to order 0, which does not exist), Cryptum's API only listed.
+with a PUT to order 0, which does not exist), Cryptum's API only listed, a
+MySQL server only asked for its version and settings, which `mysql_checks.py`
+judges.
 
 A connection that fails is named by its cause, as the bridge itself would
 meet it (the shop is reached with the same TLS settings, `woocommerce.ca_file`
@@ -28,15 +30,37 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 from yarl import URL
 
-from .config import Config, ConfigError, CredentialFileError, StoreConfig, load_config
+from .config import (
+    Config,
+    ConfigError,
+    CredentialFileError,
+    StorageConfig,
+    StoreConfig,
+    load_config,
+)
 from .cryptum import CryptumClient
+from .mysql_checks import (
+    Verdict,
+    explain_connect_failure,
+    isolation_variable,
+    judge_binary_log,
+    judge_binary_log_sync,
+    judge_flush_log,
+    judge_isolation,
+    judge_schema,
+    judge_version,
+)
 from .storage import SqliteStorage, StorageError
 from .upstream import FailureKind, UpstreamFailure
 from .woocommerce import WooCommerceClient, tls_context
+
+if TYPE_CHECKING:
+    from .storage.mysql_server import ServerSession
 
 __all__ = ["Finding", "describe_connection_failure", "explain_unreadable", "run_doctor"]
 
@@ -71,7 +95,62 @@ def _problem(subject: str, message: str, fix: str) -> Finding:
     return Finding(False, subject, message, fix)
 
 
+def _finding(subject: str, verdict: Verdict) -> Finding:
+    if verdict.level == "problem":
+        return _problem(subject, verdict.message, verdict.fix)
+    if verdict.level == "warning":
+        # It fails nothing, but says what to do like a problem does.
+        return Finding(True, subject, verdict.message, verdict.fix, warning=True)
+    return _ok(subject, verdict.message)
+
+
 async def _check_database(config: Config) -> list[Finding]:
+    if config.storage.engine == "mysql":
+        return await _check_mysql(config.storage)
+    return await _check_sqlite(config)
+
+
+async def _check_mysql(settings: StorageConfig) -> list[Finding]:
+    """Connect as the bridge does, then judge the server and the schema (mysql_checks.py)."""
+    # Imported here: a SQLite install never loads the MySQL driver.
+    from .storage.mysql_server import ServerUnreachable, server_session
+
+    subject = f"database {settings.describe()}"
+    target = settings.mysql
+    try:
+        async with server_session(settings) as server:
+            verdicts = await _judge_server(server)
+    except ServerUnreachable as failure:
+        verdict = explain_connect_failure(
+            failure.code,
+            failure.cause,
+            failure.detail,
+            where=target.socket or f"{target.host}:{target.port}",
+            user=target.user,
+            database=target.database,
+        )
+        return [_finding(subject, verdict)]
+    return [_finding(subject, verdict) for verdict in verdicts]
+
+
+async def _judge_server(server: ServerSession) -> list[Verdict]:
+    from .storage.mysql import MysqlStorage
+
+    version = str(await server.variable("version"))
+    isolation = isolation_variable(version)
+    log_bin = await server.variable("log_bin")
+    verdicts = [
+        judge_version(version),
+        judge_flush_log(await server.variable("innodb_flush_log_at_trx_commit")),
+        judge_isolation(await server.variable(isolation), isolation),
+        judge_binary_log(log_bin, await server.variable("binlog_format")),
+        judge_binary_log_sync(log_bin, await server.variable("sync_binlog")),
+        judge_schema(await server.schema_version(), MysqlStorage.SCHEMA_VERSION),
+    ]
+    return [verdict for verdict in verdicts if verdict is not None]
+
+
+async def _check_sqlite(config: Config) -> list[Finding]:
     path = config.storage.database_path
     subject = f"database {path}"
     if not path.exists():

@@ -14,8 +14,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.app import create_app
 from bridge.cli import main
-from bridge.config import load_config
+from bridge.config import StorageConfig, load_config
+from bridge.storage import NewEvent, open_storage
 
+from engines import mariadb_settings, storage_document
+from mariadb import PASSWORD, MariaDB
 from support import (
     MAIN_SECRET,
     callback_body,
@@ -650,3 +653,187 @@ def _json_of(argv: list[str]) -> Any:
         check=True,
     )
     return json.loads(result.stdout)
+
+
+# check-config shows the storage's engine and where it is, never its password
+
+
+def test_check_config_shows_a_sqlite_storage_by_its_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "check-config", "--config", str(write_config(tmp_path)))
+    storage = json.loads(out.split("\n", 1)[1])["storage"]
+    assert code == 0
+    assert (storage["engine"], storage["path"]) == (
+        "sqlite",
+        str(tmp_path / "state" / "bridge.sqlite3"),
+    )
+
+
+@pytest.mark.parametrize("given_as", ["password", "password_file"])
+def test_check_config_shows_a_mysql_storage_by_its_url_with_the_password_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given_as: str
+) -> None:
+    password = "mysql-password-Zq81"
+    storage: dict[str, Any] = {"url": "mysql://bridge@127.0.0.1:9/bridge", "pool_size": 4}
+    if given_as == "password":
+        storage["password"] = password
+    else:
+        (tmp_path / "db_password").write_text(password + "\n")
+        storage["password_file"] = "db_password"
+    # Port 9: nothing listens, and check-config never connects.
+    code, out, err = run(
+        capsys, "check-config", "--config", str(write_config(tmp_path, storage=storage))
+    )
+    assert (code, err) == (0, "")
+    shown = json.loads(out.split("\n", 1)[1])["storage"]
+    assert shown["engine"] == "mysql"
+    assert shown["url"] == "mysql://bridge@127.0.0.1:9/bridge"
+    assert shown["password"] == "**********"
+    assert "path" not in shown and "password_file" not in shown
+    assert password not in out + err
+
+
+def test_check_config_warns_of_mysql_without_tls_to_another_machine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = {"url": "mysql://bridge@db.invalid:3306/bridge", "password": "mysql-password-Zq81"}
+    code, out, err = run(
+        capsys, "check-config", "--config", str(write_config(tmp_path, storage=storage))
+    )
+    assert code == 0
+    assert json.loads(out.split("\n", 1)[1])["storage"]["url"] == storage["url"]
+    assert err.splitlines() == [
+        "warning: storage.tls: off for a MySQL server on another machine; callbacks and the "
+        "password cross the network in the clear"
+    ]
+    storage["tls"] = True  # type: ignore[assignment]
+    code, _, err = run(
+        capsys, "check-config", "--config", str(write_config(tmp_path, storage=storage))
+    )
+    assert (code, err) == (0, "")
+
+
+# The admin commands on a MySQL storage: the same commands, the same answers
+
+
+async def _fill_mysql(settings: StorageConfig) -> dict[str, int]:
+    """Three events of store main: one delivery done, one dead, one pending; their ids."""
+    storage = await open_storage(settings, clock=lambda: 4e9)
+    try:
+        events = {}
+        for number, name in enumerate(("done", "dead", "pending")):
+            recorded = await storage.record_event(
+                NewEvent(
+                    store="main",
+                    body_sha256=bytes([number + 1]) * 32,
+                    source="callback",
+                    signature_form="json",
+                    request_id=None,
+                    cryptum_order_id=f"mysql-{name}",
+                    woo_order_id=str(800 + number),
+                    status="confirmed",
+                    payload=json.dumps({"orderId": f"mysql-{name}"}).encode(),
+                )
+            )
+            events[name] = recorded.event_id
+        jobs = await storage.claim("main", 2, now=4e9, lease_seconds=60)
+        by_event = {job.event_id: job.delivery_id for job in jobs}
+        done, dead = by_event[events["done"]], by_event[events["dead"]]
+        await storage.finish(
+            done, "done", "pay: payment confirmed", now=4e9 + 1, applied_status="confirmed"
+        )
+        await storage.finish(dead, "dead", "order not found in WooCommerce", now=4e9 + 1)
+        return {**events, "done delivery": done, "dead delivery": dead}
+    finally:
+        await storage.close()
+
+
+@pytest.fixture
+def mysql_config(tmp_path: Path, mariadb: MariaDB) -> tuple[Path, StorageConfig]:
+    """A config whose [storage] is a database of its own on the throwaway MariaDB."""
+    settings = mariadb_settings(mariadb)
+    return write_config(tmp_path, storage=storage_document(settings)), settings
+
+
+def test_admin_commands_list_and_show_a_mysql_storage(
+    mysql_config: tuple[Path, StorageConfig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path, settings = mysql_config
+    ids = asyncio.run(_fill_mysql(settings))
+    config = ["--config", str(config_path)]
+
+    code, out, _ = run(capsys, "events", "list", *config)
+    assert code == 0
+    _, *rows = out.splitlines()
+    assert [row.split()[0] for row in rows] == [
+        str(ids[name]) for name in ("pending", "dead", "done")
+    ]
+    code, out, _ = run(capsys, "events", "show", str(ids["dead"]), "--json", *config)
+    shown = json.loads(out)
+    assert (code, shown["payload"], shown["delivery"]["state"]) == (
+        0,
+        {"orderId": "mysql-dead"},
+        "dead",
+    )
+    assert run(capsys, "events", "show", "424242", *config)[:1] == (1,)
+
+    code, out, _ = run(capsys, "deliveries", "list", "--state", "dead", "--json", *config)
+    assert [row["id"] for row in json.loads(out)] == [ids["dead delivery"]]
+    code, out, _ = run(capsys, "dead-letter", "list", *config)
+    assert code == 0 and out.count("order not found in WooCommerce") == 1
+    code, out, _ = run(capsys, "deliveries", "show", str(ids["done delivery"]), *config)
+    assert code == 0 and "pay: payment confirmed" in out
+    code, out, err = run(capsys, "stats", "--json", *config)
+    assert json.loads(out)["deliveries"] == {"pending": 1, "done": 1, "skipped": 0, "dead": 1}
+    assert PASSWORD not in out + err
+
+
+def test_admin_commands_retry_and_replay_on_a_mysql_storage(
+    mysql_config: tuple[Path, StorageConfig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path, settings = mysql_config
+    ids = asyncio.run(_fill_mysql(settings))
+    config = ["--config", str(config_path)]
+
+    code, out, _ = run(capsys, "dead-letter", "retry", str(ids["dead delivery"]), *config)
+    assert (code, out.strip()) == (0, "1 deliveries queued again")
+    code, _, err = run(capsys, "dead-letter", "retry", "--all", *config)
+    assert code == 0 and err == ""
+    code, out, _ = run(capsys, "replay", str(ids["done"]), *config)
+    assert (code, out.strip()) == (0, f"event {ids['done']}: delivery queued again")
+    code, _, err = run(capsys, "replay", str(ids["pending"]), *config)
+    assert code == 1 and "still pending" in err
+
+    code, out, _ = run(capsys, "deliveries", "show", str(ids["done delivery"]), "--json", *config)
+    shown = json.loads(out)
+    assert (shown["state"], shown["attempts"]) == ("pending", 0)
+    (earlier,) = shown["earlier_runs"]
+    assert (earlier["generation"], earlier["state"]) == (1, "done")
+    code, out, _ = run(capsys, "stats", "--json", *config)
+    figures = json.loads(out)
+    # The runs that ended stay counted; all three deliveries wait again.
+    assert figures["deliveries"] == {"pending": 3, "done": 1, "skipped": 0, "dead": 1}
+    assert figures["dead_letters"] == 0
+
+
+def test_an_admin_command_on_a_mysql_database_without_the_schema_says_what_to_do(
+    mysql_config: tuple[Path, StorageConfig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path, _ = mysql_config
+    code, out, err = run(capsys, "stats", "--config", str(config_path))
+    assert (code, out) == (1, "")
+    assert "schema version 0, older than this program's" in err
+    assert "cryptum-bridge serve" in err
+
+
+def test_database_names_a_sqlite_file_even_beside_a_mysql_config(
+    tmp_path: Path, mysql_config: tuple[Path, StorageConfig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path, _ = mysql_config
+    database = tmp_path / "bridge.sqlite3"
+    asyncio.run(_dead_deliveries(database, 2))
+    code, out, _ = run(
+        capsys, "stats", "--json", "--config", str(config_path), "--database", str(database)
+    )
+    assert code == 0 and json.loads(out)["events"] == 2

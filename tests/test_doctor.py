@@ -15,10 +15,13 @@ import pytest
 from bridge.cli import main
 from bridge.config import CredentialFileError
 from bridge.doctor import Finding, explain_unreadable, run_doctor
+from bridge.storage import open_storage
 from bridge_simulators.cryptum import CryptumSimulator
 from bridge_simulators.tls import write_self_signed_certificate
 from bridge_simulators.woocommerce import WooCommerceSimulator
 
+from engines import mariadb_settings, storage_document
+from mariadb import PASSWORD, MariaDB
 from support import MAIN_STORE_ID, config_document, to_toml
 
 KEY, SECRET = "ck_doctor_rw", "cs_doctor_rw"
@@ -40,9 +43,16 @@ async def cryptum() -> AsyncIterator[CryptumSimulator]:
 
 
 def write(
-    tmp_path: Path, shop: WooCommerceSimulator, *, webhook_secret: str = "", **woocommerce: Any
+    tmp_path: Path,
+    shop: WooCommerceSimulator,
+    *,
+    webhook_secret: str = "",
+    storage: dict[str, Any] | None = None,
+    **woocommerce: Any,
 ) -> Path:
     document = config_document(tmp_path / "state" / "bridge.sqlite3")
+    if storage is not None:
+        document["storage"] = storage
     document["stores"] = [document["stores"][0]]
     if webhook_secret:
         document["stores"][0]["webhook_secret"] = webhook_secret
@@ -359,3 +369,118 @@ def test_a_credential_file_readable_by_its_group_is_not_blamed(open_dir: Path) -
     fix = explain_unreadable(cause, uid=65534, groups=[4242])
     assert "check ACLs and any security policy" in fix
     assert "may not read it" in explain_unreadable(cause, uid=65534, groups=[65534])
+
+
+# A MySQL storage: reached as the bridge reaches it, then the server judged
+
+
+def database_findings(findings: list[Finding]) -> list[str]:
+    return [f.render() for f in findings if f.subject.startswith("database ")]
+
+
+async def test_a_good_mysql_server_passes_and_the_schema_is_followed(
+    tmp_path: Path, shop: WooCommerceSimulator, mariadb: MariaDB
+) -> None:
+    settings = mariadb_settings(mariadb)
+    path = write(tmp_path, shop, storage=storage_document(settings))
+    code, findings = await doctor(path)
+    assert (code, problems(findings)) == (0, [])
+    subject = f"database {settings.url}"
+    rendered = database_findings(findings)
+    assert rendered[0].startswith(f"OK       {subject}: connects; MariaDB 10.")
+    assert rendered[1:] == [
+        f"OK       {subject}: innodb_flush_log_at_trx_commit = 1: a commit is on disk when it "
+        "returns",
+        f"OK       {subject}: the bridge's sessions run READ COMMITTED",
+        f"OK       {subject}: binary log off",
+        f"OK       {subject}: schema not created yet; serve creates it",
+    ]
+    assert PASSWORD not in "\n".join(f.render() for f in findings)
+
+    storage = await open_storage(settings)
+    await storage.close()
+    code, findings = await doctor(path)
+    assert code == 0
+    assert database_findings(findings)[-1] == f"OK       {subject}: schema version 1 of 1"
+
+
+@pytest.mark.parametrize(
+    ("change", "message", "fix"),
+    [
+        (
+            {"password": "not-the-password"},
+            "the server refused the password: Access denied for user 'bridge'@'127.0.0.1'",
+            "check that storage.password (or password_file) holds bridge's password",
+        ),
+        (
+            {"database": "no_such_database"},
+            "the database no_such_database does not exist",
+            "CREATE DATABASE no_such_database CHARACTER SET utf8mb4 COLLATE utf8mb4_bin; GRANT "
+            "SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, REFERENCES ON "
+            "no_such_database.* TO 'bridge'@'<this machine>'",
+        ),
+        (
+            {"port": 9},
+            "connection refused: nothing listens at 127.0.0.1:9",
+            "is the MySQL server running",
+        ),
+        (
+            {"host": "db.invalid"},
+            "the host name of db.invalid:",
+            "check the host in storage.url, and this machine's DNS",
+        ),
+    ],
+    ids=["wrong-password", "unknown-database", "refused", "unresolvable"],
+)
+async def test_each_mysql_connection_failure_is_named_with_its_fix(
+    tmp_path: Path,
+    shop: WooCommerceSimulator,
+    mariadb: MariaDB,
+    change: dict[str, Any],
+    message: str,
+    fix: str,
+) -> None:
+    settings = mariadb_settings(mariadb)
+    target = settings.mysql
+    url = "mysql://bridge@{host}:{port}/{database}".format(
+        **{"host": target.host, "port": target.port, "database": target.database} | change
+    )
+    storage = {"url": url, "password": change.get("password", PASSWORD)}
+    code, findings = await doctor(write(tmp_path, shop, storage=storage))
+    assert code == 1
+    (problem,) = [f for f in findings if not f.ok]
+    assert problem.subject == f"database {url}"
+    assert message in problem.message and fix in problem.fix
+    assert "not-the-password" not in problem.render()
+
+
+async def test_a_server_that_may_lose_commits_or_logs_statements_is_reported(
+    tmp_path: Path, shop: WooCommerceSimulator, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The one server of its own this file starts: both unwise settings at once.
+    server = MariaDB.start(
+        tmp_path_factory.mktemp("mariadb-unwise"),
+        extra_options=(
+            "--innodb-flush-log-at-trx-commit=2",
+            "--log-bin",
+            "--binlog-format=STATEMENT",
+        ),
+    )
+    try:
+        settings = mariadb_settings(server)
+        code, findings = await doctor(write(tmp_path, shop, storage=storage_document(settings)))
+    finally:
+        server.stop()
+    assert code == 1
+    flush, sync = [f for f in findings if f.warning]
+    assert flush.message.startswith(
+        "innodb_flush_log_at_trx_commit = 2: a commit could be lost on a crash"
+    )
+    assert flush.fix.startswith("set innodb_flush_log_at_trx_commit = 1")
+    # MariaDB's default with a binary log: not synced at every commit.
+    assert sync.message.startswith("sync_binlog = 0: a commit could be lost on a crash")
+    assert sync.fix == "set sync_binlog = 1 in the server's configuration"
+    (problem,) = [f for f in findings if not f.ok]
+    assert problem.message.startswith("the binary log is on with binlog_format = STATEMENT")
+    assert problem.fix.startswith("set binlog_format = ROW (or MIXED)")
+    assert any(f.message == "the bridge's sessions run READ COMMITTED" for f in findings)

@@ -22,6 +22,7 @@ PURE = (
     "cryptum_models",
     "delivery_outcome",
     "delivery_plan",
+    "mysql_checks",
     "mysql_url",
     "oauth1",
     "payload",
