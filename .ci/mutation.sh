@@ -29,6 +29,10 @@ declare -A TESTS=(
     [storage/sqlite]="tests/test_storage.py tests/test_delivery_queue.py tests/test_retention.py"
     [storage/sqlite_ingest]="tests/test_storage.py"
     [storage/sqlite_queue]="tests/test_delivery_queue.py"
+    [storage/mysql]="tests/test_storage.py tests/test_mysql_storage.py tests/test_retention.py"
+    [storage/mysql_ingest]="tests/test_storage.py tests/test_mysql_ingest.py tests/test_mysql_storage.py"
+    [storage/mysql_queue]="tests/test_delivery_queue.py tests/test_mysql_storage.py"
+    [storage/mysql_connection]="tests/test_storage.py tests/test_mysql_storage.py"
 )
 # Mutants that cannot change behaviour: "module|the mutated line", or
 # "module:x_FUNCTION|the mutated line" where the same line is elsewhere too.

@@ -1,4 +1,5 @@
-"""The SQLite store on real files: durability settings, schema versions, dedupe, group commit."""
+"""The storage on both engines (a SQLite file, a MariaDB database): dedupe, group commit, the
+probe, failures, reading back, sealing; and SQLite's own files, settings and schema versions."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretBytes
 
+from bridge.config import StorageConfig
 from bridge.encryption import PayloadCipher, PayloadKeyError
 from bridge.storage import (
     EventFacts,
@@ -25,12 +28,17 @@ from bridge.storage import (
     NewEvent,
     Recorded,
     SqliteStorage,
+    Storage,
     StorageError,
     StorageUnavailable,
+    open_storage,
 )
 from bridge.storage import sqlite as sqlite_storage
+from bridge.storage.mysql_schema import SCHEMA_VERSION as MYSQL_SCHEMA_VERSION
 from bridge.storage.sqlite_checkpoint import WRITER_CHECKPOINT_PAGES
 from bridge.storage.sqlite_migrations import MIGRATIONS, SCHEMA_VERSION
+
+from engines import sql
 
 NOW = 1_800_000_000.5
 
@@ -62,6 +70,26 @@ def query(path: Path, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[
         return connection.execute(sql, parameters).fetchall()
 
 
+async def committed(database: Storage, statement: str, *parameters: Any) -> list[tuple[Any, ...]]:
+    """What another reader sees (`?` placeholders): on SQLite, another process reading the file."""
+    if isinstance(database, SqliteStorage):
+        return query(database.path, statement, parameters)
+    return await sql(database, statement, *parameters)
+
+
+async def stored_schema_version(database: Storage) -> int:
+    """The version written in the database itself, read below the interface."""
+    if isinstance(database, SqliteStorage):
+        ((version,),) = query(database.path, "PRAGMA user_version")
+    else:
+        ((version,),) = await sql(database, "SELECT version FROM schema_version WHERE id = 1")
+    return int(version)
+
+
+def engine_schema_version(database: Storage) -> int:
+    return SCHEMA_VERSION if isinstance(database, SqliteStorage) else MYSQL_SCHEMA_VERSION
+
+
 async def pragma(database: SqliteStorage, name: str) -> Any:
     """A setting of the writer's own connection."""
     rows = await database._connection.execute_fetchall(f"PRAGMA {name}")
@@ -73,8 +101,27 @@ def version_1_database(path: Path) -> None:
         connection.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
 
 
+def with_key(settings: StorageConfig, key: bytes) -> StorageConfig:
+    """The same storage, its payloads sealed with `key`."""
+    return settings.model_copy(update={"encryption_key_file": SecretBytes(key)})
+
+
 @pytest.fixture
-async def database(tmp_path: Path):  # type: ignore[no-untyped-def]
+def settings(storage_settings: StorageConfig) -> StorageConfig:
+    """A new storage on each engine; on SQLite a lock held elsewhere fails a write in 0.1 s."""
+    return storage_settings.model_copy(update={"busy_timeout_ms": 100})
+
+
+@pytest.fixture
+async def database(settings: StorageConfig) -> AsyncIterator[Storage]:
+    opened = await open_storage(settings, clock=lambda: NOW)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def sqlite_database(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+    """A SQLite file opened as the admin commands do: no background checkpoints."""
     opened = await SqliteStorage.open(
         tmp_path / "db" / "bridge.sqlite3", busy_timeout_ms=100, clock=lambda: NOW
     )
@@ -102,17 +149,50 @@ def write_lock(path: Path) -> Iterator[None]:
         blocker.close()
 
 
+@contextlib.asynccontextmanager
+async def writes_refused(database: Storage) -> AsyncIterator[str]:
+    """Every commit of an event or a probe fails inside the block; yields the engine's reason."""
+    if isinstance(database, SqliteStorage):
+        with write_lock(database.path):
+            yield "sqlite_busy"
+        return
+    # The database refuses the rows (as a server out of space would), in this test's own
+    # database only: the server is shared by the whole session.
+    tables = ("events", "health_probe")
+    for table in tables:
+        await sql(
+            database,
+            f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW"
+            " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'",
+        )
+    try:
+        yield "mysql_error_1644"  # an error SIGNALed by a trigger
+    finally:
+        for table in tables:
+            await sql(database, f"DROP TRIGGER refuse_{table}")
+
+
+def unstorable(database: Storage) -> tuple[NewEvent, str]:
+    """An event the engine refuses to store, and the reason it gives."""
+    if isinstance(database, SqliteStorage):
+        # The sqlite3 module, not SQLite, refuses this value: the error has no
+        # SQLite error name, and its class names it instead.
+        return replace(event("bad"), payload=object()), "ProgrammingError"  # type: ignore[arg-type]
+    # Strict SQL mode: a value too long for its column is an error, never cut short.
+    return replace(event("bad"), woo_order_id="9" * 33), "mysql_error_1406"
+
+
 # Files, modes and pragmas.
 
 
-async def test_file_is_created_private_in_wal_mode(database: SqliteStorage) -> None:
-    await database.record_event(event("a"))
-    assert stat.S_IMODE(os.stat(database.path).st_mode) == 0o600
+async def test_file_is_created_private_in_wal_mode(sqlite_database: SqliteStorage) -> None:
+    await sqlite_database.record_event(event("a"))
+    assert stat.S_IMODE(os.stat(sqlite_database.path).st_mode) == 0o600
     for suffix in ("-wal", "-shm"):
-        companion = Path(f"{database.path}{suffix}")
+        companion = Path(f"{sqlite_database.path}{suffix}")
         assert stat.S_IMODE(os.stat(companion).st_mode) == 0o600
-    assert query(database.path, "PRAGMA journal_mode") == [("wal",)]
-    assert query(database.path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert query(sqlite_database.path, "PRAGMA journal_mode") == [("wal",)]
+    assert query(sqlite_database.path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 async def test_missing_directories_are_made_and_the_last_is_private(
@@ -181,13 +261,13 @@ async def test_a_path_sqlite_cannot_open_is_named_in_the_error(tmp_path: Path) -
     assert "unable to open database file" in message
 
 
-async def test_the_writer_runs_with_the_durability_settings(database: SqliteStorage) -> None:
-    assert await pragma(database, "journal_mode") == "wal"
-    assert await pragma(database, "synchronous") == 2  # FULL
-    assert await pragma(database, "busy_timeout") == 100
-    assert await pragma(database, "foreign_keys") == 1
+async def test_the_writer_runs_with_the_durability_settings(sqlite_database: SqliteStorage) -> None:
+    assert await pragma(sqlite_database, "journal_mode") == "wal"
+    assert await pragma(sqlite_database, "synchronous") == 2  # FULL
+    assert await pragma(sqlite_database, "busy_timeout") == 100
+    assert await pragma(sqlite_database, "foreign_keys") == 1
     # Without background checkpoints the writer keeps SQLite's own threshold.
-    assert await pragma(database, "wal_autocheckpoint") == 1000
+    assert await pragma(sqlite_database, "wal_autocheckpoint") == 1000
 
 
 async def test_defaults_wait_five_seconds_for_a_lock_and_checkpoint_inline(
@@ -236,14 +316,13 @@ async def test_a_checkpoint_connection_that_cannot_open_names_the_file(
 # Schema versions and migrations.
 
 
-async def test_reopening_keeps_events_and_does_not_migrate_again(tmp_path: Path) -> None:
-    path = tmp_path / "bridge.sqlite3"
-    first = await SqliteStorage.open(path)
+async def test_reopening_keeps_events_and_does_not_migrate_again(settings: StorageConfig) -> None:
+    first = await open_storage(settings)
     stored = await first.record_event(event("kept"))
     await first.close()
     migrations: list[tuple[int, ...]] = []
-    second = await SqliteStorage.open(
-        path, before_migrating=lambda *versions: migrations.append(versions)
+    second = await open_storage(
+        settings, before_migrating=lambda *versions: migrations.append(versions)
     )
     try:
         row = await second.get_event(stored.event_id)
@@ -254,14 +333,16 @@ async def test_reopening_keeps_events_and_does_not_migrate_again(tmp_path: Path)
     assert migrations == []
 
 
-async def test_a_new_database_is_not_announced_as_a_migration(tmp_path: Path) -> None:
+async def test_a_new_database_is_not_announced_as_a_migration(settings: StorageConfig) -> None:
     migrations: list[tuple[int, ...]] = []
-    opened = await SqliteStorage.open(
-        tmp_path / "bridge.sqlite3", before_migrating=lambda *versions: migrations.append(versions)
+    opened = await open_storage(
+        settings, before_migrating=lambda *versions: migrations.append(versions)
     )
-    await opened.close()
+    try:
+        assert await stored_schema_version(opened) == engine_schema_version(opened)
+    finally:
+        await opened.close()
     assert migrations == []
-    assert query(tmp_path / "bridge.sqlite3", "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 async def test_a_version_1_database_is_upgraded_with_its_events_and_deliveries(
@@ -343,12 +424,11 @@ async def test_admin_opens_do_not_migrate_under_a_running_daemon(tmp_path: Path)
     assert query(path, "PRAGMA user_version") == [(1,)]
 
 
-async def test_admin_opens_use_an_up_to_date_database(tmp_path: Path) -> None:
-    path = tmp_path / "bridge.sqlite3"
-    daemon = await SqliteStorage.open(path)
+async def test_admin_opens_use_an_up_to_date_database(settings: StorageConfig) -> None:
+    daemon = await open_storage(settings)
     stored = await daemon.record_event(event("a"))
     await daemon.close()
-    admin = await SqliteStorage.open(path, create=False)
+    admin = await open_storage(settings, serve=False)
     try:
         assert [row.id for row in await admin.list_events()] == [stored.event_id]
     finally:
@@ -377,7 +457,7 @@ async def test_admin_open_does_not_create_a_database(tmp_path: Path) -> None:
 # Dedupe.
 
 
-async def test_identical_events_are_stored_once_with_one_delivery(database: SqliteStorage) -> None:
+async def test_identical_events_are_stored_once_with_one_delivery(database: Storage) -> None:
     first = await database.record_event(event("a"))
     again = await database.record_event(event("a"))
     other_store = await database.record_event(event("a", store="second"))
@@ -386,11 +466,14 @@ async def test_identical_events_are_stored_once_with_one_delivery(database: Sqli
         Recorded(event_id=1, duplicate=True),
         Recorded(event_id=2, duplicate=False),
     )
-    assert query(database.path, "SELECT count(*) FROM events") == [(2,)]
-    assert query(database.path, "SELECT event_id FROM deliveries ORDER BY id") == [(1,), (2,)]
+    assert await committed(database, "SELECT count(*) FROM events") == [(2,)]
+    assert await committed(database, "SELECT event_id FROM deliveries ORDER BY id") == [
+        (1,),
+        (2,),
+    ]
 
 
-async def test_the_same_body_with_another_status_is_another_event(database: SqliteStorage) -> None:
+async def test_the_same_body_with_another_status_is_another_event(database: Storage) -> None:
     confirmed = await database.record_event(event("a"))
     cancelled = await database.record_event(event("a", status="cancelled"))
     again = await database.record_event(event("a", status="cancelled"))
@@ -402,7 +485,7 @@ async def test_the_same_body_with_another_status_is_another_event(database: Sqli
 
 
 async def test_identical_events_in_one_batch_are_the_first_ones_duplicates(
-    database: SqliteStorage,
+    database: Storage,
 ) -> None:
     results = await asyncio.gather(*(database.record_event(event("same")) for _ in range(3)))
     assert results == [
@@ -411,10 +494,10 @@ async def test_identical_events_in_one_batch_are_the_first_ones_duplicates(
         Recorded(event_id=1, duplicate=True),
     ]
     assert database.commit_stats == (1, 3)
-    assert query(database.path, "SELECT count(*) FROM deliveries") == [(1,)]
+    assert await committed(database, "SELECT count(*) FROM deliveries") == [(1,)]
 
 
-async def test_many_identical_events_share_commits_and_one_event(database: SqliteStorage) -> None:
+async def test_many_identical_events_share_commits_and_one_event(database: Storage) -> None:
     results = await asyncio.gather(*(database.record_event(event("same")) for _ in range(20)))
     assert sum(not r.duplicate for r in results) == 1
     assert {r.event_id for r in results} == {1}
@@ -422,7 +505,7 @@ async def test_many_identical_events_share_commits_and_one_event(database: Sqlit
 
 
 async def test_events_stored_before_are_found_among_new_ones_in_one_batch(
-    database: SqliteStorage,
+    database: Storage,
 ) -> None:
     await database.record_event(event("a"))
     await database.record_event(event("b"))
@@ -443,7 +526,7 @@ async def test_events_stored_before_are_found_among_new_ones_in_one_batch(
     assert database.commit_stats == (3, 7)
 
 
-async def test_each_field_of_an_event_is_stored(database: SqliteStorage) -> None:
+async def test_each_field_of_an_event_is_stored(database: Storage) -> None:
     recorded = await database.record_event(
         NewEvent(
             store="second",
@@ -457,11 +540,11 @@ async def test_each_field_of_an_event_is_stored(database: SqliteStorage) -> None
             payload=b'{"status": "cancelled"}',
         )
     )
-    assert query(
-        database.path,
+    assert await committed(
+        database,
         "SELECT store, body_sha256, received_at, source, signature_form, request_id,"
         " cryptum_order_id, woo_order_id, status, payload FROM events WHERE id = ?",
-        (recorded.event_id,),
+        recorded.event_id,
     ) == [
         (
             "second",
@@ -481,8 +564,8 @@ async def test_each_field_of_an_event_is_stored(database: SqliteStorage) -> None
 # The commit path: group commit, the health probe, failures.
 
 
-async def test_batches_hold_at_most_256_items_by_default(tmp_path: Path) -> None:
-    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
+async def test_batches_hold_at_most_256_items_by_default(storage_settings: StorageConfig) -> None:
+    opened = await open_storage(storage_settings)
     try:
         await asyncio.gather(*(opened.record_event(event(f"e{n}")) for n in range(257)))
         assert opened.commit_stats == (2, 257)
@@ -490,8 +573,10 @@ async def test_batches_hold_at_most_256_items_by_default(tmp_path: Path) -> None
         await opened.close()
 
 
-async def test_batches_hold_at_most_the_configured_number_of_items(tmp_path: Path) -> None:
-    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3", commit_batch_max=2)
+async def test_batches_hold_at_most_the_configured_number_of_items(
+    storage_settings: StorageConfig,
+) -> None:
+    opened = await open_storage(storage_settings.model_copy(update={"commit_batch_max": 2}))
     try:
         results = await asyncio.gather(*(opened.record_event(event(f"e{n}")) for n in range(5)))
         assert [r.event_id for r in results] == [1, 2, 3, 4, 5]
@@ -500,25 +585,25 @@ async def test_batches_hold_at_most_the_configured_number_of_items(tmp_path: Pat
         await opened.close()
 
 
-async def test_the_probe_writes_only_the_health_row(database: SqliteStorage) -> None:
+async def test_the_probe_writes_only_the_health_row(database: Storage) -> None:
     assert database.last_write_error is None
     await database.check_writable()
-    assert query(database.path, "SELECT id, checked_at FROM health_probe") == [(1, NOW)]
-    assert query(database.path, "SELECT count(*) FROM events") == [(0,)]
+    assert await committed(database, "SELECT id, checked_at FROM health_probe") == [(1, NOW)]
+    assert await committed(database, "SELECT count(*) FROM events") == [(0,)]
     await database.check_writable()
-    assert query(database.path, "SELECT count(*) FROM health_probe") == [(1,)]
+    assert await committed(database, "SELECT count(*) FROM health_probe") == [(1,)]
     assert database.commit_stats == (2, 2)
     assert database.last_write_error is None
 
 
-async def test_storing_events_writes_no_health_row(database: SqliteStorage) -> None:
+async def test_storing_events_writes_no_health_row(database: Storage) -> None:
     await database.record_event(event("a"))
     await asyncio.gather(database.record_event(event("b")), database.record_event(event("c")))
-    assert query(database.path, "SELECT count(*) FROM health_probe") == [(0,)]
+    assert await committed(database, "SELECT count(*) FROM health_probe") == [(0,)]
 
 
 async def test_a_probe_and_events_share_a_batch_and_each_gets_its_answer(
-    database: SqliteStorage,
+    database: Storage,
 ) -> None:
     results = await asyncio.gather(
         database.record_event(event("a")),
@@ -533,76 +618,80 @@ async def test_a_probe_and_events_share_a_batch_and_each_gets_its_answer(
         None,
     ]
     assert database.commit_stats == (1, 4)
-    assert query(database.path, "SELECT id, checked_at FROM health_probe") == [(1, NOW)]
+    assert await committed(database, "SELECT id, checked_at FROM health_probe") == [(1, NOW)]
 
 
 async def test_a_failing_probe_fails_its_whole_batch_before_any_event_is_stored(
-    database: SqliteStorage,
+    database: Storage,
 ) -> None:
-    with contextlib.closing(sqlite3.connect(database.path)) as connection:
-        connection.execute("DROP TABLE health_probe")
+    await sql(database, "DROP TABLE health_probe")
     results = await asyncio.gather(
         database.record_event(event("a")),
         database.check_writable(),
         database.record_event(event("b")),
         return_exceptions=True,
     )
+    # No such table.
+    reason = "sqlite_error" if isinstance(database, SqliteStorage) else "mysql_error_1146"
     assert database.commit_stats == (1, 3)
     assert [type(result) for result in results] == [StorageUnavailable] * 3
-    assert [result.reason for result in results] == ["sqlite_error"] * 3  # type: ignore[union-attr]
-    assert database.last_write_error == "sqlite_error"
-    assert query(database.path, "SELECT count(*) FROM events") == [(0,)]
+    assert [result.reason for result in results] == [reason] * 3  # type: ignore[union-attr]
+    assert database.last_write_error == reason
+    assert await committed(database, "SELECT count(*) FROM events") == [(0,)]
 
 
-async def test_a_failed_statement_fails_every_event_of_its_batch(database: SqliteStorage) -> None:
-    # The sqlite3 module, not SQLite, refuses this value: the error has no
-    # SQLite error name, and its class names it instead.
-    unstorable = replace(event("bad"), payload=object())  # type: ignore[arg-type]
+async def test_a_failed_statement_fails_every_event_of_its_batch(database: Storage) -> None:
+    refused, reason = unstorable(database)
     results = await asyncio.gather(
         database.record_event(event("good")),
-        database.record_event(unstorable),
+        database.record_event(refused),
         return_exceptions=True,
     )
     assert [type(result) for result in results] == [StorageUnavailable] * 2
-    assert [result.reason for result in results] == ["ProgrammingError"] * 2  # type: ignore[union-attr]
-    assert database.last_write_error == "ProgrammingError"
-    assert query(database.path, "SELECT count(*) FROM events") == [(0,)]
-    assert await database.record_event(event("good")) == Recorded(event_id=1, duplicate=False)
+    assert [result.reason for result in results] == [reason] * 2  # type: ignore[union-attr]
+    assert database.last_write_error == reason
+    assert await committed(database, "SELECT count(*) FROM events") == [(0,)]
+    # MySQL does not hand out again the ids a failed insert took: the new event is the only one.
+    recorded = await database.record_event(event("good"))
+    assert not recorded.duplicate
+    assert await committed(database, "SELECT id, cryptum_order_id FROM events") == [
+        (recorded.event_id, "c-good")
+    ]
+    assert database.last_write_error is None
 
 
-async def test_a_failed_commit_leaves_nothing_and_the_writer_goes_on(
-    database: SqliteStorage,
-) -> None:
-    with write_lock(database.path):
+async def test_a_failed_commit_leaves_nothing_and_the_writer_goes_on(database: Storage) -> None:
+    async with writes_refused(database) as reason:
         with pytest.raises(StorageUnavailable) as caught:
             await database.record_event(event("blocked"))
-        assert caught.value.reason == "sqlite_busy"
-        assert database.last_write_error == "sqlite_busy"
-    assert query(database.path, "SELECT count(*) FROM events") == [(0,)]
+        assert caught.value.reason == reason
+        assert database.last_write_error == reason
+    assert await committed(database, "SELECT count(*) FROM events") == [(0,)]
     recorded = await database.record_event(event("blocked"))
     assert recorded == Recorded(event_id=1, duplicate=False)
     assert database.last_write_error is None
 
 
-async def test_only_a_stored_event_clears_the_last_write_error(database: SqliteStorage) -> None:
-    with write_lock(database.path):
-        with pytest.raises(StorageUnavailable, match="sqlite_busy"):
+async def test_only_a_stored_event_clears_the_last_write_error(database: Storage) -> None:
+    async with writes_refused(database) as reason:
+        with pytest.raises(StorageUnavailable, match=reason):
             await database.check_writable()
-        assert database.last_write_error == "sqlite_busy"
+        assert database.last_write_error == reason
     # A probe row can fit where a callback cannot (a nearly full disk).
     await database.check_writable()
-    assert database.last_write_error == "sqlite_busy"
+    assert database.last_write_error == reason
     await database.record_event(event("a"))
     assert database.last_write_error is None
     # A duplicate is committed too: it proves callbacks are answered again.
-    with write_lock(database.path), pytest.raises(StorageUnavailable):
-        await database.record_event(event("b"))
+    async with writes_refused(database):
+        with pytest.raises(StorageUnavailable):
+            await database.record_event(event("b"))
     await database.record_event(event("a"))
     assert database.last_write_error is None
 
 
-async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
-    opened = await SqliteStorage.open(tmp_path / "bridge.sqlite3")
+async def test_writes_after_close_are_refused(settings: StorageConfig) -> None:
+    opened = await open_storage(settings)
     await opened.close()
     # `/readyz` and the callback log show this reason as it is.
     with pytest.raises(StorageUnavailable) as caught:
@@ -613,26 +702,25 @@ async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
     assert caught.value.reason == "shutting_down"
 
 
-async def test_events_are_stamped_by_the_given_clock(tmp_path: Path) -> None:
-    path = tmp_path / "bridge.sqlite3"
-    opened = await SqliteStorage.open(path, clock=lambda: 1234.5)
+async def test_events_are_stamped_by_the_given_clock(settings: StorageConfig) -> None:
+    opened = await open_storage(settings, clock=lambda: 1234.5)
     try:
         recorded = await opened.record_event(event("a"))
         await opened.check_writable()
         row = await opened.get_event(recorded.event_id)
         assert row is not None and row.received_at == 1234.5
+        assert await committed(
+            opened, "SELECT next_attempt_at, age_from, created_at FROM deliveries"
+        ) == [(1234.5, 1234.5, 1234.5)]
+        assert await committed(opened, "SELECT checked_at FROM health_probe") == [(1234.5,)]
     finally:
         await opened.close()
-    assert query(path, "SELECT next_attempt_at, age_from, created_at FROM deliveries") == [
-        (1234.5, 1234.5, 1234.5)
-    ]
-    assert query(path, "SELECT checked_at FROM health_probe") == [(1234.5,)]
 
 
 # Reading events back.
 
 
-async def test_listing_is_newest_first_and_filters_by_store(database: SqliteStorage) -> None:
+async def test_listing_is_newest_first_and_filters_by_store(database: Storage) -> None:
     for key, store in [("a", "main"), ("b", "second"), ("c", "main"), ("d", "second")]:
         await database.record_event(event(key, store=store))
     assert [row.cryptum_order_id for row in await database.list_events()] == [
@@ -648,14 +736,12 @@ async def test_listing_is_newest_first_and_filters_by_store(database: SqliteStor
     assert await database.list_events(store="third") == []
 
 
-async def test_listing_shows_the_newest_50_by_default(database: SqliteStorage) -> None:
+async def test_listing_shows_the_newest_50_by_default(database: Storage) -> None:
     await asyncio.gather(*(database.record_event(event(f"e{n}")) for n in range(51)))
     assert [row.id for row in await database.list_events()] == list(range(51, 1, -1))
 
 
-async def test_listed_rows_carry_their_delivery_but_not_the_payload(
-    database: SqliteStorage,
-) -> None:
+async def test_listed_rows_carry_their_delivery_but_not_the_payload(database: Storage) -> None:
     await database.record_event(event("a", woo_order_id="7", payload=b'{"a": 1}'))
     (row,) = await database.list_events()
     assert row == EventRow(
@@ -676,7 +762,7 @@ async def test_listed_rows_carry_their_delivery_but_not_the_payload(
     )
 
 
-async def test_an_event_is_read_back_with_its_payload(database: SqliteStorage) -> None:
+async def test_an_event_is_read_back_with_its_payload(database: Storage) -> None:
     recorded = await database.record_event(event("a", payload=b'{"a": 1}'))
     row = await database.get_event(recorded.event_id)
     assert row is not None
@@ -685,13 +771,13 @@ async def test_an_event_is_read_back_with_its_payload(database: SqliteStorage) -
     assert await database.get_event(recorded.event_id + 1) is None
 
 
-async def test_an_empty_payload_reads_back_empty(database: SqliteStorage) -> None:
+async def test_an_empty_payload_reads_back_empty(database: Storage) -> None:
     recorded = await database.record_event(event("a", payload=b""))
     row = await database.get_event(recorded.event_id)
     assert row is not None and row.payload == b""
 
 
-async def test_summary_is_the_row_without_its_payload(database: SqliteStorage) -> None:
+async def test_summary_is_the_row_without_its_payload(database: Storage) -> None:
     await database.record_event(event("a", woo_order_id="7", payload=b'{"a": 1}'))
     row = await database.get_event(1)
     assert row is not None
@@ -767,10 +853,10 @@ def test_summary_of_a_delivery_that_failed() -> None:
 # Encryption at rest.
 
 
-async def test_payloads_are_sealed_on_disk_and_opened_on_reading(tmp_path: Path) -> None:
-    path = tmp_path / "bridge.sqlite3"
-    cipher = PayloadCipher(os.urandom(32))
-    opened = await SqliteStorage.open(path, cipher=cipher)
+async def test_payloads_are_sealed_on_disk_and_opened_on_reading(settings: StorageConfig) -> None:
+    key = os.urandom(32)
+    cipher = PayloadCipher(key)
+    opened = await open_storage(with_key(settings, key))
     try:
         recorded = await opened.record_event(event("a", payload=b'{"email": "x@example.com"}'))
         assert recorded == Recorded(event_id=1, duplicate=False)
@@ -781,28 +867,28 @@ async def test_payloads_are_sealed_on_disk_and_opened_on_reading(tmp_path: Path)
         )
         row = await opened.get_event(1)
         assert row is not None and row.payload == b'{"email": "x@example.com"}'
+        ((stored,),) = await committed(opened, "SELECT payload FROM events")
     finally:
         await opened.close()
-    ((stored,),) = query(path, "SELECT payload FROM events")
     assert stored.startswith(b"CBE1")
     assert b"example.com" not in stored
     assert cipher.open(stored) == b'{"email": "x@example.com"}'
 
 
 async def test_facts_are_sealed_like_the_payload_and_opened_for_the_worker(
-    tmp_path: Path,
+    settings: StorageConfig,
 ) -> None:
-    path = tmp_path / "bridge.sqlite3"
-    cipher = PayloadCipher(os.urandom(32))
+    key = os.urandom(32)
+    cipher = PayloadCipher(key)
     facts = EventFacts(transactions=(("POLYGON", "0xfeed"),), message="thanks, Ada Lovelace")
-    opened = await SqliteStorage.open(path, cipher=cipher)
+    opened = await open_storage(with_key(settings, key))
     try:
         await opened.record_event(replace(event("a"), facts=facts))
         (job,) = await opened.claim("main", 1, now=time.time() + 1, lease_seconds=60)
         assert (job.facts, job.payload) == (facts, None)
+        ((stored,),) = await committed(opened, "SELECT facts FROM events")
     finally:
         await opened.close()
-    ((stored,),) = query(path, "SELECT facts FROM events")
     assert stored.startswith(b"CBE1") and b"Lovelace" not in stored
     assert EventFacts.from_json(cipher.open(stored)) == facts
 
@@ -821,22 +907,43 @@ async def test_seal_and_open_with_a_key(tmp_path: Path) -> None:
         await opened.close()
 
 
-async def test_seal_and_open_without_a_key(database: SqliteStorage) -> None:
-    assert database.seal_payload(b"plain") == b"plain"
-    assert database.open_payload(b"plain") == b"plain"
+async def test_seal_and_open_without_a_key(sqlite_database: SqliteStorage) -> None:
+    assert sqlite_database.seal_payload(b"plain") == b"plain"
+    assert sqlite_database.open_payload(b"plain") == b"plain"
     sealed = PayloadCipher(os.urandom(32)).seal(b"secret")
     with pytest.raises(PayloadKeyError, match=r"no storage\.encryption_key_file"):
-        database.open_payload(sealed)
+        sqlite_database.open_payload(sealed)
 
 
-async def test_a_sealed_payload_without_its_key_is_refused_on_reading(tmp_path: Path) -> None:
-    path = tmp_path / "bridge.sqlite3"
-    sealing = await SqliteStorage.open(path, cipher=PayloadCipher(os.urandom(32)))
+async def test_a_payload_stored_before_the_key_was_configured_is_read_as_it_is(
+    settings: StorageConfig,
+) -> None:
+    plain = await open_storage(settings)
+    await plain.record_event(event("a", payload=b'{"a": 1}'))
+    await plain.close()
+    facts = EventFacts(transactions=(("POLYGON", "0xfeed"),), message="thanks")
+    sealing = await open_storage(with_key(settings, os.urandom(32)))
+    try:
+        await sealing.record_event(replace(event("b", woo_order_id="2"), facts=facts))
+        row = await sealing.get_event(1)
+        assert row is not None and row.payload == b'{"a": 1}'
+        jobs = await sealing.claim("main", 5, now=time.time() + 1, lease_seconds=60)
+        assert [(job.event_id, job.facts) for job in jobs] == [(1, EventFacts()), (2, facts)]
+        ((old,), (new,)) = await committed(sealing, "SELECT payload FROM events ORDER BY id")
+    finally:
+        await sealing.close()
+    assert old == b'{"a": 1}' and new.startswith(b"CBE1")
+
+
+async def test_a_sealed_payload_without_its_key_is_refused_on_reading(
+    settings: StorageConfig,
+) -> None:
+    sealing = await open_storage(with_key(settings, os.urandom(32)))
     await sealing.record_event(event("a"))
     await sealing.close()
-    plain = await SqliteStorage.open(path)
+    plain = await open_storage(settings)
     try:
-        with pytest.raises(PayloadKeyError):
+        with pytest.raises(PayloadKeyError, match=r"no storage\.encryption_key_file"):
             await plain.get_event(1)
     finally:
         await plain.close()
@@ -869,7 +976,7 @@ async def test_background_checkpoints_copy_commits_into_the_database_file(
 
 
 async def test_one_body_for_two_statuses_in_one_batch_is_two_events_each_told_its_own(
-    database: SqliteStorage,
+    database: Storage,
 ) -> None:
     # The index is (store, order, status, body): the body alone decides nothing.
     confirmed, cancelled = event("same"), event("same", status="cancelled")
@@ -877,7 +984,7 @@ async def test_one_body_for_two_statuses_in_one_batch_is_two_events_each_told_it
         database.record_event(confirmed), database.record_event(cancelled)
     )
     assert (first.duplicate, second.duplicate) == (False, False)
-    stored = dict(query(database.path, "SELECT status, id FROM events"))
+    stored = dict(await committed(database, "SELECT status, id FROM events"))
     assert (first.event_id, second.event_id) == (stored["confirmed"], stored["cancelled"])
     # Sent again together, each is a duplicate of its own event.
     again = await asyncio.gather(database.record_event(cancelled), database.record_event(confirmed))
@@ -887,8 +994,9 @@ async def test_one_body_for_two_statuses_in_one_batch_is_two_events_each_told_it
     ]
 
 
-async def test_the_schema_version_and_the_events_are_counted(database: SqliteStorage) -> None:
-    assert await database.schema_version() == SCHEMA_VERSION == SqliteStorage.SCHEMA_VERSION
+async def test_the_schema_version_and_the_events_are_counted(database: Storage) -> None:
+    expected = engine_schema_version(database)
+    assert await database.schema_version() == expected == type(database).SCHEMA_VERSION
     assert await database.count_events() == 0
     await database.record_event(event("a"))
     await database.record_event(event("b"))
