@@ -15,9 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PURE=(signature status_rules delivery_plan delivery_outcome oauth1 confirmation payload backoff url_path mysql_url)
+PURE=(signature status_rules delivery_plan delivery_outcome oauth1 confirmation payload backoff url_path mysql_url mysql_checks)
 # No mutant may survive in these but the EQUIVALENT ones.
-GATED=(signature status_rules delivery_plan delivery_outcome oauth1 confirmation payload backoff url_path mysql_url)
+GATED=(signature status_rules delivery_plan delivery_outcome oauth1 confirmation payload backoff url_path mysql_url mysql_checks)
 # The I/O modules of the money path, run on demand (each takes minutes):
 # their in-process tests, never the daemon-process ones.
 declare -A TESTS=(
@@ -47,6 +47,9 @@ EQUIVALENT=(
     'payload|for item in error.errors(include_url=True, include_input=False):'
     'payload|for item in error.errors(include_url=False, include_input=True):'
     'url_path|return quote(value, safe="XXXX", errors="surrogatepass")'
+    'mysql_checks|if parsed.number[:3] < minimum:'
+    'mysql_checks|return "transaction_isolation" if parsed.number[:3] >= renamed else "tx_isolation"'
+    'mysql_checks|value = value.decode("ASCII", errors="replace")'
     'delivery_stages|Plan.from_json(job.decision) if job.progress is Progress.ACTING or job.decision else None'
     'delivery_stages:x_attempt_delivery|return after_plan(plan, None, order.status)'
     'delivery_stages:x_finish_saved_plan|return after_plan(plan, job.status, None)'
