@@ -2,6 +2,8 @@
 
     python bench/ingest.py [--requests 4000] [--concurrency 32] [--rounds 3]
     python bench/ingest.py --prefill 1000000 [--requests 4000] [--concurrency 32] [--rounds 3]
+    python bench/ingest.py --generator wrk [--requests 80000] [--concurrency 50] [--duration 8]
+                           [--rounds 3]
 
 Each round runs the same load (unique signed callbacks over loopback, at a
 fixed concurrency) against: a bare aiohttp handler, the bridge with group
@@ -16,6 +18,16 @@ With `--prefill N`, each round instead runs the bridge (group commit) twice
 with the same load: on an empty database, and on a copy of one already
 holding N past events with their deliveries finished (bench/prefill.py,
 built once per benchmark run), and prints the ratio prefilled / empty.
+
+With `--generator wrk`, the load comes from wrk, a C load generator
+(`apt-get install -y wrk`), in place of the Python one: `wrk -t1 -c50 -d8s
+--latency` sends each of 80 000 pre-signed unique callbacks at most once
+(bench/wrk_callbacks.lua). Each round runs it against the bare handler and
+the bridge with group commit, alternating which goes first, each bridge run
+on a new database. Prints per run and as medians accepted/s, p50/p99 latency,
+the bridge's start to ready and RSS (idle, at the end, peak), and the ratio
+bridge / bare; a bridge run whose database does not hold exactly the
+callbacks answered 2xx fails the benchmark (bench/wrk_ingest.py).
 
 bench/nodes.py runs the same load against SQLite and MariaDB, one node and two.
 """
@@ -368,9 +380,18 @@ def compare_prefilled(directory: Path, shop_url: str, arguments: argparse.Namesp
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--generator",
+        choices=["python", "wrk"],
+        default="python",
+        help="what sends the load: the Python generator, or wrk (apt-get install -y wrk)",
+    )
+    parser.add_argument("--requests", type=int, help="callbacks signed (4000; wrk: 80000)")
+    parser.add_argument("--concurrency", type=int, help="connections (32; wrk: 50)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--duration", type=int, help="seconds of each wrk run (wrk only; default 8)"
+    )
     parser.add_argument(
         "--prefill",
         type=int,
@@ -379,12 +400,29 @@ def main() -> None:
         help="compare the bridge on an empty database with one holding N past events",
     )
     arguments = parser.parse_args()
+    wrk = arguments.generator == "wrk"
+    if wrk and arguments.prefill:
+        parser.error("--prefill runs with the Python generator only")
+    if not wrk and arguments.duration is not None:
+        parser.error("--duration is for --generator wrk")
+    if arguments.requests is None:
+        arguments.requests = 80000 if wrk else 4000
+    if arguments.concurrency is None:
+        arguments.concurrency = 50 if wrk else 32
+    if arguments.duration is None:
+        arguments.duration = 8
 
     here = Path(__file__).resolve().parent
-    print(f"machine: {platform.platform()}, {os.cpu_count()} cpus,", end=" ")
-    print(f"Python {platform.python_version()}")
-    print(f"load: {arguments.requests} unique signed callbacks,", end=" ")
-    print(f"concurrency {arguments.concurrency}", flush=True)
+    if wrk:
+        # Imported here: wrk_ingest imports this module.
+        from wrk_ingest import compare_with_bare_wrk, print_header
+
+        print_header(arguments)
+    else:
+        print(f"machine: {platform.platform()}, {os.cpu_count()} cpus,", end=" ")
+        print(f"Python {platform.python_version()}")
+        print(f"load: {arguments.requests} unique signed callbacks,", end=" ")
+        print(f"concurrency {arguments.concurrency}", flush=True)
     shop_port = free_port()
     shop = subprocess.Popen(
         [sys.executable, str(here / "shop_server.py"), str(shop_port), "1000"],
@@ -396,6 +434,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as directory:
             if arguments.prefill:
                 compare_prefilled(Path(directory), shop_url, arguments)
+            elif wrk:
+                compare_with_bare_wrk(here, Path(directory), shop_url, arguments)
             else:
                 compare_with_bare(here, Path(directory), shop_url, arguments)
     finally:
