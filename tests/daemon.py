@@ -1,8 +1,16 @@
-"""Run `cryptum-bridge serve` as a real process for tests, pointed at the simulators."""
+"""Run `cryptum-bridge serve` as a real process for tests, pointed at the simulators.
+
+A `Bridge` runs on either storage engine: a SQLite file of its own by default,
+or the storage a `StorageConfig` names (a database on the test MariaDB,
+`engines.mariadb_settings`). Several `Bridge`s given one MariaDB database are
+nodes of one deployment. `rows()` reads what the bridge recorded through
+whichever engine it uses, with the same `?` placeholders and dict rows.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import signal
@@ -11,15 +19,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncmy
+from asyncmy.cursors import DictCursor
 
+from bridge.config import StorageConfig
 from bridge.delivery_plan import note_marker
+from bridge.storage.mysql_connection import connect_options
 from bridge_simulators.woocommerce import WooCommerceSimulator
 
+from engines import storage_document
 from support import (
     MAIN_STORE_ID,
     SESSION_LOGS,
@@ -149,7 +162,11 @@ class Daemon:
 
 
 class Bridge:
-    """A configured bridge process pointed at the simulated shop."""
+    """A configured bridge process pointed at the simulated shop.
+
+    `daemon` is the running process; `daemons` every process this bridge
+    started, in order (a restart after a kill adds one).
+    """
 
     def __init__(
         self,
@@ -159,10 +176,17 @@ class Bridge:
         key: str,
         secret: str,
         store: dict[str, Any] | None = None,
+        storage: StorageConfig | None = None,
         **sections: dict[str, Any],
     ) -> None:
-        """`store` adds settings to the one store; `sections` replace top-level tables."""
-        document = config_document(tmp_path / "state" / "bridge.sqlite3")
+        """`store` adds settings to the one store; `storage` names the storage (default: a
+        SQLite file under `tmp_path`); `sections` replace top-level tables.
+        """
+        database = tmp_path / "state" / "bridge.sqlite3"
+        self.storage = storage or StorageConfig(path=database)
+        document = config_document(database)
+        if storage is not None:
+            document["storage"] = storage_document(storage)
         document["delivery"] = {
             "timeout_seconds": 2,
             "backoff_initial_seconds": 0.05,
@@ -175,19 +199,28 @@ class Bridge:
             "consumer_key": key,
             "consumer_secret": secret,
         }
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.config_path = tmp_path / "config.toml"
         self.config_path.write_text(to_toml(document))
-        self.database = tmp_path / "state" / "bridge.sqlite3"
         self.daemon: Daemon | None = None
+        self.daemons: list[Daemon] = []
+
+    @property
+    def database(self) -> Path:
+        """The SQLite file (only for a bridge on SQLite)."""
+        assert self.storage.engine == "sqlite", "a MySQL storage has no database file"
+        return self.storage.database_path
 
     def start(self) -> Bridge:
         """Start the process, blocking until it listens: for sync tests."""
         self.daemon = Daemon(self.config_path)
+        self.daemons.append(self.daemon)
         return self
 
     async def started(self) -> Bridge:
         """Start the process without blocking the loop the simulated shop runs on."""
         self.daemon = await Daemon.started(self.config_path)
+        self.daemons.append(self.daemon)
         return self
 
     @property
@@ -206,14 +239,22 @@ class Bridge:
             ) as response,
         ):
             assert response.status == 200
-            return await response.json()
+            answer: dict[str, Any] = await response.json()
+            return answer
 
     def rows(self, query: str, *parameters: Any) -> list[dict[str, Any]]:
-        """What the bridge recorded, read from its database."""
+        """What the bridge recorded, read from its storage (`?` placeholders on both engines)."""
+        if self.storage.engine == "mysql":
+            return mysql_rows(self.storage, query, parameters)
         with sqlite3.connect(self.database) as connection:
             connection.row_factory = sqlite3.Row
             rows = connection.execute(query, parameters).fetchall()
         return [dict(row) for row in rows]
+
+    def pending(self) -> int:
+        """How many deliveries are still to be finished."""
+        (row,) = self.rows("SELECT count(*) AS n FROM deliveries WHERE state = 'pending'")
+        return int(row["n"])
 
     def deliveries(self) -> list[dict[str, Any]]:
         return self.rows("SELECT * FROM deliveries ORDER BY id")
@@ -250,10 +291,36 @@ class Bridge:
         assert self.daemon is not None
         return await self.daemon.stopped()
 
-    def logged(self, name: str) -> list[dict[str, Any]]:
-        """The daemon's log lines named `name`."""
+    def logged(self, name: str, *, every_run: bool = False) -> list[dict[str, Any]]:
+        """The running daemon's log lines named `name`; `every_run`: every process's, in order."""
         assert self.daemon is not None
-        return [event for event in self.daemon.events() if event["event"] == name]
+        daemons = self.daemons if every_run else [self.daemon]
+        return [event for daemon in daemons for event in daemon.events() if event["event"] == name]
+
+
+def mysql_rows(
+    settings: StorageConfig, query: str, parameters: Sequence[Any] = ()
+) -> list[dict[str, Any]]:
+    """Run `query` (with `?` placeholders) on the MySQL storage `settings` name; rows as dicts.
+
+    A connection of its own, in an event loop of its own on another thread:
+    the caller may be a sync test, or an async one whose loop must not be
+    re-entered (it blocks for the query, as a `sqlite3` read would).
+    """
+    # The driver formats with `%`: a literal `%` is doubled, `?` becomes `%s`.
+    statement = query.replace("%", "%%").replace("?", "%s")
+
+    async def read() -> list[dict[str, Any]]:
+        connection = await asyncmy.connect(**connect_options(settings))
+        try:
+            async with connection.cursor(DictCursor) as cursor:
+                await cursor.execute(statement, tuple(parameters))
+                return list(await cursor.fetchall())
+        finally:
+            await connection.ensure_closed()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, read()).result()
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:

@@ -6,6 +6,10 @@ settings), never by sleeping through them. What a process adds is tested
 here (a kill -9, /readyz, many orders at once, send-test); each way a
 delivery ends or is retried is tested in process on a virtual clock, in
 tests/test_delivery_worker.py.
+
+Every test runs on both storage engines (`storage_settings`: a SQLite file,
+then a database on the test MariaDB), the daemon reading and writing through
+the engine its config names.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bridge.config import StorageConfig
 from bridge_simulators.woocommerce import WooCommerceSimulator
 
 from daemon import Bridge, bridge_notes, note_of, requests_for, wait_until
@@ -43,8 +48,12 @@ async def shop() -> AsyncIterator[WooCommerceSimulator]:
 
 
 @pytest.fixture
-async def bridge(tmp_path: Path, shop: WooCommerceSimulator) -> AsyncIterator[Bridge]:
-    running = await Bridge(tmp_path, shop, key=KEY, secret=SECRET).started()
+async def bridge(
+    tmp_path: Path, shop: WooCommerceSimulator, storage_settings: StorageConfig
+) -> AsyncIterator[Bridge]:
+    running = await Bridge(
+        tmp_path, shop, key=KEY, secret=SECRET, storage=storage_settings
+    ).started()
     yield running
     assert await running.stopped() == 0
 
@@ -121,9 +130,11 @@ async def test_on_hold_then_confirmed_is_paid(bridge: Bridge, shop: WooCommerceS
 
 
 async def test_read_only_key_makes_readyz_fail_with_the_reason(
-    tmp_path: Path, shop: WooCommerceSimulator
+    tmp_path: Path, shop: WooCommerceSimulator, storage_settings: StorageConfig
 ) -> None:
-    bridge = await Bridge(tmp_path, shop, key=READ_ONLY_KEY, secret=READ_ONLY_SECRET).started()
+    bridge = await Bridge(
+        tmp_path, shop, key=READ_ONLY_KEY, secret=READ_ONLY_SECRET, storage=storage_settings
+    ).started()
     try:
         answer = await bridge.send(order_id="ro-11", woo_order_id="11", status="confirmed")
 
@@ -153,10 +164,12 @@ async def test_read_only_key_makes_readyz_fail_with_the_reason(
 
 
 async def test_kill_9_during_a_delivery_completes_after_restart_with_one_note(
-    tmp_path: Path, shop: WooCommerceSimulator
+    tmp_path: Path, shop: WooCommerceSimulator, storage_settings: StorageConfig
 ) -> None:
     shop.latency_by_method = {"PUT": 1.0}
-    bridge = await Bridge(tmp_path, shop, key=KEY, secret=SECRET).started()
+    bridge = await Bridge(
+        tmp_path, shop, key=KEY, secret=SECRET, storage=storage_settings
+    ).started()
     answer = await bridge.send(order_id="k-11", woo_order_id="11", status="confirmed")
     await wait_until(lambda: bridge.delivery_of(answer["event_id"])["progress"] == "acting")
     assert bridge.daemon is not None
@@ -167,11 +180,19 @@ async def test_kill_9_during_a_delivery_completes_after_restart_with_one_note(
 
     await bridge.started()
     try:
-        delivery = await bridge.settled(answer["event_id"])
+        if storage_settings.engine == "mysql":
+            # A MySQL node frees no lease at start: it cannot tell a dead
+            # process's lease from a live node's, so the delivery waits for
+            # the lease to run out (4 * timeout_seconds + 30 = 38 s here).
+            assert bridge.logged("delivery.leases_released") == []
+            assert bridge.delivery_of(answer["event_id"])["state"] == "pending"
+            delivery = await bridge.settled(answer["event_id"], timeout=4 * 2 + 30 + 15)
+        else:
+            delivery = await bridge.settled(answer["event_id"])
+            # The new process took over the lease the killed one held.
+            assert [line["count"] for line in bridge.logged("delivery.leases_released")] == [1]
         assert (delivery["state"], delivery["attempts"]) == ("done", 2)
         assert delivery["outcome"].startswith("pay: ")
-        # The new process took over the lease the killed one held.
-        assert [line["count"] for line in bridge.logged("delivery.leases_released")] == [1]
         assert shop.orders[11].status == "processing"
         assert shop.products[10].stock == 98
         assert bridge_notes(shop, 11) == [note_of(shop, delivery)]
@@ -180,13 +201,15 @@ async def test_kill_9_during_a_delivery_completes_after_restart_with_one_note(
 
 
 async def test_a_hundred_orders_in_parallel_keep_per_order_order(
-    tmp_path: Path, shop: WooCommerceSimulator
+    tmp_path: Path, shop: WooCommerceSimulator, storage_settings: StorageConfig
 ) -> None:
     shop.latency = 0.01
     order_ids = list(range(1000, 1100))
     for order_id in order_ids:
         shop.add_order(order_id, items=[(10, 1)])
-    bridge = await Bridge(tmp_path, shop, key=KEY, secret=SECRET).started()
+    bridge = await Bridge(
+        tmp_path, shop, key=KEY, secret=SECRET, storage=storage_settings
+    ).started()
     try:
         # Confirmed then cancelled, per order: in order, the order ends paid;
         # reversed, it would end on hold ("paid after cancellation").
@@ -254,9 +277,10 @@ async def test_send_test_drives_a_real_order_end_to_end(
 
 
 async def test_send_test_reports_a_bridge_that_does_not_answer(
-    tmp_path: Path, shop: WooCommerceSimulator
+    tmp_path: Path, shop: WooCommerceSimulator, storage_settings: StorageConfig
 ) -> None:
-    bridge = Bridge(tmp_path, shop, key=KEY, secret=SECRET)  # never started
+    # Never started: the config's storage is only read, so both engines take it alike.
+    bridge = Bridge(tmp_path, shop, key=KEY, secret=SECRET, storage=storage_settings)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
