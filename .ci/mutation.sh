@@ -114,6 +114,21 @@ mutated_line() {
     sed -n '/^+++/d; s/^+[[:space:]]*//p' | sed 's/[[:space:]]*$//' | paste -sd ' ' -
 }
 
+# The MySQL engine's tests need a MariaDB server: one for the whole run
+# (tests/mariadb.py), since mutmut starts a new test session per mutant and
+# each would otherwise start a server of its own.
+for module in "${modules[@]}"; do
+    case "$module" in
+    storage/mysql*)
+        mariadb_dir=$(mktemp -d)
+        python tests/mariadb.py start "$mariadb_dir"
+        export BRIDGE_TEST_MARIADB_DIR="$mariadb_dir"
+        trap 'python tests/mariadb.py stop "$mariadb_dir"' EXIT
+        break
+        ;;
+    esac
+done
+
 started_all=$SECONDS
 failed=()
 table=$(printf '%-22s %7s %6s %11s %9s %6s %8s' \

@@ -7,6 +7,7 @@ test asks for it; each test then gets an empty database of its own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from bridge.config import StorageConfig
 from bridge.storage import SqliteStorage, Storage
 from bridge.storage.mysql import MysqlStorage
 
-from mariadb import PASSWORD, MariaDB, mariadb_available
+from mariadb import PASSWORD, REUSE_VARIABLE, MariaDB, mariadb_available
 from support import tool_missing
 
 ENGINES = ("sqlite", "mariadb")
@@ -28,6 +29,10 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
     """A MariaDB server of the test session's own, on 127.0.0.1."""
     if not mariadb_available():
         pytest.skip(tool_missing("mariadbd"))
+    running = os.environ.get(REUSE_VARIABLE)
+    if running:
+        yield MariaDB.attach(Path(running))
+        return
     server = MariaDB.start(tmp_path_factory.mktemp("mariadb"))
     yield server
     server.stop()

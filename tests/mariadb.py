@@ -19,12 +19,19 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["MariaDB", "mariadb_available"]
+__all__ = ["PASSWORD", "REUSE_VARIABLE", "USER", "MariaDB", "mariadb_available"]
 
 USER = "bridge"
+# Where a started server's port is written, for `attach`.
+PORT_FILE = "port"
+# Set to a directory where `python tests/mariadb.py start DIR` started a
+# server, the tests use that one instead of starting their own: the mutation
+# runs start a fresh pytest session per mutant.
+REUSE_VARIABLE = "BRIDGE_TEST_MARIADB_DIR"
 PASSWORD = "bridge-test-password"
 
 # Small, so a test server starts fast and stays light beside the tests.
@@ -54,7 +61,7 @@ class MariaDB:
 
     directory: Path
     port: int
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
     options: tuple[str, ...] = ()
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -87,10 +94,18 @@ class MariaDB:
         process = _run_server(directory, port, extra_options)
         server = cls(directory, port, process, extra_options)
         server._wait_ready()
+        (directory / PORT_FILE).write_text(str(port))
         server.sql(
             f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';"
             f" GRANT ALL ON *.* TO '{USER}'@'127.0.0.1';"
         )
+        return server
+
+    @classmethod
+    def attach(cls, directory: Path) -> MariaDB:
+        """A server another process started in `directory` (and stops): see `main`."""
+        server = cls(directory, int((directory / PORT_FILE).read_text()), None)
+        server._wait_ready()
         return server
 
     def restart(self) -> None:
@@ -101,7 +116,7 @@ class MariaDB:
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if self.process is not None and self.process.poll() is not None:
                 log = (self.directory / "server.log").read_text(errors="replace")
                 raise RuntimeError(f"mariadbd exited at start:\n{log[-2000:]}")
             if self.socket_path.exists():
@@ -126,8 +141,8 @@ class MariaDB:
         return done.stdout
 
     def new_database(self, prefix: str = "bridge") -> str:
-        """An empty database of its own; its name."""
-        name = f"{prefix}_{next(self._names)}"
+        """An empty database of its own; its name (unique across processes sharing the server)."""
+        name = f"{prefix}_{next(self._names)}_{uuid.uuid4().hex[:12]}"
         self.sql(f"CREATE DATABASE {name}")
         return name
 
@@ -135,6 +150,8 @@ class MariaDB:
         return f"mysql://{USER}@127.0.0.1:{self.port}/{database}"
 
     def stop(self, *, keep_data: bool = False) -> None:
+        if self.process is None:
+            return  # attached: its starter stops it
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -170,3 +187,25 @@ def _run_server(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def main(arguments: list[str]) -> None:
+    """`start DIR` starts a server that outlives this process; `stop DIR` stops it."""
+    action, directory = arguments[0], Path(arguments[1])
+    if action == "start":
+        MariaDB.start(directory)
+    elif action == "stop":
+        pid = int((directory / "mysqld.pid").read_text())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        raise SystemExit("usage: python tests/mariadb.py start|stop DIR")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

@@ -50,7 +50,7 @@ async def _store(cursor: Cursor, events: list[StoredEvent], now: float) -> list[
     if new:
         await _insert(cursor, list(new.values()), now)
         inserted = await _find(cursor, list(new))
-        await _add_deliveries(cursor, sorted(inserted.values()), now)
+        await _add_deliveries(cursor, sorted(inserted.values()))
     recorded = []
     for stored in events:
         key = identity_key(stored)
@@ -103,7 +103,7 @@ def statement_chunks(events: list[StoredEvent]) -> list[list[StoredEvent]]:
     return chunks
 
 
-async def _add_deliveries(cursor: Cursor, event_ids: list[int], now: float) -> None:
+async def _add_deliveries(cursor: Cursor, event_ids: list[int]) -> None:
     """Each new event's delivery, due at once, in the event's own transaction."""
     placeholders = ", ".join(["%s"] * len(event_ids))
     await cursor.execute(
