@@ -10,21 +10,14 @@ time its read finds the event, so both nodes answer with the one event's id.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .mysql_connection import DUPLICATE_KEY, Cursor, MysqlPool
 from .records import Recorded
-from .stored import Key, StoredEvent, identity_key
+from .stored import EVENT_COLUMNS, Key, StoredEvent, event_values, identity_key
 
 __all__ = ["STATEMENT_BYTES", "insert_events", "statement_chunks"]
 
 # Payload bytes per INSERT statement; a quarter of MariaDB's default max_allowed_packet.
 STATEMENT_BYTES = 4 * 1024 * 1024
-
-_EVENT_COLUMNS = (
-    "store, body_sha256, received_at, source, signature_form, request_id,"
-    " cryptum_order_id, woo_order_id, status, payload, facts"
-)
 
 
 async def insert_events(pool: MysqlPool, events: list[StoredEvent], now: float) -> list[Recorded]:
@@ -79,8 +72,8 @@ async def _insert(cursor: Cursor, events: list[StoredEvent], now: float) -> None
     row = "(" + ", ".join(["%s"] * 11) + ")"
     for chunk in statement_chunks(events):
         await cursor.execute(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {', '.join([row] * len(chunk))}",
-            [value for stored in chunk for value in _values(stored, now)],
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {', '.join([row] * len(chunk))}",
+            [value for stored in chunk for value in event_values(stored, now)],
         )
 
 
@@ -112,21 +105,4 @@ async def _add_deliveries(cursor: Cursor, event_ids: list[int]) -> None:
         " SELECT id, store, woo_order_id, received_at, received_at, received_at, received_at"
         f" FROM events WHERE id IN ({placeholders}) ORDER BY id",
         event_ids,
-    )
-
-
-def _values(stored: StoredEvent, now: float) -> tuple[Any, ...]:
-    event = stored.event
-    return (
-        event.store,
-        event.body_sha256,
-        now,
-        event.source,
-        event.signature_form,
-        event.request_id,
-        event.cryptum_order_id,
-        event.woo_order_id,
-        event.status,
-        stored.payload,
-        stored.facts,
     )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import aiosqlite
 
 from .records import Recorded
-from .stored import Key, StoredEvent, identity_key
+from .stored import EVENT_COLUMNS, Key, StoredEvent, event_values, identity_key
 
 __all__ = ["insert_events"]
 
@@ -50,13 +48,12 @@ async def _insert_new(
     """Insert what is new; the ids of the rows inserted, by key."""
     rows = await connection.execute_fetchall(
         f"""
-        INSERT INTO events (store, body_sha256, received_at, source, signature_form,
-                            request_id, cryptum_order_id, woo_order_id, status, payload, facts)
+        INSERT INTO events ({EVENT_COLUMNS})
         VALUES {", ".join([_EVENT_INSERT_ROW] * len(events))}
         ON CONFLICT (store, cryptum_order_id, status, body_sha256) DO NOTHING
         RETURNING store, cryptum_order_id, status, body_sha256, id
         """,
-        [value for stored in events for value in _row(stored, now)],
+        [value for stored in events for value in event_values(stored, now)],
     )
     return {(row[0], row[1], row[2], row[3]): row[4] for row in rows}
 
@@ -74,20 +71,3 @@ async def _find_stored(connection: aiosqlite.Connection, keys: list[Key]) -> dic
         [value for key in keys for value in key],
     )
     return {(row[0], row[1], row[2], row[3]): row[4] for row in found}
-
-
-def _row(stored: StoredEvent, now: float) -> tuple[Any, ...]:
-    event = stored.event
-    return (
-        event.store,
-        event.body_sha256,
-        now,
-        event.source,
-        event.signature_form,
-        event.request_id,
-        event.cryptum_order_id,
-        event.woo_order_id,
-        event.status,
-        stored.payload,
-        stored.facts,
-    )
