@@ -2,23 +2,54 @@
 
 Each `node` is a `MysqlStorage` of its own (its own pool, writer and node
 name), as two `serve` processes would have; the queue tests that hold on
-both engines are in test_delivery_queue.py.
+both engines are in test_delivery_queue.py. The connection layer's settings,
+error names and retries are tested last, against a fake pool where a server
+cannot show them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import hashlib
+import os
+import re
+import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from asyncmy.errors import OperationalError
+from asyncmy.errors import MySQLError, OperationalError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from bridge.config import StorageConfig
-from bridge.storage import NewEvent, StorageError, StorageUnavailable, open_storage
+from bridge.storage import (
+    DeliveryState,
+    NewEvent,
+    StorageError,
+    StorageUnavailable,
+    mysql,
+    mysql_connection,
+    open_storage,
+)
 from bridge.storage.mysql import MysqlStorage
-from bridge.storage.mysql_connection import TRANSACTION_ATTEMPTS, Cursor
+from bridge.storage.mysql_connection import (
+    TRANSACTION_ATTEMPTS,
+    Cursor,
+    MysqlPool,
+    connect_options,
+    describe_error,
+    error_code,
+    open_pool,
+)
 from bridge.storage.mysql_schema import SCHEMA_VERSION
 
 from engines import mariadb_settings
@@ -150,6 +181,23 @@ async def test_a_finished_delivery_lets_the_next_of_its_order_go_on_any_node(
     assert await second.applied_by("main", "c-a1", "confirmed") == a1.delivery_id
 
 
+async def test_deliveries_of_several_orders_are_requeued_at_once_each_as_a_new_generation(
+    open_node: Opener,
+) -> None:
+    node = await open_node()
+    for key, order in (("a", "1"), ("b", "2"), ("c", "3")):
+        await node.record_event(event(key, order))
+    jobs = await node.claim("main", 3, now=NOW, lease_seconds=60)
+    for job in jobs[:2]:
+        await node.finish(job.delivery_id, DeliveryState.DONE, "applied", now=NOW + 1)
+    assert await node.requeue(state=DeliveryState.DONE, now=NOW + 2) == 2
+    assert await node.delivery_counts() == {"pending": 3}
+    for job in jobs[:2]:
+        (run,) = await node.delivery_runs(job.delivery_id)
+        assert (run.state, run.outcome) == ("done", "applied")
+    assert await node.delivery_runs(jobs[2].delivery_id) == []
+
+
 async def test_one_node_at_a_time_holds_a_task_until_its_lease_runs_out(
     open_node: Opener,
 ) -> None:
@@ -223,6 +271,47 @@ async def test_a_newer_schema_is_refused(settings: StorageConfig, mariadb: Maria
         f"the database has schema version 99, newer than this program's {SCHEMA_VERSION}; "
         "upgrade cryptum-bridge"
     )
+
+
+async def test_opening_without_options_creates_the_schema_as_the_daemon_does(
+    settings: StorageConfig,
+) -> None:
+    storage = await MysqlStorage.open(settings)
+    try:
+        assert await storage.schema_version() == SCHEMA_VERSION
+    finally:
+        await storage.close()
+
+
+async def test_a_schema_that_cannot_be_prepared_names_the_server_and_the_reason(
+    settings: StorageConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def lose(pool: MysqlPool, before_migrating: object) -> None:
+        raise StorageUnavailable("mysql_lock_wait_timeout")
+
+    monkeypatch.setattr(mysql, "migrate", lose)
+    with pytest.raises(StorageError) as refused:
+        await open_storage(settings)
+    assert str(refused.value) == (f"cannot prepare {settings.describe()}: mysql_lock_wait_timeout")
+
+
+def test_each_node_is_named_by_host_process_and_8_random_hex_digits() -> None:
+    names = {mysql.node_name() for _ in range(20)}
+    assert len(names) == 20
+    for name in names:
+        host, pid, random_part = name.rsplit(":", 2)
+        assert (host, pid) == (socket.gethostname(), str(os.getpid()))
+        assert re.fullmatch(r"[0-9a-f]{8}", random_part)
+
+
+def test_an_event_row_without_a_delivery_has_none_of_its_fields() -> None:
+    row = mysql._event_row(
+        (5, "main", Decimal("1800000000.25"), "callback", "json", None, "c-5", "9",
+         "confirmed", None, None, None, None)
+    )  # fmt: skip
+    assert (row.id, row.received_at, row.woo_order_id) == (5, 1_800_000_000.25, "9")
+    assert (row.delivery_id, row.delivery_state, row.delivery_attempts) == (None, None, None)
+    assert row.delivery_last_error is None
 
 
 async def test_a_wrong_password_names_the_server_and_user_never_the_password(
@@ -306,3 +395,314 @@ async def test_a_server_gone_away_makes_writes_unavailable_not_hang(
         await node.close()
     finally:
         server.stop()
+
+
+# The connection layer, without a server: settings, error names, the retry loop.
+
+
+def tls_settings(tmp_path: Path, *, ca_file: bool) -> StorageConfig:
+    options: dict[str, object] = {"url": "mysql://bridge@db.example:3307/bridge", "tls": True}
+    if ca_file:
+        options["tls_ca_file"] = write_ca(tmp_path / "ca.pem", "Bridge Test CA")
+    return StorageConfig.model_validate(options)
+
+
+def write_ca(path: Path, name: str) -> Path:
+    """A self-signed CA certificate in PEM, named `name`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_tls_verifies_the_server_against_the_configured_ca_with_tls_1_2_at_least(
+    tmp_path: Path,
+) -> None:
+    context = connect_options(tls_settings(tmp_path, ca_file=True))["ssl"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    names = [dict(entry[0] for entry in ca["subject"]) for ca in context.get_ca_certs()]
+    assert names == [{"commonName": "Bridge Test CA"}]
+
+
+def test_tls_without_a_ca_file_verifies_against_the_systems_cas(tmp_path: Path) -> None:
+    context = connect_options(tls_settings(tmp_path, ca_file=False))["ssl"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+
+
+def test_connections_reach_the_url_as_its_user_in_utf8mb4_without_tls() -> None:
+    settings = StorageConfig.model_validate(
+        {"url": "mysql://bridge@db.example:3307/payments", "password": "secret"}
+    )
+    options = connect_options(settings)
+    assert {key: options[key] for key in ("host", "port", "user", "password", "db")} == {
+        "host": "db.example",
+        "port": 3307,
+        "user": "bridge",
+        "password": "secret",
+        "db": "payments",
+    }
+    assert "unix_socket" not in options
+    assert options["charset"] == "utf8mb4"
+    assert options["autocommit"] is False
+    assert options["ssl"] is None
+
+
+def test_a_socket_url_connects_through_the_socket_and_no_password_is_an_empty_one() -> None:
+    settings = StorageConfig.model_validate(
+        {"url": "mysql://bridge@localhost/payments?socket=/run/mysqld/mysqld.sock"}
+    )
+    options = connect_options(settings)
+    assert options["unix_socket"] == "/run/mysqld/mysqld.sock"
+    assert "host" not in options
+    assert options["password"] == ""
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "name"),
+    [
+        (OperationalError(1213, "Deadlock found"), 1213, "mysql_deadlock"),
+        (OperationalError(1205, "Lock wait timeout exceeded"), 1205, "mysql_lock_wait_timeout"),
+        (OperationalError(2013, "Lost connection"), 2013, "mysql_connection_lost"),
+        (OperationalError(2003, "Can't connect"), 2003, "mysql_connection_lost"),
+        (OperationalError(1054, "Unknown column"), 1054, "mysql_error_1054"),
+        (OperationalError("not a code", "text"), None, "OperationalError"),
+        (OperationalError(), None, "OperationalError"),
+        (ValueError("text"), None, "ValueError"),
+    ],
+)
+def test_errors_are_named_by_their_code_never_their_text(
+    error: BaseException, code: int | None, name: str
+) -> None:
+    assert error_code(error) == code
+    assert describe_error(error) == name
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (
+            OperationalError(1045, "Access denied for user 'bridge'@'localhost'"),
+            "Access denied for user 'bridge'@'localhost' (1045)",
+        ),
+        (OperationalError(2003), "OperationalError (2003)"),
+        (OperationalError("no code", "a message"), "a message"),
+        (OperationalError(), "OperationalError"),
+    ],
+)
+async def test_a_refused_connection_says_the_servers_message_and_code(
+    monkeypatch: pytest.MonkeyPatch, error: MySQLError, message: str
+) -> None:
+    async def refuse(**options: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(mysql_connection.asyncmy, "create_pool", refuse)
+    settings = StorageConfig(url="mysql://bridge@db.example/payments")
+    with pytest.raises(StorageError) as refused:
+        await open_pool(settings)
+    assert (
+        str(refused.value)
+        == f"cannot connect to mysql://bridge@db.example:3306/payments: {message}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "Connection refused"),
+        (TimeoutError(), "TimeoutError"),
+    ],
+)
+async def test_a_connection_that_fails_below_the_driver_says_why(
+    monkeypatch: pytest.MonkeyPatch, error: OSError, reason: str
+) -> None:
+    async def fail(**options: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(mysql_connection.asyncmy, "create_pool", fail)
+    settings = StorageConfig(url="mysql://bridge@db.example/payments")
+    with pytest.raises(StorageError) as failed:
+        await open_pool(settings)
+    assert (
+        str(failed.value) == f"cannot connect to mysql://bridge@db.example:3306/payments: {reason}"
+    )
+
+
+async def test_the_pool_opens_one_session_at_first_up_to_pool_size_recycled_hourly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: dict[str, Any] = {}
+
+    async def create_pool(**options: Any) -> Any:
+        asked.update(options)
+        return FakePool(FakeConnection())
+
+    monkeypatch.setattr(mysql_connection.asyncmy, "create_pool", create_pool)
+    settings = StorageConfig(url="mysql://bridge@db.example/payments", pool_size=7)
+    pool = await open_pool(settings)
+    # One session at first, so opening proves the server answers; connections
+    # are replaced within an hour, well before a server's idle timeout (8 h).
+    assert (asked["minsize"], asked["maxsize"], asked["pool_recycle"]) == (1, 7, 3600)
+    assert asked["db"] == "payments"
+    assert pool.describe == "mysql://bridge@db.example:3306/payments"
+
+
+class FakeConnection:
+    """A driver connection whose commit and rollback can be made to fail or hang."""
+
+    def __init__(self, *, rollback: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.commits = 0
+        self.rollbacks = 0
+        self.closed = False
+        self._rollback = rollback
+
+    @contextlib.asynccontextmanager
+    async def cursor(self) -> AsyncIterator[object]:
+        yield object()
+
+    async def commit(self) -> None:
+        self.commits += 1
+
+    async def rollback(self) -> None:
+        self.rollbacks += 1
+        if self._rollback is not None:
+            await self._rollback()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakePool:
+    def __init__(self, connection: FakeConnection) -> None:
+        self.connection = connection
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[FakeConnection]:
+        yield self.connection
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses the retry loop takes, taken at once."""
+    taken: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        taken.append(seconds)
+
+    monkeypatch.setattr(
+        mysql_connection, "asyncio", SimpleNamespace(sleep=sleep, wait_for=asyncio.wait_for)
+    )
+    return taken
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (OperationalError(1213, "Deadlock found"), "mysql_deadlock"),
+        (OperationalError(1205, "Lock wait timeout exceeded"), "mysql_lock_wait_timeout"),
+        (OperationalError(2006, "MySQL server has gone away"), "mysql_connection_lost"),
+        (OperationalError(2055, "Lost connection"), "mysql_connection_lost"),
+        (ConnectionResetError(104, "Connection reset by peer"), "mysql_connection_lost"),
+    ],
+)
+async def test_a_retried_error_runs_the_transaction_four_times_with_growing_pauses(
+    pauses: list[float], monkeypatch: pytest.MonkeyPatch, error: Exception, reason: str
+) -> None:
+    connection = FakeConnection()
+    runs = 0
+
+    async def fail(cursor: Cursor) -> None:
+        nonlocal runs
+        runs += 1
+        raise error
+
+    logs: list[dict[str, object]] = []
+    # The module's logger itself: structlog caches it once logging is configured.
+    monkeypatch.setattr(
+        mysql_connection,
+        "log",
+        SimpleNamespace(debug=lambda event, **fields: logs.append({"event": event, **fields})),
+    )
+    with pytest.raises(StorageUnavailable) as failed:
+        await MysqlPool(FakePool(connection), describe="db").transaction(fail)
+    assert failed.value.reason == reason
+    assert runs == TRANSACTION_ATTEMPTS == 4
+    assert (connection.rollbacks, connection.commits) == (4, 0)
+    assert len(pauses) == 3
+    assert pauses[0] < pauses[1] < pauses[2] < 1
+    if isinstance(error, MySQLError):
+        assert logs == [
+            {"event": "storage.retried", "reason": reason, "attempt": n} for n in (1, 2, 3)
+        ]
+
+
+async def test_a_transaction_that_fails_once_commits_on_its_second_run(
+    pauses: list[float],
+) -> None:
+    connection = FakeConnection()
+    runs = 0
+
+    async def fail_once(cursor: Cursor) -> str:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return "done"
+
+    pool = MysqlPool(FakePool(connection), describe="db")
+    assert await pool.transaction(fail_once) == "done"
+    assert (runs, connection.rollbacks, connection.commits) == (2, 1, 1)
+    assert len(pauses) == 1
+
+
+async def test_a_connection_that_cannot_roll_back_is_closed(pauses: list[float]) -> None:
+    async def refuse() -> None:
+        raise OperationalError(2013, "Lost connection")
+
+    connection = FakeConnection(rollback=refuse)
+
+    async def fail(cursor: Cursor) -> None:
+        raise OperationalError(1054, "Unknown column")
+
+    with pytest.raises(StorageUnavailable, match=r"^mysql_error_1054$"):
+        await MysqlPool(FakePool(connection), describe="db").transaction(fail)
+    assert connection.closed
+
+
+async def test_a_rollback_that_hangs_is_given_up_and_its_connection_closed(
+    pauses: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mysql_connection, "CONNECT_TIMEOUT_SECONDS", 0.05)
+    connection = FakeConnection(rollback=asyncio.Event().wait)
+
+    async def fail(cursor: Cursor) -> None:
+        raise OperationalError(1054, "Unknown column")
+
+    with pytest.raises(StorageUnavailable, match=r"^mysql_error_1054$"):
+        await asyncio.wait_for(
+            MysqlPool(FakePool(connection), describe="db").transaction(fail), timeout=5
+        )
+    assert connection.closed

@@ -762,6 +762,19 @@ async def test_listed_rows_carry_their_delivery_but_not_the_payload(database: St
     )
 
 
+async def test_a_delivery_put_off_after_an_error_is_listed_with_that_error(
+    database: Storage,
+) -> None:
+    stored = await database.record_event(event("a"))
+    (job,) = await database.claim("main", 1, now=NOW, lease_seconds=60)
+    await database.retry_later(job.delivery_id, at=NOW + 60, error="http_500", now=NOW)
+    (listed,) = await database.list_events()
+    read = await database.get_event(stored.event_id)
+    assert read is not None
+    for row in (listed, read):
+        assert (row.delivery_id, row.delivery_last_error) == (job.delivery_id, "http_500")
+
+
 async def test_an_event_is_read_back_with_its_payload(database: Storage) -> None:
     recorded = await database.record_event(event("a", payload=b'{"a": 1}'))
     row = await database.get_event(recorded.event_id)

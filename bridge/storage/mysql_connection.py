@@ -63,7 +63,7 @@ CONNECT_TIMEOUT_SECONDS = 5
 
 def error_code(error: BaseException) -> int | None:
     """The server's (or the client's) numeric code of a driver error."""
-    args = getattr(error, "args", ())
+    args = error.args
     return args[0] if args and isinstance(args[0], int) else None
 
 
@@ -184,7 +184,7 @@ async def open_pool(settings: StorageConfig) -> MysqlPool:
     except MySQLError as error:
         raise StorageError(f"cannot connect to {describe}: {_safe_message(error)}") from None
     except (OSError, TimeoutError) as error:
-        reason = getattr(error, "strerror", None) or type(error).__name__
+        reason = error.strerror or type(error).__name__
         raise StorageError(f"cannot connect to {describe}: {reason}") from None
     return MysqlPool(pool, describe=describe)
 

@@ -231,7 +231,6 @@ class MysqlQueue:
 
     async def _requeue(self, where: str, parameters: dict[str, Any], now: float) -> int:
         """Keep each matching run in `delivery_runs`, then start it over, in one transaction."""
-        parameters = {**parameters, "now": now}
 
         async def work(cursor: Cursor) -> int:
             await cursor.execute(
@@ -353,9 +352,9 @@ class MysqlQueue:
 
         return await self._pool.read(work)
 
-    async def _scalar(self, query: str, parameters: Sequence[Any] = ()) -> Any:
-        rows = await self._rows(query, parameters)
-        return rows[0][0] if rows else None
+    async def _scalar(self, query: str) -> Any:
+        """The one value of an aggregate query (which always gives one row)."""
+        return (await self._rows(query))[0][0]
 
 
 def _delivery_row(row: Sequence[Any]) -> DeliveryRow:
