@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from .mysql_connection import DUPLICATE_KEY, Cursor, MysqlPool
 from .records import Recorded
-from .stored import EVENT_COLUMNS, Key, StoredEvent, event_values, identity_key
+from .stored import (
+    EVENT_COLUMNS,
+    Key,
+    StoredEvent,
+    event_values,
+    identity_key,
+    recorded_in_order,
+)
 
 __all__ = ["STATEMENT_BYTES", "insert_events", "statement_chunks"]
 
@@ -44,16 +51,7 @@ async def _store(cursor: Cursor, events: list[StoredEvent], now: float) -> list[
         await _insert(cursor, list(new.values()), now)
         inserted = await _find(cursor, list(new))
         await _add_deliveries(cursor, sorted(inserted.values()))
-    recorded = []
-    for stored in events:
-        key = identity_key(stored)
-        event_id = inserted.pop(key, None)
-        if event_id is not None:
-            recorded.append(Recorded(event_id=event_id, duplicate=False))
-            stored_before[key] = event_id
-        else:
-            recorded.append(Recorded(event_id=stored_before[key], duplicate=True))
-    return recorded
+    return recorded_in_order(events, inserted, stored_before)
 
 
 async def _find(cursor: Cursor, keys: list[Key]) -> dict[Key, int]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import aiosqlite
 
 from .records import Recorded
-from .stored import EVENT_COLUMNS, Key, StoredEvent, event_values, identity_key
+from .stored import (
+    EVENT_COLUMNS,
+    Key,
+    StoredEvent,
+    event_values,
+    identity_key,
+    recorded_in_order,
+)
 
 __all__ = ["insert_events"]
 
@@ -29,17 +36,7 @@ async def insert_events(
     keys = [identity_key(stored) for stored in events]
     missing = list(dict.fromkeys(key for key in keys if key not in inserted))
     stored_before = await _find_stored(connection, missing) if missing else {}
-    recorded: list[Recorded] = []
-    for stored in events:
-        key = identity_key(stored)
-        # The first of identical callbacks in one batch is the accepted one.
-        new_id = inserted.pop(key, None)
-        if new_id is not None:
-            recorded.append(Recorded(event_id=new_id, duplicate=False))
-            stored_before[key] = new_id
-        else:
-            recorded.append(Recorded(event_id=stored_before[key], duplicate=True))
-    return recorded
+    return recorded_in_order(events, inserted, stored_before)
 
 
 async def _insert_new(

@@ -5,9 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .records import NewEvent
+from .records import NewEvent, Recorded
 
-__all__ = ["EVENT_COLUMNS", "Key", "StoredEvent", "event_values", "identity_key"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "Key",
+    "StoredEvent",
+    "event_values",
+    "identity_key",
+    "recorded_in_order",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +58,25 @@ def event_values(stored: StoredEvent, received_at: float) -> tuple[Any, ...]:
         stored.payload,
         stored.facts,
     )
+
+
+def recorded_in_order(
+    events: list[StoredEvent], inserted: dict[Key, int], stored_before: dict[Key, int]
+) -> list[Recorded]:
+    """Each event's answer, in the batch's order, from the ids of what a batch stored.
+
+    `inserted`: the keys this batch stored; `stored_before`: the others. The
+    first of identical callbacks in one batch is the accepted one, the rest
+    its duplicates. Neither dict is changed.
+    """
+    fresh, known = dict(inserted), dict(stored_before)
+    recorded = []
+    for stored in events:
+        key = identity_key(stored)
+        event_id = fresh.pop(key, None)
+        if event_id is not None:
+            recorded.append(Recorded(event_id=event_id, duplicate=False))
+            known[key] = event_id
+        else:
+            recorded.append(Recorded(event_id=known[key], duplicate=True))
+    return recorded
