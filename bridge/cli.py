@@ -156,12 +156,12 @@ def _storage_settings(arguments: argparse.Namespace) -> StorageConfig:
 
 
 def run_serve(arguments: argparse.Namespace) -> int:
-    from .serve import serve  # imports aiohttp's server only for the daemon
+    from .serve import run_event_loop, serve  # imports aiohttp's server only for the daemon
 
     path = _config_path(arguments)
     config = load_config(path)
     configure_logging(config.logging)
-    return asyncio.run(serve(config, path))
+    return run_event_loop(serve(config, path))
 
 
 def run_demo_command(arguments: argparse.Namespace) -> int:

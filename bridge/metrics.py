@@ -35,6 +35,7 @@ class Metrics:
     def __init__(self, store_names: list[str]) -> None:
         self.registry = CollectorRegistry()
         self._store_names = frozenset(store_names)
+        self._callback_counters: dict[tuple[str, str], Counter] = {}
         self.callbacks = Counter(
             "cryptum_bridge_callbacks",
             "Callbacks received, by store and outcome "
@@ -82,6 +83,18 @@ class Metrics:
         Info("cryptum_bridge_build", "The running version.", registry=self.registry).info(
             {"version": __version__}
         )
+
+    def count_callback(self, store: str, outcome: str) -> None:
+        """One more callback of `store` with `outcome` (a configured name and a fixed word)."""
+        counter = self._callback_counters.get((store, outcome))
+        if counter is None:
+            # Looking a labelled child up takes a lock and several calls; a
+            # callback counts once, so children are kept (a few stores times
+            # a few outcomes at most).
+            counter = self._callback_counters[store, outcome] = self.callbacks.labels(
+                store, outcome
+            )
+        counter.inc()
 
     def set_stores(self, store_names: list[str]) -> None:
         self._store_names = frozenset(store_names)

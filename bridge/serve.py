@@ -11,7 +11,9 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -22,7 +24,7 @@ from .reload import reload_config
 from .storage import StorageError
 from .systemd_notify import notify, watchdog_interval
 
-__all__ = ["serve"]
+__all__ = ["run_event_loop", "serve"]
 
 log = structlog.get_logger("bridge.server")
 
@@ -37,6 +39,21 @@ LINGER_SECONDS = 2.0
 # which under load never idles and so yields it only every switch interval:
 # 5 ms by default, a wait added to every commit. 0.5 ms keeps it small.
 GIL_SWITCH_INTERVAL_SECONDS = 0.0005
+
+
+def run_event_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run the daemon on uvloop, or on asyncio's own loop where uvloop is not installed.
+
+    uvloop does the event loop's work (sockets, timers, callbacks) in C: under
+    load a callback costs the loop thread markedly less CPU, and that thread
+    is what limits ingest (docs/benchmarks.md). Everything the bridge does
+    behaves the same on either loop; the tests run `serve` on uvloop.
+    """
+    try:
+        import uvloop
+    except ImportError:  # e.g. a platform uvloop does not support
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def _describe(address: object) -> str:

@@ -31,18 +31,17 @@ __all__ = [
     "verify",
 ]
 
-# A JSON string (possibly unterminated at the end of the body) or a run of
-# JSON white space. `findall` yields the string, or b"" for white space, so
-# joining its results keeps strings and drops the white space between them.
-# (`findall` + `join` is several times faster than `sub` with a template.)
-_JSON_STRING_OR_SPACE = re.compile(
-    rb'("(?:[^"\\]++|\\.)*+(?:"|\\?\Z))|[ \t\n\r]++',
-    re.DOTALL,
-)
+# What each canonical form keeps: a JSON string (possibly unterminated at
+# the end of the body), or a run of bytes that are neither white space nor a
+# quote (punctuation, numbers, literals). Joining every match drops exactly
+# the white space between strings. (`findall` + `join` of what is kept is
+# twice as fast as splitting around what is dropped, and several times
+# faster than `sub` with a template.)
+_JSON_KEPT = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)|[^ \t\n\r"]++', re.DOTALL)
 
 # The reference rule's view of the body: quotes toggle "inside" with no
 # notion of escapes, and white space includes \v and \f.
-_NAIVE_STRING_OR_SPACE = re.compile(rb'("[^"]*+"?)|[ \t\n\v\f\r]++')
+_NAIVE_KEPT = re.compile(rb'"[^"]*+"?|[^ \t\n\v\f\r"]++')
 
 _SIGNATURE_BYTES = hashlib.sha256().digest_size
 
@@ -63,27 +62,24 @@ class InvalidSignature(Exception):
 
 
 def _keep_strings(pattern: re.Pattern[bytes], body: bytes) -> bytes:
-    # Bytes that are neither a string nor white space (punctuation, numbers,
-    # literals) are not matched by the pattern, so they must be kept too:
-    # split around matches instead of joining matches alone.
-    return b"".join(filter(None, pattern.split(body)))
+    return b"".join(pattern.findall(body))
 
 
 def json_canonical(body: bytes) -> bytes:
     """Remove JSON white space outside strings, leaving strings byte for byte."""
-    return _keep_strings(_JSON_STRING_OR_SPACE, body)
+    return _keep_strings(_JSON_KEPT, body)
 
 
 def reference_canonical(body: bytes) -> bytes:
     """Apply the reference plugin's rule: drop white space followed by an even number of quotes."""
     quotes = body.count(b'"')
     if quotes % 2 == 0:
-        return _keep_strings(_NAIVE_STRING_OR_SPACE, body)
+        return _keep_strings(_NAIVE_KEPT, body)
     # With an odd count, everything up to and including the first quote is
     # followed by an odd number of quotes and so is kept as it is; the rest
     # holds an even number and follows the even rule.
     first = body.index(b'"') + 1
-    return body[:first] + _keep_strings(_NAIVE_STRING_OR_SPACE, body[first:])
+    return body[:first] + _keep_strings(_NAIVE_KEPT, body[first:])
 
 
 def _digest(secret: bytes, canonical: bytes) -> bytes:
