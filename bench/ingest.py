@@ -2,7 +2,7 @@
 
     python bench/ingest.py [--requests 4000] [--concurrency 32] [--rounds 3]
     python bench/ingest.py --prefill 1000000 [--requests 4000] [--concurrency 32] [--rounds 3]
-    python bench/ingest.py --generator wrk [--requests 80000] [--concurrency 50] [--duration 8]
+    python bench/ingest.py --generator wrk [--requests 120000] [--concurrency 50] [--duration 8]
                            [--rounds 3]
 
 Each round runs the same load (unique signed callbacks over loopback, at a
@@ -386,7 +386,7 @@ def main() -> None:
         default="python",
         help="what sends the load: the Python generator, or wrk (apt-get install -y wrk)",
     )
-    parser.add_argument("--requests", type=int, help="callbacks signed (4000; wrk: 80000)")
+    parser.add_argument("--requests", type=int, help="callbacks signed (4000; wrk: 120000)")
     parser.add_argument("--concurrency", type=int, help="connections (32; wrk: 50)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
@@ -399,14 +399,19 @@ def main() -> None:
         metavar="N",
         help="compare the bridge on an empty database with one holding N past events",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run bench/floor_server.py, the least a callback can cost (wrk only)",
+    )
     arguments = parser.parse_args()
     wrk = arguments.generator == "wrk"
-    if wrk and arguments.prefill:
-        parser.error("--prefill runs with the Python generator only")
+    if arguments.floor and not wrk:
+        parser.error("--floor is for --generator wrk")
     if not wrk and arguments.duration is not None:
         parser.error("--duration is for --generator wrk")
     if arguments.requests is None:
-        arguments.requests = 80000 if wrk else 4000
+        arguments.requests = 120000 if wrk else 4000
     if arguments.concurrency is None:
         arguments.concurrency = 50 if wrk else 32
     if arguments.duration is None:
@@ -415,7 +420,7 @@ def main() -> None:
     here = Path(__file__).resolve().parent
     if wrk:
         # Imported here: wrk_ingest imports this module.
-        from wrk_ingest import compare_with_bare_wrk, print_header
+        from wrk_ingest import compare_prefilled_wrk, compare_with_bare_wrk, print_header
 
         print_header(arguments)
     else:
@@ -432,7 +437,9 @@ def main() -> None:
         wait_listening(shop_port)
         shop_url = f"http://127.0.0.1:{shop_port}"
         with tempfile.TemporaryDirectory() as directory:
-            if arguments.prefill:
+            if arguments.prefill and wrk:
+                compare_prefilled_wrk(Path(directory), shop_url, arguments)
+            elif arguments.prefill:
                 compare_prefilled(Path(directory), shop_url, arguments)
             elif wrk:
                 compare_with_bare_wrk(here, Path(directory), shop_url, arguments)

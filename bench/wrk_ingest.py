@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from footprint import rss_kib, start_bridge
-from ingest import bridge_config, free_port, make_requests, start
+from ingest import (
+    bridge_config,
+    free_port,
+    make_requests,
+    prefilled_database,
+    remove_database,
+    round_copy,
+    start,
+)
 
 SCRIPT = Path(__file__).resolve().with_name("wrk_callbacks.lua")
 RESULT_PREFIX = "WRK_RESULT "
@@ -92,33 +100,95 @@ def run_wrk(port: int, callbacks: Path, arguments: argparse.Namespace) -> dict[s
     return result
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time (user + system) so far of each thread of `pid`, by "tid name"."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds[f"{tid} {name}"] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
+def cpu_per_callback(
+    before: dict[str, float], after: dict[str, float], answered: int
+) -> dict[str, float]:
+    """Microseconds of CPU per answered callback: the event loop's thread, and the others."""
+    used = {thread: after[thread] - before.get(thread, 0.0) for thread in after}
+    main = min(used, key=lambda thread: int(thread.split()[0]))  # the first thread: the loop's
+    per = 1e6 / max(answered, 1)
+    return {
+        "loop_us": used[main] * per,
+        "other_threads_us": (sum(used.values()) - used[main]) * per,
+    }
+
+
+def run_wrk_measured(
+    pid: int, port: int, callbacks: Path, arguments: argparse.Namespace
+) -> dict[str, Any]:
+    """`run_wrk`, with the CPU the server's threads spent on each callback."""
+    before = thread_cpu_seconds(pid)
+    result = run_wrk(port, callbacks, arguments)
+    result.update(cpu_per_callback(before, thread_cpu_seconds(pid), result["answers"]))
+    return result
+
+
 def count_events(database: Path) -> int:
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
         return int(connection.execute("SELECT count(*) FROM events").fetchone()[0])
 
 
-def measure_bare(here: Path, callbacks: Path, arguments: argparse.Namespace) -> dict[str, Any]:
+def measure_bare(
+    here: Path, callbacks: Path, arguments: argparse.Namespace, loop: str = "asyncio"
+) -> dict[str, Any]:
     port = free_port()
-    process = start([sys.executable, str(here / "bare_server.py"), str(port)], port)
+    process = start([sys.executable, str(here / "bare_server.py"), str(port), loop], port)
     try:
-        return run_wrk(port, callbacks, arguments)
+        return run_wrk_measured(process.pid, port, callbacks, arguments)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def measure_floor(
+    here: Path, directory: Path, callbacks: Path, arguments: argparse.Namespace
+) -> dict[str, Any]:
+    """One run against bench/floor_server.py on a new database."""
+    port = free_port()
+    database = directory / f"wrk-floor-{port}.sqlite3"
+    process = start([sys.executable, str(here / "floor_server.py"), str(port), str(database)], port)
+    try:
+        return run_wrk_measured(process.pid, port, callbacks, arguments)
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
 def measure_bridge(
-    directory: Path, shop_url: str, callbacks: Path, arguments: argparse.Namespace
+    directory: Path,
+    shop_url: str,
+    callbacks: Path,
+    arguments: argparse.Namespace,
+    database: Path | None = None,
 ) -> dict[str, Any]:
-    """One run against `serve` on a new database: wrk's figures, start, RSS, events stored."""
+    """One run against `serve` on `database` (a new one by default).
+
+    wrk's figures, start to ready, RSS, and the events the run stored.
+    """
     port = free_port()
-    database = directory / f"wrk-bridge-{port}.sqlite3"
+    database = database or directory / f"wrk-bridge-{port}.sqlite3"
+    stored_before = count_events(database) if database.exists() else 0
     config = bridge_config(directory, port, 256, shop_url, database)
     process, ready_seconds = start_bridge(config, directory / "notify.sock")
     try:
         time.sleep(IDLE_SECONDS)
         idle_kib = rss_kib(process.pid)
-        result = run_wrk(port, callbacks, arguments)
+        result = run_wrk_measured(process.pid, port, callbacks, arguments)
         end_kib = rss_kib(process.pid)
         peak_kib = rss_kib(process.pid, "VmHWM")
     finally:
@@ -130,7 +200,7 @@ def measure_bridge(
         "idle_mib": idle_kib / 1024,
         "end_mib": end_kib / 1024,
         "peak_mib": peak_kib / 1024,
-        "stored": count_events(database),
+        "stored": count_events(database) - stored_before,
     }
 
 
@@ -139,6 +209,8 @@ def describe(name: str, run: dict[str, Any]) -> str:
         f"{name:6} {run['per_second']:6.0f}/s  p50 {run['p50_ms']:5.1f} ms"
         f"  p99 {run['p99_ms']:5.1f} ms  {run['ok']} 2xx in {run['seconds']:.2f} s"
         f"  non-2xx {run['non_2xx']}  socket errors {run['socket_error_count']}"
+        f"\n         CPU per callback: event loop thread {run['loop_us']:.0f} µs,"
+        f" other threads {run['other_threads_us']:.0f} µs"
     )
     if "stored" in run:
         line += (
@@ -197,13 +269,19 @@ def compare_with_bare_wrk(
     """Per round: the bare handler and the bridge (group commit), alternating which goes first."""
     callbacks = directory / "callbacks.tsv"
     write_callbacks(callbacks, arguments.requests)
-    results: dict[str, list[dict[str, Any]]] = {"bare": [], "bridge": []}
+    results: dict[str, list[dict[str, Any]]] = {"bare": [], "bare-uv": [], "bridge": []}
+    if arguments.floor:
+        results["floor"] = []
     notes = []
     for round_number in range(1, arguments.rounds + 1):
-        names = ["bare", "bridge"] if round_number % 2 else ["bridge", "bare"]
+        names = list(results) if round_number % 2 else list(reversed(results))
         for name in names:
             if name == "bare":
                 run = measure_bare(here, callbacks, arguments)
+            elif name == "bare-uv":
+                run = measure_bare(here, callbacks, arguments, loop="uvloop")
+            elif name == "floor":
+                run = measure_floor(here, directory, callbacks, arguments)
             else:
                 run = measure_bridge(directory, shop_url, callbacks, arguments)
             results[name].append(run)
@@ -220,24 +298,70 @@ def compare_with_bare_wrk(
     print(f"\nmedians of {arguments.rounds} rounds")
     for name in results:
         print(
-            f"  {name:6} {median(name, 'per_second'):6.0f}/s  p50 {median(name, 'p50_ms'):5.1f} ms"
-            f"  p99 {median(name, 'p99_ms'):5.1f} ms"
+            f"  {name:7} {median(name, 'per_second'):6.0f}/s  p50 {median(name, 'p50_ms'):5.1f} ms"
+            f"  p99 {median(name, 'p99_ms'):5.1f} ms  CPU per callback: loop thread"
+            f" {median(name, 'loop_us'):.0f} µs, others {median(name, 'other_threads_us'):.0f} µs"
         )
     print(
         f"  bridge: start to ready {median('bridge', 'ready_s'):.2f} s,"
         f" RSS idle {median('bridge', 'idle_mib'):.1f} MiB, end {median('bridge', 'end_mib'):.1f},"
         f" peak {median('bridge', 'peak_mib'):.1f}"
     )
-    # Ratios within a round are the fair ones: both runs met the same machine.
-    ratios = [
-        bridge["per_second"] / bare["per_second"]
-        for bare, bridge in zip(results["bare"], results["bridge"], strict=True)
+    # Ratios within a round are the fair ones: the runs met the same machine.
+    comparisons = [
+        ("bridge", "bare", "bare aiohttp (asyncio's loop)"),
+        ("bridge", "bare-uv", "bare aiohttp on uvloop"),
     ]
-    print(
-        f"bridge / bare aiohttp: {statistics.median(ratios):.2f}x median of rounds"
-        f" ({', '.join(f'{ratio:.2f}' for ratio in ratios)});"
-        f" of medians {median('bridge', 'per_second') / median('bare', 'per_second'):.2f}x"
-    )
+    if arguments.floor:
+        comparisons.append(("floor", "bare", "bare aiohttp (asyncio's loop)"))
+    for server, bare, label in comparisons:
+        ratios = [
+            run["per_second"] / base["per_second"]
+            for base, run in zip(results[bare], results[server], strict=True)
+        ]
+        print(
+            f"{server} / {label}: {statistics.median(ratios):.2f}x median of rounds"
+            f" ({', '.join(f'{ratio:.2f}' for ratio in ratios)});"
+            f" of medians {median(server, 'per_second') / median(bare, 'per_second'):.2f}x"
+        )
     print("every bridge run: events stored = 2xx answers")
     for note in notes:
         print(note)
+
+
+def compare_prefilled_wrk(directory: Path, shop_url: str, arguments: argparse.Namespace) -> None:
+    """Per round: the bridge on an empty database and on a prefilled one, under wrk."""
+    source = prefilled_database(directory, arguments.prefill)
+    callbacks = directory / "callbacks.tsv"
+    write_callbacks(callbacks, arguments.requests)
+    results: dict[str, list[dict[str, Any]]] = {"empty": [], "prefilled": []}
+    for round_number in range(1, arguments.rounds + 1):
+        copy = round_copy(source, directory)
+        names = list(results) if round_number % 2 else list(reversed(results))
+        for name in names:
+            database = copy if name == "prefilled" else None
+            run = measure_bridge(directory, shop_url, callbacks, arguments, database)
+            results[name].append(run)
+            print(f"round {round_number} {describe(name, run)}", flush=True)
+            for warning in warnings(run, arguments):
+                print(warning, flush=True)
+            check_stored(run)
+        remove_database(copy)
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(run[key] for run in results[name])
+
+    print(f"\nmedians of {arguments.rounds} rounds")
+    for name in results:
+        print(
+            f"  {name:9} {median(name, 'per_second'):6.0f}/s  p50 {median(name, 'p50_ms'):5.1f} ms"
+            f"  p99 {median(name, 'p99_ms'):5.1f} ms  ready {median(name, 'ready_s'):.2f} s"
+        )
+    ratios = [
+        prefilled["per_second"] / empty["per_second"]
+        for empty, prefilled in zip(results["empty"], results["prefilled"], strict=True)
+    ]
+    print(
+        f"prefilled ({arguments.prefill} events) / empty: {statistics.median(ratios):.2f}x"
+        f" median of rounds ({', '.join(f'{ratio:.2f}' for ratio in ratios)})"
+    )

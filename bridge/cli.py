@@ -160,7 +160,7 @@ def run_serve(arguments: argparse.Namespace) -> int:
 
     path = _config_path(arguments)
     config = load_config(path)
-    configure_logging(config.logging)
+    configure_logging(config.logging, batch_per_loop_turn=True)
     return run_event_loop(serve(config, path))
 
 

@@ -8,6 +8,7 @@ from a request cannot start a line of its own or send terminal escapes.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import sys
@@ -19,6 +20,7 @@ import structlog
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .config import LoggingConfig
+from .log_output import LoopBatchedStream
 from .text import escape_controls
 
 __all__ = ["EscapedConsoleRenderer", "configure_logging", "set_level"]
@@ -159,19 +161,30 @@ class _UtcTimeStamper:
         self._prefix = ""
 
     def __call__(self, logger: Any, method_name: str, event_dict: Any) -> Any:
-        now = time.time()
-        second = int(now)
+        # Rounded to the microsecond as datetime does: a float of today's time
+        # cannot hold every microsecond exactly.
+        second, microsecond = divmod(round(time.time() * 1_000_000), 1_000_000)
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        event_dict["timestamp"] = f"{self._prefix}.{microsecond:06d}Z"
         return event_dict
 
 
-def configure_logging(settings: LoggingConfig, *, stream: TextIO | None = None) -> None:
-    """Send all logs to `stream` (stdout by default) in the configured format."""
-    output = stream or sys.stdout
+def configure_logging(
+    settings: LoggingConfig, *, stream: TextIO | None = None, batch_per_loop_turn: bool = False
+) -> None:
+    """Send all logs to `stream` (stdout by default) in the configured format.
+
+    `batch_per_loop_turn` is for the daemon: lines its event loop writes go
+    out once per turn of the loop (`log_output.LoopBatchedStream`).
+    """
+    output: Any = stream or sys.stdout
     use_json = settings.format == "json" or (settings.format == "auto" and not output.isatty())
+    if batch_per_loop_turn:
+        output = LoopBatchedStream(output)
+        # Lines held when the process ends still go out.
+        atexit.register(output.write_held)
     set_level(settings.level)
     level = logging.getLevelNamesMapping()[settings.level.upper()]
     shared: list[Any] = [

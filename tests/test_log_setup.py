@@ -95,3 +95,41 @@ def test_the_json_format_keeps_values_exact(logs: Callable[[], list[dict[str, An
     assert line["cryptum_order_id"] == HOSTILE
     text = SESSION_LOGS.getvalue()
     assert json.dumps(HOSTILE)[1:-1] in text
+
+
+def test_values_the_fast_encoder_cannot_write_are_written_exactly(
+    logs: Callable[[], list[dict[str, Any]]],
+) -> None:
+    structlog.get_logger("test").info("big.values", count=2**70, pair=(1, "é"))
+    (line,) = [line for line in logs() if line["event"] == "big.values"]
+    assert line["count"] == 2**70 and line["pair"] == [1, "é"]
+    assert SESSION_LOGS.getvalue().isascii()
+
+
+def test_every_json_line_is_plain_ascii(logs: Callable[[], list[dict[str, Any]]]) -> None:
+    structlog.get_logger("test").info("unicode.values", name="Zoë", note="\u2028")
+    (text,) = [t for t in SESSION_LOGS.getvalue().splitlines() if "unicode.values" in t]
+    assert text.isascii() and "\\u00eb" in text and "\\u2028" in text
+    (line,) = [line for line in logs() if line["event"] == "unicode.values"]
+    assert (line["name"], line["note"]) == ("Zoë", "\u2028")
+
+
+@pytest.mark.parametrize(
+    ("now", "shown"),
+    [
+        (1764567890.123456, "2025-12-01T05:44:50.123456Z"),
+        (1764567891.000001, "2025-12-01T05:44:51.000001Z"),  # the next second
+        (1764567890.5, "2025-12-01T05:44:50.500000Z"),  # an earlier one again
+    ],
+)
+def test_timestamps_are_utc_iso_8601_to_the_microsecond(
+    monkeypatch: pytest.MonkeyPatch,
+    logs: Callable[[], list[dict[str, Any]]],
+    now: float,
+    shown: str,
+) -> None:
+    structlog.get_logger("test").info("clock.before")  # the second before, cached
+    monkeypatch.setattr("bridge.log_setup.time.time", lambda: now)
+    structlog.get_logger("test").info("clock.read")
+    (line,) = [line for line in logs() if line["event"] == "clock.read"]
+    assert line["timestamp"] == shown
