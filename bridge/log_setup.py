@@ -171,6 +171,36 @@ class _UtcTimeStamper:
         return event_dict
 
 
+class _LineWriter:
+    """structlog's output: each rendered event a line on the stream.
+
+    structlog's `WriteLogger` takes a lock and flushes after every line; the
+    streams here need neither (`LoopBatchedStream` has its own lock and
+    decides when to write), except a plain stream, which is flushed so that
+    a line is out at once.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._write = stream.write
+        self._flush = None if isinstance(stream, LoopBatchedStream) else stream.flush
+
+    def msg(self, message: str) -> None:
+        self._write(message + "\n")
+        if self._flush is not None:
+            self._flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _LineWriterFactory:
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __call__(self, *args: Any) -> _LineWriter:
+        return _LineWriter(self._stream)
+
+
 def configure_logging(
     settings: LoggingConfig, *, stream: TextIO | None = None, batch_per_loop_turn: bool = False
 ) -> None:
@@ -201,7 +231,7 @@ def configure_logging(
         ],
         # Filtering happens in _drop_below_threshold, so the level can change live.
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        logger_factory=structlog.WriteLoggerFactory(file=output),
+        logger_factory=_LineWriterFactory(output),
         # Loggers are bound on first use, so configure before logging.
         cache_logger_on_first_use=True,
     )

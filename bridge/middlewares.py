@@ -55,7 +55,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     offered = request.headers.get("X-Request-Id", "")
     request_id = offered if _SAFE_REQUEST_ID.match(offered) else new_request_id()
     request[REQUEST_ID] = request_id
-    structlog.contextvars.clear_contextvars()
+    # aiohttp runs each request in a task of its own, which starts from a
+    # copy of the connection's context: nothing bound while handling one
+    # request is seen by the next, so there is nothing to clear.
     structlog.contextvars.bind_contextvars(request_id=request_id)
     response: web.StreamResponse
     try:

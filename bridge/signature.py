@@ -83,7 +83,7 @@ def reference_canonical(body: bytes) -> bytes:
 
 
 def _digest(secret: bytes, canonical: bytes) -> bytes:
-    return hmac.new(secret, canonical, hashlib.sha256).digest()
+    return hmac.digest(secret, canonical, "sha256")  # the one-shot C path
 
 
 def sign(body: bytes, secret: str | bytes) -> str:

@@ -1061,3 +1061,22 @@ async def test_a_callback_without_transactions_or_message_stores_empty_facts(
     response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
     event = stored_event(database_path, (await response.json())["event_id"])
     assert EventFacts.from_json(event["facts"]) == EventFacts()
+
+
+async def test_a_requests_log_lines_carry_none_of_the_previous_requests_ids(
+    client: Any, logs: Any
+) -> None:
+    # One after the other, so the client sends both over one kept-alive connection.
+    body = callback_body(order_id="order-first", woo_order_id="41")
+    accepted = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
+    assert accepted.status == 200
+    refused = await client.post("/callbacks/cryptum", data=b"{", headers=signed_headers(b"{"))
+    assert refused.status == 400
+    first, second = await logged(logs, "callback.accepted"), rejection(logs)
+    assert (first["cryptum_order_id"], first["woo_order_id"], first["store"]) == (
+        "order-first",
+        "41",
+        "main",
+    )
+    assert not {"cryptum_order_id", "woo_order_id", "store", "event_id"} & set(second)
+    assert second["request_id"] != first["request_id"]

@@ -179,7 +179,7 @@ class _CompareSpy:
 
 def _spy_on_compare_digest(monkeypatch: pytest.MonkeyPatch, spy: _CompareSpy) -> None:
     # Only the module's view of `hmac` is replaced; HMAC itself stays real.
-    fake_hmac = SimpleNamespace(new=hmac.new, compare_digest=spy)
+    fake_hmac = SimpleNamespace(new=hmac.new, digest=hmac.digest, compare_digest=spy)
     monkeypatch.setattr(signature_module, "hmac", fake_hmac)
 
 
