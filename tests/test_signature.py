@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import re
+import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -299,3 +301,37 @@ def test_adversarial_body_is_verified_in_linear_time() -> None:
     started = time.perf_counter()
     verify(body, header, "secret")
     assert time.perf_counter() - started < 0.5
+
+
+def test_verifying_a_signature_keeps_the_gil() -> None:
+    """No call lets another thread in: on the daemon's busy event loop, taking the GIL back
+    after each callback's HMAC cost more than the HMAC itself (docs/benchmarks.md)."""
+    vector = POSITIVE["escaped_quote_in_string"]
+    body, secret = vector["body"].encode(), vector["secret"]
+    spins = [0]
+    stop = threading.Event()
+
+    def spin() -> None:  # runs only while the main thread lets go of the GIL
+        while not stop.is_set():
+            spins[0] += 1
+
+    interval = sys.getswitchinterval()
+    # Long enough that the interpreter never forces a switch during the loop below.
+    sys.setswitchinterval(1.0)
+    spinner = threading.Thread(target=spin)
+    try:
+        spinner.start()
+        time.sleep(0.01)  # lets the spinner start
+        before = spins[0]
+        for _ in range(200):
+            verify(body, vector["signature"], secret)
+            verify(body, vector["php_regex_signature"], secret)
+            if spins[0] != before:
+                break  # each release costs a second: one is enough to fail
+        ran = spins[0] - before
+    finally:
+        stop.set()
+        time.sleep(0)
+        spinner.join()
+        sys.setswitchinterval(interval)
+    assert ran == 0
