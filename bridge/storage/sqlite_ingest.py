@@ -48,15 +48,16 @@ async def insert_events(
     # Rows a trigger inserts count in neither figure (sqlite3_changes and
     # sqlite3_last_insert_rowid leave them out).
     inserted_count, last_id = cursor.rowcount, cursor.lastrowid or 0
-    # This statement's rows are the last `inserted_count` rowids.
-    this_statement = range(last_id - inserted_count + 1, last_id + 1) if inserted_count > 0 else ()
+    # This statement's rows are the last `inserted_count` rowids (none if 0).
+    this_statement = range(last_id - inserted_count + 1, last_id + 1)
     keys = [identity_key(stored) for stored in events]
     if len(this_statement) == len(events):
         return recorded_in_order(events, dict(zip(keys, this_statement, strict=True)), {})
     found = await _find_stored(connection, list(dict.fromkeys(keys)))
     inserted, stored_before = {}, {}
     for key, event_id in found.items():
-        # A row another process (an admin command) inserted since has a higher id.
+        # Every key of the batch is stored now: by this statement, or before
+        # it, with a lower id.
         if event_id in this_statement:
             inserted[key] = event_id
         else:
