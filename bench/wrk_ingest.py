@@ -263,13 +263,52 @@ def print_header(arguments: argparse.Namespace) -> None:
     )
 
 
+Results = dict[str, list[dict[str, Any]]]
+
+
+def median_of(results: Results, name: str, key: str) -> float:
+    return statistics.median(run[key] for run in results[name])
+
+
+def record(
+    results: Results,
+    round_number: int,
+    name: str,
+    run: dict[str, Any],
+    arguments: argparse.Namespace,
+) -> list[str]:
+    """Keep and print one run; returns its warnings, printed too."""
+    results[name].append(run)
+    print(f"round {round_number} {describe(name, run)}", flush=True)
+    found = warnings(run, arguments)
+    for warning in found:
+        print(warning, flush=True)
+    return found
+
+
+def print_ratio(results: Results, top: str, bottom: str, label: str) -> None:
+    """`top`'s rate over `bottom`'s, within each round and of the medians.
+
+    Ratios within a round are the fair ones: both runs met the same machine.
+    """
+    ratios = [
+        high["per_second"] / low["per_second"]
+        for low, high in zip(results[bottom], results[top], strict=True)
+    ]
+    of_medians = median_of(results, top, "per_second") / median_of(results, bottom, "per_second")
+    print(
+        f"{label}: {statistics.median(ratios):.2f}x median of rounds"
+        f" ({', '.join(f'{ratio:.2f}' for ratio in ratios)}); of medians {of_medians:.2f}x"
+    )
+
+
 def compare_with_bare_wrk(
     here: Path, directory: Path, shop_url: str, arguments: argparse.Namespace
 ) -> None:
     """Per round: the bare handler and the bridge (group commit), alternating which goes first."""
     callbacks = directory / "callbacks.tsv"
     write_callbacks(callbacks, arguments.requests)
-    results: dict[str, list[dict[str, Any]]] = {"bare": [], "bare-uv": [], "bridge": []}
+    results: Results = {"bare": [], "bare-uv": [], "bridge": []}
     if arguments.floor:
         results["floor"] = []
     notes = []
@@ -284,16 +323,13 @@ def compare_with_bare_wrk(
                 run = measure_floor(here, directory, callbacks, arguments)
             else:
                 run = measure_bridge(directory, shop_url, callbacks, arguments)
-            results[name].append(run)
-            print(f"round {round_number} {describe(name, run)}", flush=True)
-            for warning in warnings(run, arguments):
-                print(warning, flush=True)
+            for warning in record(results, round_number, name, run, arguments):
                 notes.append(f"round {round_number} {name}: {warning}")
             if name == "bridge":
                 check_stored(run)
 
     def median(name: str, key: str) -> float:
-        return statistics.median(run[key] for run in results[name])
+        return median_of(results, name, key)
 
     print(f"\nmedians of {arguments.rounds} rounds")
     for name in results:
@@ -307,23 +343,10 @@ def compare_with_bare_wrk(
         f" RSS idle {median('bridge', 'idle_mib'):.1f} MiB, end {median('bridge', 'end_mib'):.1f},"
         f" peak {median('bridge', 'peak_mib'):.1f}"
     )
-    # Ratios within a round are the fair ones: the runs met the same machine.
-    comparisons = [
-        ("bridge", "bare", "bare aiohttp (asyncio's loop)"),
-        ("bridge", "bare-uv", "bare aiohttp on uvloop"),
-    ]
+    print_ratio(results, "bridge", "bare", "bridge / bare aiohttp (asyncio's loop)")
+    print_ratio(results, "bridge", "bare-uv", "bridge / bare aiohttp on uvloop")
     if arguments.floor:
-        comparisons.append(("floor", "bare", "bare aiohttp (asyncio's loop)"))
-    for server, bare, label in comparisons:
-        ratios = [
-            run["per_second"] / base["per_second"]
-            for base, run in zip(results[bare], results[server], strict=True)
-        ]
-        print(
-            f"{server} / {label}: {statistics.median(ratios):.2f}x median of rounds"
-            f" ({', '.join(f'{ratio:.2f}' for ratio in ratios)});"
-            f" of medians {median(server, 'per_second') / median(bare, 'per_second'):.2f}x"
-        )
+        print_ratio(results, "floor", "bare", "floor / bare aiohttp (asyncio's loop)")
     print("every bridge run: events stored = 2xx answers")
     for note in notes:
         print(note)
@@ -334,34 +357,22 @@ def compare_prefilled_wrk(directory: Path, shop_url: str, arguments: argparse.Na
     source = prefilled_database(directory, arguments.prefill)
     callbacks = directory / "callbacks.tsv"
     write_callbacks(callbacks, arguments.requests)
-    results: dict[str, list[dict[str, Any]]] = {"empty": [], "prefilled": []}
+    results: Results = {"empty": [], "prefilled": []}
     for round_number in range(1, arguments.rounds + 1):
         copy = round_copy(source, directory)
         names = list(results) if round_number % 2 else list(reversed(results))
         for name in names:
             database = copy if name == "prefilled" else None
             run = measure_bridge(directory, shop_url, callbacks, arguments, database)
-            results[name].append(run)
-            print(f"round {round_number} {describe(name, run)}", flush=True)
-            for warning in warnings(run, arguments):
-                print(warning, flush=True)
+            record(results, round_number, name, run, arguments)
             check_stored(run)
         remove_database(copy)
 
-    def median(name: str, key: str) -> float:
-        return statistics.median(run[key] for run in results[name])
-
     print(f"\nmedians of {arguments.rounds} rounds")
     for name in results:
+        figures = {key: median_of(results, name, key) for key in ("per_second", "p50_ms", "p99_ms")}
         print(
-            f"  {name:9} {median(name, 'per_second'):6.0f}/s  p50 {median(name, 'p50_ms'):5.1f} ms"
-            f"  p99 {median(name, 'p99_ms'):5.1f} ms  ready {median(name, 'ready_s'):.2f} s"
+            f"  {name:9} {figures['per_second']:6.0f}/s  p50 {figures['p50_ms']:5.1f} ms"
+            f"  p99 {figures['p99_ms']:5.1f} ms  ready {median_of(results, name, 'ready_s'):.2f} s"
         )
-    ratios = [
-        prefilled["per_second"] / empty["per_second"]
-        for empty, prefilled in zip(results["empty"], results["prefilled"], strict=True)
-    ]
-    print(
-        f"prefilled ({arguments.prefill} events) / empty: {statistics.median(ratios):.2f}x"
-        f" median of rounds ({', '.join(f'{ratio:.2f}' for ratio in ratios)})"
-    )
+    print_ratio(results, "prefilled", "empty", f"prefilled ({arguments.prefill} events) / empty")
