@@ -41,22 +41,31 @@ LOGGED_ID_MAX_CHARS = 100
 log = structlog.get_logger("bridge.callbacks")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """Read at most `limit` bytes, refusing larger bodies before reading them whole."""
+async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
+    """Read at most `limit` bytes within `timeout` seconds, refusing larger bodies early."""
     if request.headers.get("Content-Encoding", "identity").lower() != "identity":
         raise InvalidPayloadError("content_encoded", detail="compressed bodies are not accepted")
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise PayloadTooLargeError("content_length_over_limit")
+    if request.content.is_eof():
+        # The whole body is in aiohttp's buffer (a callback's small body comes
+        # with the head): nothing to wait for, so no timer and no read loop.
+        body = request.content.read_nowait()
+        if len(body) > limit:
+            raise PayloadTooLargeError("body_over_limit")
+        return body
     try:
-        declared = request.content_length
-        if declared is not None and declared > limit:
-            raise PayloadTooLargeError("content_length_over_limit")
-        if request.content.is_eof():
-            # The whole body is in aiohttp's buffer (a callback's small body
-            # comes with the head): take it without a read loop.
-            body = request.content.read_nowait()
-            if len(body) > limit:
-                raise PayloadTooLargeError("body_over_limit")
-            return body
-        if declared is not None:
+        async with asyncio.timeout(timeout):
+            return await _receive_body(request, limit)
+    except TimeoutError:
+        # A body trickling in ties up a connection: give up on it.
+        raise RequestTimeoutError("body_too_slow") from None
+
+
+async def _receive_body(request: web.Request, limit: int) -> bytes:
+    try:
+        if request.content_length is not None:
             return await request.read()
         received = bytearray()  # chunked: count as it arrives
         async for chunk in request.content.iter_any():
@@ -221,17 +230,8 @@ async def _check(request: web.Request, seen: _Seen) -> _Callback:
     path_store = None if seen.path_store is None else config.store_named(seen.path_store)
     if seen.path_store is not None and path_store is None:
         raise UnknownStoreError("unknown_store_name")
-    if request.content.is_eof():
-        # The whole body came in with the head, as a callback's small body
-        # does: nothing to wait for, so no timer to arm and cancel.
-        body = await read_body(request, config.server.max_body_bytes)
-    else:
-        try:
-            async with asyncio.timeout(config.server.body_timeout_seconds):
-                body = await read_body(request, config.server.max_body_bytes)
-        except TimeoutError:
-            # A body trickling in ties up a connection: give up on it.
-            raise RequestTimeoutError("body_too_slow") from None
+    server = config.server
+    body = await read_body(request, server.max_body_bytes, server.body_timeout_seconds)
     try:
         seen.payload = payload = parse_callback(body)
     except InvalidPayload as error:
