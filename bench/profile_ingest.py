@@ -99,7 +99,8 @@ def profile(directory: Path, arguments: argparse.Namespace) -> None:
         spy = subprocess.Popen(
             ["py-spy", "record", "--pid", str(process.pid), "--duration",
              str(arguments.seconds), "--rate", str(arguments.rate), "--threads", "--idle",
-             "--nonblocking", "--format", "raw", "--output", str(raw)],
+             *([] if arguments.blocking else ["--nonblocking"]),
+             "--format", "raw", "--output", str(raw)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -111,6 +112,8 @@ def profile(directory: Path, arguments: argparse.Namespace) -> None:
         process.wait(timeout=30)
         shop.terminate()
         shop.wait(timeout=30)
+    if arguments.keep_samples is not None:
+        shutil.copyfile(raw, arguments.keep_samples)
     report(read_samples(raw), result["per_second"], result)
 
 
@@ -134,6 +137,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=7, help="how long to sample")
     parser.add_argument("--rate", type=int, default=250, help="samples a second")
     parser.add_argument("--requests", type=int, default=120000, help="unique callbacks")
+    parser.add_argument(
+        "--blocking",
+        action="store_true",
+        help="pause the process for each sample: exact stacks, but a slower process",
+    )
+    parser.add_argument(
+        "--keep-samples", type=Path, help="copy py-spy's raw samples here, for a closer look"
+    )
     arguments = parser.parse_args()
     for tool in ("wrk", "py-spy"):
         if shutil.which(tool) is None:
