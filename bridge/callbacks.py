@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from . import log_context
 from .app_keys import CONFIG, METRICS, REQUEST_ID, STORAGE, UNSIGNED_LIMITS, WORKER
 from .config import Config, StoreConfig
 from .errors import (
@@ -236,11 +237,9 @@ async def _check(request: web.Request, seen: _Seen) -> _Callback:
         seen.payload = payload = parse_callback(body)
     except InvalidPayload as error:
         raise InvalidPayloadError("malformed", detail=error.detail) from None
-    structlog.contextvars.bind_contextvars(
-        cryptum_order_id=payload.order_id, woo_order_id=payload.ecommerce_order_id
-    )
+    log_context.bind(cryptum_order_id=payload.order_id, woo_order_id=payload.ecommerce_order_id)
     seen.store = store = _resolve_store(config, path_store, payload)
-    structlog.contextvars.bind_contextvars(store=store.name)
+    log_context.bind(store=store.name)
     canonical = json_canonical(body)
     signature_form = _check_signature(request, body, canonical, store)
     # Signed callbacks are never limited: only a stranger needs no secret.

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from . import log_context
 from .background import BackgroundLoop
 from .config import Config, StoreConfig
 from .confirmation import AwaitingCryptum, Recheck, Untrusted
@@ -202,8 +203,8 @@ class DeliveryWorker:
         return min(due - now, _IDLE_POLL_SECONDS)
 
     async def _deliver(self, job: Job, store: _Store) -> None:
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
+        log_context.clear()
+        log_context.bind(
             store=job.store,
             delivery_id=job.delivery_id,
             event_id=job.event_id,

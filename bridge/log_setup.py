@@ -20,6 +20,7 @@ import structlog
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .config import LoggingConfig
+from .log_context import merge_bound
 from .log_output import LoopBatchedStream
 from .text import escape_controls
 
@@ -218,7 +219,7 @@ def configure_logging(
     set_level(settings.level)
     level = logging.getLevelNamesMapping()[settings.level.upper()]
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+        merge_bound,
         structlog.processors.add_log_level,
         _UtcTimeStamper(),
     ]

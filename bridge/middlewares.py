@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from . import log_context
 from .app_keys import REQUEST_ID
 from .errors import HTTPError
 
@@ -58,7 +59,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     # aiohttp runs each request in a task of its own, which starts from a
     # copy of the connection's context: nothing bound while handling one
     # request is seen by the next, so there is nothing to clear.
-    structlog.contextvars.bind_contextvars(request_id=request_id)
+    log_context.bind(request_id=request_id)
     response: web.StreamResponse
     try:
         response = await handler(request)
