@@ -9,8 +9,10 @@ forms are in use and a callback is genuine if either matches:
   number of `"` up to the end of the body is removed. It mishandles escaped
   quotes, but it is what deployed senders may have signed.
 
-Both are computed with regular expressions whose quantifiers are possessive,
-so no input makes them backtrack: time is linear in the body size.
+Both take time linear in the body's size, whatever it holds: the pieces
+between quotes are cleaned in C, and only a body with escapes (where a
+quote may not end a string) goes through a regular expression, whose
+quantifiers are possessive so that nothing makes it backtrack.
 """
 
 from __future__ import annotations
@@ -31,17 +33,17 @@ __all__ = [
     "verify",
 ]
 
-# What each canonical form keeps: a JSON string (possibly unterminated at
-# the end of the body), or a run of bytes that are neither white space nor a
-# quote (punctuation, numbers, literals). Joining every match drops exactly
-# the white space between strings. (`findall` + `join` of what is kept is
-# twice as fast as splitting around what is dropped, and several times
-# faster than `sub` with a template.)
+# What the JSON-aware form keeps of a body with escapes: a JSON string
+# (possibly unterminated at the end of the body), or a run of bytes that are
+# neither white space nor a quote (punctuation, numbers, literals). Joining
+# every match drops exactly the white space between strings. (`findall` +
+# `join` of what is kept is twice as fast as splitting around what is
+# dropped, and several times faster than `sub` with a template.)
 _JSON_KEPT = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)|[^ \t\n\r"]++', re.DOTALL)
+_JSON_WHITE_SPACE = b" \t\n\r"
 
-# The reference rule's view of the body: quotes toggle "inside" with no
-# notion of escapes, and white space includes \v and \f.
-_NAIVE_KEPT = re.compile(rb'"[^"]*+"?|[^ \t\n\v\f\r"]++')
+# The reference rule knows no escapes, and its white space includes \v and \f.
+_REFERENCE_WHITE_SPACE = b" \t\n\v\f\r"
 
 _SIGNATURE_BYTES = hashlib.sha256().digest_size
 
@@ -61,25 +63,34 @@ class InvalidSignature(Exception):
         self.reason = reason
 
 
-def _keep_strings(pattern: re.Pattern[bytes], body: bytes) -> bytes:
-    return b"".join(pattern.findall(body))
+def _drop_white_space(body: bytes, white_space: bytes, *, outside_first: bool) -> bytes:
+    """Drop `white_space` from the pieces between quotes: the 1st, 3rd... or the 2nd, 4th...
+
+    The pieces it cleans hold no quote, so they are joined with quotes,
+    cleaned and split again: three calls in C, whatever the number of pieces.
+    """
+    pieces = body.split(b'"')
+    start = 0 if outside_first else 1
+    pieces[start::2] = b'"'.join(pieces[start::2]).translate(None, white_space).split(b'"')
+    return b'"'.join(pieces)
 
 
 def json_canonical(body: bytes) -> bytes:
     """Remove JSON white space outside strings, leaving strings byte for byte."""
-    return _keep_strings(_JSON_KEPT, body)
+    if b"\\" in body:
+        # An escaped quote does not end a string: only the expression knows.
+        return b"".join(_JSON_KEPT.findall(body))
+    # With no escapes, every quote starts or ends a string, so the pieces
+    # between quotes alternate outside, inside, outside...
+    return _drop_white_space(body, _JSON_WHITE_SPACE, outside_first=True)
 
 
 def reference_canonical(body: bytes) -> bytes:
     """Apply the reference plugin's rule: drop white space followed by an even number of quotes."""
-    quotes = body.count(b'"')
-    if quotes % 2 == 0:
-        return _keep_strings(_NAIVE_KEPT, body)
-    # With an odd count, everything up to and including the first quote is
-    # followed by an odd number of quotes and so is kept as it is; the rest
-    # holds an even number and follows the even rule.
-    first = body.index(b'"') + 1
-    return body[:first] + _keep_strings(_NAIVE_KEPT, body[first:])
+    # Piece i between quotes is followed by (quotes - i) quotes: its white
+    # space goes when that is even.
+    even_quotes = body.count(b'"') % 2 == 0
+    return _drop_white_space(body, _REFERENCE_WHITE_SPACE, outside_first=even_quotes)
 
 
 def _digest(secret: bytes, canonical: bytes) -> bytes:

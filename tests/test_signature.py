@@ -335,3 +335,44 @@ def test_verifying_a_signature_keeps_the_gil() -> None:
         spinner.join()
         sys.setswitchinterval(interval)
     assert ran == 0
+
+
+def _json_canonical_by_hand(body: bytes) -> bytes:
+    """JSON white space outside strings dropped, one byte at a time (for comparison only)."""
+    kept = bytearray()
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == ord("\\"):
+                escaped = True
+            elif byte == ord('"'):
+                in_string = False
+        elif byte == ord('"'):
+            in_string = True
+        elif byte in b" \t\n\r":
+            continue
+        kept.append(byte)
+    return bytes(kept)
+
+
+@pytest.mark.parametrize(
+    ("body", "canonical"),
+    [
+        (b'{ "a" : "b c" }', b'{"a":"b c"}'),
+        (b'{ "a" : "b \\" c" , "d" : 1 }', b'{"a":"b \\" c","d":1}'),
+        (b'\t"a b"\r\n"c d" e', b'"a b""c d"e'),
+        (b'{"a": "b c', b'{"a":"b c'),  # an unterminated string keeps its white space
+        (b'{"a": "b \\', b'{"a":"b \\'),
+        (b"\x0b \x0c", b"\x0b\x0c"),  # not JSON white space
+        (b"", b""),
+    ],
+)
+def test_json_canonical_known_answers(body: bytes, canonical: bytes) -> None:
+    assert json_canonical(body) == canonical == _json_canonical_by_hand(body)
+
+
+@given(st.binary(max_size=64) | st.text(alphabet=' \t\n\r\x0b"\\ab{}', max_size=64).map(str.encode))
+def test_json_canonical_follows_the_rule_byte_for_byte(body: bytes) -> None:
+    assert json_canonical(body) == _json_canonical_by_hand(body)
