@@ -45,6 +45,7 @@ async def test_batches_are_capped() -> None:
     await writer.close()
     assert sum(sizes) == 7
     assert max(sizes) <= 3
+    assert (writer.batches, writer.items) == (len(sizes), 7)  # how well commits are shared
 
 
 async def test_a_failed_batch_fails_each_of_its_items_and_the_writer_goes_on() -> None:
@@ -81,3 +82,43 @@ async def test_close_commits_what_is_queued_then_refuses_more() -> None:
     assert committed == [0, 1, 2, 3, 4]
     with pytest.raises(WriterClosed):
         await writer.submit(9)
+
+
+async def test_a_batch_answered_with_too_few_results_fails_every_item() -> None:
+    calls = 0
+
+    async def commit(items: list[str]) -> list[str]:
+        nonlocal calls
+        calls += 1
+        return items[:-1] if calls == 1 else items
+
+    writer: GroupCommitter[str, str] = GroupCommitter(commit, max_batch=10)
+    writer.start()
+    results = await asyncio.gather(writer.submit("a"), writer.submit("b"), return_exceptions=True)
+    assert all(isinstance(result, RuntimeError) for result in results)
+    assert str(results[0]) == "1 results for a batch of 2"
+    assert await writer.submit("c") == "c"  # the writer goes on
+    await writer.close()
+
+
+async def test_a_writer_not_started_takes_nothing() -> None:
+    async def commit(items: list[int]) -> list[int]:
+        return items
+
+    writer: GroupCommitter[int, int] = GroupCommitter(commit, max_batch=10)
+    with pytest.raises(WriterClosed):
+        await asyncio.wait_for(writer.submit(1), timeout=5)
+
+
+async def test_an_item_submitted_before_the_writer_first_runs_is_committed() -> None:
+    async def commit(items: list[int]) -> list[int]:
+        return [item + 1 for item in items]
+
+    writer: GroupCommitter[int, int] = GroupCommitter(commit, max_batch=10)
+    writer.start()
+    # Awaited in this task: submit runs before the writer's task has taken a step.
+    assert await writer.submit(1) == 2
+    await writer.close()
+    await writer.close()  # a second close finds nothing to do
+    with pytest.raises(WriterClosed):
+        await writer.submit(3)

@@ -91,6 +91,9 @@ class GroupCommitter(Generic[Item, Result]):
         self.items += len(batch)
         try:
             results = await self._commit_batch([item for item, _ in batch])
+            if len(results) != len(batch):
+                # A bug, but one that must not leave a waiter waiting forever.
+                raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
         except Exception as error:  # every waiter learns of the failure, the writer lives on
             for _, future in batch:
                 if not future.done():
