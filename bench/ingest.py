@@ -64,6 +64,18 @@ STORE_ID = "bench-store-0001"
 PREFILLED_READY_TIMEOUT = 300.0
 
 
+def start_report(script: str, tools: tuple[str, ...]) -> None:
+    """Stop if a tool is missing; else print the command and the machine, as every report starts."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (see this script's docstring)")
+    print(f"command: python bench/{script} {' '.join(sys.argv[1:])}".rstrip())
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}\n"
+    )
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

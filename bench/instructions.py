@@ -11,11 +11,13 @@ callbacks to warm it up, then counts while `--requests` unique signed
 callbacks arrive over `--concurrency` keep-alive connections (the Python
 client of bench/ingest.py, in its own process), and prints instructions
 per accepted callback: the event loop's thread, SQLite's threads, and the
-whole process. Deliveries run meanwhile, to a shop taking 100 ms, as in
-bench/ingest.py.
+whole process. Deliveries run meanwhile, as in bench/ingest.py, to a shop
+made as much slower as callgrind makes the bridge.
 
 Compare two versions of the code by running this on each: the figures
 repeat within about 1 % (batches form a little differently each run).
+`--server floor` and `--server bare` count bench/floor_server.py and
+bench/bare_server.py (on uvloop) the same way, for the distance to them.
 Instructions are not time, so confirm a change with bench/ingest.py too:
 a system call or a wait for the GIL costs little in instructions and much
 in time.
@@ -24,21 +26,22 @@ in time.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ingest import bridge_config, free_port, run_load, wait_listening, wait_ready
+from ingest import bridge_config, free_port, run_load, start_report, wait_listening, wait_ready
 
 # Callgrind runs the process some fifty times slower than it runs alone.
 START_TIMEOUT_SECONDS = 300.0
 WARM_UP_CALLBACKS = 300
+# bench/ingest.py's shop takes 100 ms, and the bridge runs some forty times
+# slower under callgrind: a shop forty times slower keeps deliveries to the
+# same share of the work, a few in a thousand callbacks.
+SHOP_LATENCY = 4.0
 
 
 def callgrind_control(pid: int, *options: str) -> None:
@@ -61,22 +64,26 @@ def count(directory: Path, arguments: argparse.Namespace) -> None:
     shop_port = free_port()
     here = Path(__file__).resolve().parent
     shop = subprocess.Popen(
-        [sys.executable, str(here / "shop_server.py"), str(shop_port), "1000"],
+        [sys.executable, str(here / "shop_server.py"), str(shop_port), "1000", str(SHOP_LATENCY)],
         stdout=subprocess.DEVNULL,
     )
     wait_listening(shop_port)
     port = free_port()
     config = bridge_config(directory, port, 256, f"http://127.0.0.1:{shop_port}")
+    server = {
+        "bridge": ["-m", "bridge", "serve", "--config", str(config)],
+        "floor": [str(here / "floor_server.py"), str(port), str(directory / "floor.sqlite3")],
+        "bare": [str(here / "bare_server.py"), str(port), "uvloop"],
+    }[arguments.server]
     process = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
-         f"--callgrind-out-file={directory}/callgrind.out.%p",
-         sys.executable, "-m", "bridge", "serve", "--config", str(config)],
+         f"--callgrind-out-file={directory}/callgrind.out.%p", sys.executable, *server],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/callbacks/cryptum"
     try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz", timeout=START_TIMEOUT_SECONDS)
+        wait_ready(f"http://127.0.0.1:{port}/healthz", timeout=START_TIMEOUT_SECONDS)
         # Counting on, the first requests of a fresh process would be counted too.
         callgrind_control(process.pid, "--instr=on")
         warm_up = run_load(url, WARM_UP_CALLBACKS, arguments.concurrency)
@@ -112,15 +119,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="callbacks counted")
     parser.add_argument("--concurrency", type=int, default=50, help="keep-alive connections")
-    arguments = parser.parse_args()
-    for tool in ("valgrind", "callgrind_control"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is not installed (see this script's docstring)")
-    print(f"command: python bench/instructions.py {' '.join(sys.argv[1:])}".rstrip())
-    print(
-        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}\n"
+    parser.add_argument(
+        "--server",
+        choices=("bridge", "floor", "bare"),
+        default="bridge",
+        help="what to count: serve, bench/floor_server.py, or bench/bare_server.py on uvloop",
     )
+    arguments = parser.parse_args()
+    start_report("instructions.py", ("valgrind", "callgrind_control"))
     with tempfile.TemporaryDirectory(prefix="bridge-instructions-") as directory:
         count(Path(directory), arguments)
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,7 +30,7 @@ import time
 from pathlib import Path
 
 from footprint import start_bridge
-from ingest import bridge_config, free_port
+from ingest import bridge_config, free_port, start_report
 from wrk_ingest import IDLE_SECONDS, run_wrk, write_callbacks
 
 # (part, what a frame of it contains): the first part any frame of a sample
@@ -146,14 +144,7 @@ def main() -> None:
         "--keep-samples", type=Path, help="copy py-spy's raw samples here, for a closer look"
     )
     arguments = parser.parse_args()
-    for tool in ("wrk", "py-spy"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is not installed (see this script's docstring)")
-    print(f"command: python bench/profile_ingest.py {' '.join(sys.argv[1:])}".rstrip())
-    print(
-        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}\n"
-    )
+    start_report("profile_ingest.py", ("wrk", "py-spy"))
     with tempfile.TemporaryDirectory(prefix="bridge-profile-") as directory:
         profile(Path(directory), arguments)
 
