@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 
@@ -198,8 +197,8 @@ async def test_a_status_applied_once_keeps_its_first_delivery(
 ) -> None:
     callback = event("callback", "1")
     # Reconciliation reports the same payment status in a body of its own.
-    reconciled = replace(
-        callback, body_sha256=hashlib.sha256(b"other").digest(), source="reconcile"
+    reconciled = callback._replace(
+        body_sha256=hashlib.sha256(b"other").digest(), source="reconcile"
     )
     await record(database, callback, reconciled)
     (first,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
@@ -222,7 +221,7 @@ async def test_finishing_without_an_applied_status_records_nothing(
 async def test_a_payment_is_known_while_a_delivery_of_its_order_is_pending(
     database: Storage, queue: Storage
 ) -> None:
-    await record(database, replace(event("p", "1"), status="pending"))
+    await record(database, event("p", "1")._replace(status="pending"))
     # Any pending delivery of the Cryptum order reads its status from the API.
     assert await queue.knows_payment("main", "c-p", "confirmed")
     assert not await queue.knows_payment("main", "c-other", "confirmed")
@@ -298,11 +297,10 @@ async def test_a_claim_hands_out_each_event_with_its_delivery(
     database: Storage, queue: Storage
 ) -> None:
     paid = EventFacts(transactions=(("POLYGON", "0xa"),), message="Payment was successful")
-    callback = replace(event("a", "1"), status="pending", payload=b'{"id": "a"}', facts=paid)
+    callback = event("a", "1")._replace(status="pending", payload=b'{"id": "a"}', facts=paid)
     # Reconciliation's own events carry no signature form.
     found = EventFacts(message="found by reconciliation")
-    reconciled = replace(
-        event("b", "2"),
+    reconciled = event("b", "2")._replace(
         source="reconcile",
         signature_form=None,
         payload=b'{"id": "b"}',
@@ -618,7 +616,7 @@ async def test_list_shows_fifty_deliveries_unless_told(database: Storage, queue:
 
 
 async def test_get_shows_a_delivery_with_its_event(database: Storage, queue: Storage) -> None:
-    (event_id,) = await record(database, replace(event("a", "7", store="other"), status="paid"))
+    (event_id,) = await record(database, event("a", "7", store="other")._replace(status="paid"))
     (job,) = await queue.claim("other", 1, now=NOW + 10, lease_seconds=60)
     await queue.save_progress(job.delivery_id, "acting", {"kind": "pay"}, now=NOW + 11)
     await queue.retry_later(
@@ -649,7 +647,7 @@ async def test_get_shows_a_delivery_with_its_event(database: Storage, queue: Sto
 async def test_an_event_stored_before_facts_were_kept_is_claimed_with_its_payload(
     database: Storage, queue: Storage
 ) -> None:
-    (event_id,) = await record(database, replace(event("a", "1"), payload=b'{"old": 1}'))
+    (event_id,) = await record(database, event("a", "1")._replace(payload=b'{"old": 1}'))
     await sql(database, "UPDATE events SET facts = NULL WHERE id = ?", event_id)
     (job,) = await queue.claim("main", 5, now=NOW + 10, lease_seconds=60)
     assert (job.facts, job.payload) == (None, b'{"old": 1}')

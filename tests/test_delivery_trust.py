@@ -10,7 +10,6 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +110,7 @@ async def test_a_signed_callback_without_an_api_key_is_applied(
     tmp_path: Path, shop: WooCommerceSimulator, database: SqliteStorage
 ) -> None:
     # The same callback, signed: the signature is the check for a store without a key.
-    await database.record_event(replace(unsigned_event("12"), signature_form="json"))
+    await database.record_event(unsigned_event("12")._replace(signature_form="json"))
     await run_worker(config(tmp_path, shop), database)
     # Without an API key, the callback's own transactions are the payment's.
     assert (shop.orders[12].status, shop.orders[12].transaction_id) == ("processing", "0xfeed")
@@ -120,7 +119,7 @@ async def test_a_signed_callback_without_an_api_key_is_applied(
 async def test_an_older_event_without_facts_is_paid_with_its_bodys_transactions(
     tmp_path: Path, shop: WooCommerceSimulator, database: SqliteStorage
 ) -> None:
-    await database.record_event(replace(unsigned_event("12"), signature_form="json"))
+    await database.record_event(unsigned_event("12")._replace(signature_form="json"))
     with sqlite3.connect(tmp_path / "bridge.sqlite3") as connection:
         connection.execute("UPDATE events SET facts = NULL")
     await run_worker(config(tmp_path, shop), database)

@@ -13,7 +13,6 @@ import stat
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -177,9 +176,9 @@ def unstorable(database: Storage) -> tuple[NewEvent, str]:
     if isinstance(database, SqliteStorage):
         # The sqlite3 module, not SQLite, refuses this value: the error has no
         # SQLite error name, and its class names it instead.
-        return replace(event("bad"), payload=object()), "ProgrammingError"  # type: ignore[arg-type]
+        return event("bad")._replace(payload=object()), "ProgrammingError"  # type: ignore[arg-type]
     # Strict SQL mode: a value too long for its column is an error, never cut short.
-    return replace(event("bad"), woo_order_id="9" * 33), "mysql_error_1406"
+    return event("bad")._replace(woo_order_id="9" * 33), "mysql_error_1406"
 
 
 # Files, modes and pragmas.
@@ -370,7 +369,7 @@ async def test_a_version_1_database_is_upgraded_with_its_events_and_deliveries(
         assert old.delivery_state == "done"
         # Dedupe, the delivery trigger and the payment lookup work on the new table.
         again = await upgraded.record_event(
-            replace(event("old"), cryptum_order_id="c-old", woo_order_id="7")
+            event("old")._replace(cryptum_order_id="c-old", woo_order_id="7")
         )
         assert again == Recorded(event_id=1, duplicate=True)
         new = await upgraded.record_event(event("new"))
@@ -896,7 +895,7 @@ async def test_facts_are_sealed_like_the_payload_and_opened_for_the_worker(
     facts = EventFacts(transactions=(("POLYGON", "0xfeed"),), message="thanks, Ada Lovelace")
     opened = await open_storage(with_key(settings, key))
     try:
-        await opened.record_event(replace(event("a"), facts=facts))
+        await opened.record_event(event("a")._replace(facts=facts))
         (job,) = await opened.claim("main", 1, now=time.time() + 1, lease_seconds=60)
         assert (job.facts, job.payload) == (facts, None)
         ((stored,),) = await committed(opened, "SELECT facts FROM events")
@@ -937,7 +936,7 @@ async def test_a_payload_stored_before_the_key_was_configured_is_read_as_it_is(
     facts = EventFacts(transactions=(("POLYGON", "0xfeed"),), message="thanks")
     sealing = await open_storage(with_key(settings, os.urandom(32)))
     try:
-        await sealing.record_event(replace(event("b", woo_order_id="2"), facts=facts))
+        await sealing.record_event(event("b", woo_order_id="2")._replace(facts=facts))
         row = await sealing.get_event(1)
         assert row is not None and row.payload == b'{"a": 1}'
         jobs = await sealing.claim("main", 5, now=time.time() + 1, lease_seconds=60)
@@ -973,7 +972,7 @@ async def test_background_checkpoints_copy_commits_into_the_database_file(
         before = path.stat().st_size
         try:
             for number in range(40):
-                await opened.record_event(replace(event(f"e{number}"), payload=b"x" * 4000))
+                await opened.record_event(event(f"e{number}")._replace(payload=b"x" * 4000))
             deadline = asyncio.get_running_loop().time() + wait
             while path.stat().st_size <= before + 120_000:
                 if asyncio.get_running_loop().time() > deadline:

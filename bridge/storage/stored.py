@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .records import NewEvent, Recorded
 
@@ -17,9 +16,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as it is written: its payload and facts sealed when a key is configured."""
+class StoredEvent(NamedTuple):
+    """An event as it is written: its payload and facts sealed when a key is configured.
+
+    A named tuple, as `NewEvent` is: one is made for every callback.
+    """
 
     event: NewEvent
     payload: bytes
