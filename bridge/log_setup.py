@@ -36,24 +36,6 @@ def set_level(level: str) -> None:
     _threshold = logging.getLevelNamesMapping()[level.upper()]
 
 
-_METHOD_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-    "exception": logging.ERROR,
-    "critical": logging.CRITICAL,
-    "fatal": logging.CRITICAL,
-}
-
-
-def _drop_below_threshold(logger: Any, method_name: str, event_dict: Any) -> Any:
-    if _METHOD_LEVELS.get(method_name, logging.INFO) < _threshold:
-        raise structlog.DropEvent
-    return event_dict
-
-
 class _ScrubServerErrors(logging.Filter):
     """Keep what went wrong in aiohttp's server, not the bytes it went wrong on.
 
@@ -123,7 +105,12 @@ class EscapedConsoleRenderer:
         return self._render(logger, method_name, escaped)
 
 
-def _json_line(event_dict: Any, **options: Any) -> str:
+def _as_text(value: Any) -> str:
+    """A value JSON has no form for (a path, an exception) as its repr."""
+    return repr(value)
+
+
+def _json_line(event_dict: Any) -> str:
     """An event as one line of JSON, with nothing but ASCII in it.
 
     orjson writes a line in a tenth of the stdlib's time, and a callback logs
@@ -134,18 +121,67 @@ def _json_line(event_dict: Any, **options: Any) -> str:
     goes to the stdlib's encoder, which escapes every non-ASCII character.
     """
     try:
-        line = orjson.dumps(event_dict, default=options.get("default")).decode()
+        line = orjson.dumps(event_dict, default=_as_text).decode()
     except TypeError:
         line = ""
     if line and line.isascii():  # isascii() is O(1) on a str
         return line
-    return json.dumps(event_dict, separators=(",", ":"), **options)
+    return json.dumps(event_dict, separators=(",", ":"), default=_as_text)
+
+
+def _render_json(logger: Any, method_name: str, event_dict: Any) -> str:
+    """structlog processor: the event as one line of JSON (`_json_line`)."""
+    return _json_line(event_dict)
 
 
 def _renderer(use_json: bool) -> Any:
-    if use_json:
-        return structlog.processors.JSONRenderer(serializer=_json_line)
-    return EscapedConsoleRenderer()
+    return _render_json if use_json else EscapedConsoleRenderer()
+
+
+class _BoundLogger(structlog.BoundLoggerBase):
+    """The bound logger: each level's method runs the processors and writes the line itself.
+
+    structlog's own filtering logger gets there through several calls that
+    pass the fields on again each time; a callback logs a line, and those
+    calls were half of its cost (docs/benchmarks.md). Lines below the
+    configured level are dropped first, before any field is looked at.
+    """
+
+    def _line(self, method_name: str, level: int, event: str, fields: dict[str, Any]) -> None:
+        if level < _threshold:
+            return
+        event_dict: Any = {**self._context, **fields} if self._context else fields
+        event_dict["event"] = event
+        logger = self._logger
+        try:
+            for processor in self._processors:
+                event_dict = processor(logger, method_name, event_dict)
+        except structlog.DropEvent:
+            return
+        logger.msg(event_dict)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._line("debug", logging.DEBUG, event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._line("info", logging.INFO, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._line("warning", logging.WARNING, event, fields)
+
+    warn = warning
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._line("error", logging.ERROR, event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        fields.setdefault("exc_info", True)
+        self._line("error", logging.ERROR, event, fields)
+
+    def critical(self, event: str, **fields: Any) -> None:
+        self._line("critical", logging.CRITICAL, event, fields)
+
+    fatal = critical
 
 
 class _UtcTimeStamper:
@@ -224,14 +260,9 @@ def configure_logging(
         _UtcTimeStamper(),
     ]
     structlog.configure(
-        processors=[
-            _drop_below_threshold,
-            *shared,
-            structlog.processors.format_exc_info,
-            _renderer(use_json),
-        ],
-        # Filtering happens in _drop_below_threshold, so the level can change live.
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        processors=[*shared, structlog.processors.format_exc_info, _renderer(use_json)],
+        # It drops lines below `_threshold`, so the level can change live.
+        wrapper_class=_BoundLogger,
         logger_factory=_LineWriterFactory(output),
         # Loggers are bound on first use, so configure before logging.
         cache_logger_on_first_use=True,
