@@ -213,12 +213,21 @@ async def _verified(request: web.Request) -> _Callback:
             if isinstance(error, UnknownStoreError)
             else {}
         )
+        order = (
+            {}
+            if seen.payload is None
+            else {
+                "cryptum_order_id": seen.payload.order_id,
+                "woo_order_id": seen.payload.ecommerce_order_id,
+            }
+        )
         log.warning(
             "callback.rejected",
             status=error.status,
             reason=error.reason,
             **error.details,
             **unknown,
+            **order,
         )
         metrics = request.app[METRICS]
         label = metrics.store_label(seen.store.name if seen.store is not None else seen.path_store)
@@ -237,9 +246,14 @@ async def _check(request: web.Request, seen: _Seen) -> _Callback:
         seen.payload = payload = parse_callback(body)
     except InvalidPayload as error:
         raise InvalidPayloadError("malformed", detail=error.detail) from None
-    log_context.bind(cryptum_order_id=payload.order_id, woo_order_id=payload.ecommerce_order_id)
     seen.store = store = _resolve_store(config, path_store, payload)
-    log_context.bind(store=store.name)
+    # One binding for the three: each costs a copy of the context. A refusal
+    # before this point names the order itself (`_verified`).
+    log_context.bind(
+        cryptum_order_id=payload.order_id,
+        woo_order_id=payload.ecommerce_order_id,
+        store=store.name,
+    )
     canonical = json_canonical(body)
     signature_form = _check_signature(request, body, canonical, store)
     # Signed callbacks are never limited: only a stranger needs no secret.

@@ -1000,6 +1000,13 @@ async def test_an_unknown_store_id_is_logged_with_the_rejection(client: Any, log
     (rejected,) = [line for line in logs() if line["event"] == "callback.rejected"]
     assert rejected["reason"] == "unknown_store_id"
     assert rejected["store_id"] == "3ac0d5b2-typo-in-the-dashboard"
+    # Refused before its store was known, it still names its order.
+    body_fields = json.loads(body)
+    assert (rejected["cryptum_order_id"], rejected["woo_order_id"]) == (
+        body_fields["orderId"],
+        body_fields["ecommerceOrderId"],
+    )
+    assert "store" not in rejected
 
 
 async def test_a_logged_unknown_store_id_is_escaped_and_at_most_100_characters(
