@@ -50,9 +50,11 @@ async def insert_events(
     inserted_count, last_id = cursor.rowcount, cursor.lastrowid or 0
     # This statement's rows are the last `inserted_count` rowids (none if 0).
     this_statement = range(last_id - inserted_count + 1, last_id + 1)
-    keys = [identity_key(stored) for stored in events]
     if len(this_statement) == len(events):
-        return recorded_in_order(events, dict(zip(keys, this_statement, strict=True)), {})
+        # Every row was new (a conflict, even within the batch, inserts fewer):
+        # each event has the id of its place in VALUES.
+        return [Recorded(event_id, False) for event_id in this_statement]
+    keys = [identity_key(stored) for stored in events]
     found = await _find_stored(connection, list(dict.fromkeys(keys)))
     inserted, stored_before = {}, {}
     for key, event_id in found.items():
