@@ -2,7 +2,7 @@
 
     python bench/ingest.py [--requests 4000] [--concurrency 32] [--rounds 3]
     python bench/ingest.py --prefill 1000000 [--requests 4000] [--concurrency 32] [--rounds 3]
-    python bench/ingest.py --generator wrk [--requests 120000] [--concurrency 50] [--duration 8]
+    python bench/ingest.py --generator wrk [--requests 200000] [--concurrency 50] [--duration 8]
                            [--rounds 3]
 
 Each round runs the same load (unique signed callbacks over loopback, at a
@@ -398,7 +398,7 @@ def main() -> None:
         default="python",
         help="what sends the load: the Python generator, or wrk (apt-get install -y wrk)",
     )
-    parser.add_argument("--requests", type=int, help="callbacks signed (4000; wrk: 120000)")
+    parser.add_argument("--requests", type=int, help="callbacks signed (4000; wrk: 200000)")
     parser.add_argument("--concurrency", type=int, help="connections (32; wrk: 50)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
@@ -423,7 +423,7 @@ def main() -> None:
     if not wrk and arguments.duration is not None:
         parser.error("--duration is for --generator wrk")
     if arguments.requests is None:
-        arguments.requests = 120000 if wrk else 4000
+        arguments.requests = 200000 if wrk else 4000
     if arguments.concurrency is None:
         arguments.concurrency = 50 if wrk else 32
     if arguments.duration is None:

@@ -134,7 +134,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=7, help="how long to sample")
     parser.add_argument("--rate", type=int, default=250, help="samples a second")
-    parser.add_argument("--requests", type=int, default=120000, help="unique callbacks")
+    parser.add_argument("--requests", type=int, default=200000, help="unique callbacks")
     parser.add_argument(
         "--blocking",
         action="store_true",
