@@ -103,6 +103,8 @@ async def test_new_callback_is_accepted_and_stored_with_its_delivery(
     body = callback_body(order_id="order-1", woo_order_id="42")
     response = await client.post("/callbacks/cryptum", data=body, headers=signed_headers(body))
     assert response.status == 200
+    # The answer is written by hand, not by json_response: its type must still be JSON's.
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
     answer = await response.json()
     assert answer["status"] == "accepted"
     assert stored_events(database_path) == [
@@ -511,6 +513,31 @@ async def test_chunked_body_over_the_limit_is_413_before_it_is_read_whole(
     assert response.status == 413
     assert await response.json() == {"error": "payload_too_large"}
     assert sent < 10_000
+    assert rejection(logs)["reason"] == "body_over_limit"
+
+
+async def test_a_chunked_body_over_the_limit_that_came_whole_is_413(
+    client: Any, config: Config, database_path: Path, logs: Any
+) -> None:
+    """A body already complete in aiohttp's buffer is measured too, not only one still arriving."""
+    body = callback_of_size(config.server.max_body_bytes + 1)
+    head = "".join(f"{name}: {value}\r\n" for name, value in signed_headers(body).items())
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    # Head, the whole body as one chunk and the last chunk in one write: the
+    # request is complete before the handler runs.
+    writer.write(
+        b"POST /callbacks/cryptum HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n"
+        + head.encode()
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n" % len(body)
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
+    answer = await reader.read()
+    writer.close()
+    assert answer.split(b" ", 2)[1] == b"413"
+    assert answer.endswith(b'{"error": "payload_too_large"}')
+    assert stored_events(database_path) == []
     assert rejection(logs)["reason"] == "body_over_limit"
 
 

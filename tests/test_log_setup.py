@@ -6,13 +6,14 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
 from bridge.config import LoggingConfig
-from bridge.log_setup import EscapedConsoleRenderer, configure_logging
+from bridge.log_setup import EscapedConsoleRenderer, configure_logging, set_level
 
 from support import SESSION_LOGS
 
@@ -100,16 +101,21 @@ def test_the_json_format_keeps_values_exact(logs: Callable[[], list[dict[str, An
 def test_values_the_fast_encoder_cannot_write_are_written_exactly(
     logs: Callable[[], list[dict[str, Any]]],
 ) -> None:
-    structlog.get_logger("test").info("big.values", count=2**70, pair=(1, "é"))
+    structlog.get_logger("test").info(
+        "big.values", count=2**70, pair=(1, "é"), where=Path("/srv/shop")
+    )
     (line,) = [line for line in logs() if line["event"] == "big.values"]
     assert line["count"] == 2**70 and line["pair"] == [1, "é"]
+    assert line["where"] == repr(Path("/srv/shop"))  # what JSON has no form for: its repr
     assert SESSION_LOGS.getvalue().isascii()
 
 
 def test_every_json_line_is_plain_ascii(logs: Callable[[], list[dict[str, Any]]]) -> None:
+    start = len(SESSION_LOGS.getvalue())  # this test's line only, however often it runs
     structlog.get_logger("test").info("unicode.values", name="Zoë", note="\u2028")
-    (text,) = [t for t in SESSION_LOGS.getvalue().splitlines() if "unicode.values" in t]
-    assert text.isascii() and "\\u00eb" in text and "\\u2028" in text
+    (text,) = [t for t in SESSION_LOGS.getvalue()[start:].splitlines() if "unicode.values" in t]
+    # As compact as the fast encoder's lines: no space after a separator.
+    assert text.isascii() and '"name":"Zo\\u00eb"' in text and "\\u2028" in text
     (line,) = [line for line in logs() if line["event"] == "unicode.values"]
     assert (line["name"], line["note"]) == ("Zoë", "\u2028")
 
@@ -133,3 +139,74 @@ def test_timestamps_are_utc_iso_8601_to_the_microsecond(
     structlog.get_logger("test").info("clock.read")
     (line,) = [line for line in logs() if line["event"] == "clock.read"]
     assert line["timestamp"] == shown
+
+
+@pytest.mark.parametrize(
+    ("method", "level"),
+    [
+        ("debug", "debug"),
+        ("info", "info"),
+        ("warning", "warning"),
+        ("warn", "warning"),
+        ("error", "error"),
+        ("critical", "critical"),
+        ("fatal", "critical"),
+    ],
+)
+def test_each_level_method_writes_one_line_at_its_level(
+    method: str, level: str, logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    getattr(structlog.get_logger("test"), method)("level.named", attempt=3)
+    (line,) = [line for line in logs() if line["event"] == "level.named"]
+    assert (line["level"], line["attempt"]) == (level, 3)
+
+
+def test_lines_below_the_level_are_dropped_even_by_a_logger_bound_before_the_change(
+    logs: Callable[[], list[dict[str, Any]]],
+) -> None:
+    bound = structlog.get_logger("test").bind(store="main")
+    set_level("warning")  # as a reload does
+    try:
+        bound.debug("below.level")
+        bound.info("below.level")
+        bound.warning("at.level")
+        bound.error("above.level")
+    finally:
+        set_level("debug")
+    assert [line["event"] for line in logs()] == ["at.level", "above.level"]
+
+
+def test_bound_fields_and_the_calls_own_are_both_written_the_calls_winning(
+    logs: Callable[[], list[dict[str, Any]]],
+) -> None:
+    structlog.get_logger("test").bind(store="main", attempt=1).info("fields.merged", attempt=2)
+    (line,) = [line for line in logs() if line["event"] == "fields.merged"]
+    assert (line["store"], line["attempt"]) == ("main", 2)
+
+
+def test_exception_logs_the_traceback_at_error_unless_told_not_to(
+    logs: Callable[[], list[dict[str, Any]]],
+) -> None:
+    logger = structlog.get_logger("test")
+    try:
+        raise ValueError("the cause")
+    except ValueError:
+        logger.exception("failed.with_traceback", step=2)
+        logger.exception("failed.without_traceback", exc_info=False)
+    with_traceback, without = [line for line in logs() if line["event"].startswith("failed.")]
+    assert with_traceback["level"] == "error" and with_traceback["step"] == 2
+    assert "ValueError: the cause" in with_traceback["exception"]
+    assert "exc_info" not in with_traceback
+    assert without["level"] == "error" and "exception" not in without
+
+
+def test_a_plain_stream_gets_each_line_at_once(tmp_path: Path) -> None:
+    """Written to a file as it is logged (the daemon's own stream batches per loop turn)."""
+    path = tmp_path / "bridge.log"
+    with path.open("w") as stream:
+        configure_logging(LoggingConfig(format="json", level="info"), stream=stream)
+        try:
+            structlog.get_logger("test").info("flushed.now")
+            assert json.loads(path.read_text())["event"] == "flushed.now"
+        finally:
+            configure_logging(LoggingConfig(format="json", level="debug"), stream=SESSION_LOGS)
