@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from footprint import rss_kib, start_bridge
 from ingest import (
@@ -100,41 +100,98 @@ def run_wrk(port: int, callbacks: Path, arguments: argparse.Namespace) -> dict[s
     return result
 
 
-def thread_cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU time (user + system) so far of each thread of `pid`, by "tid name"."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    seconds = {}
+class ThreadSample(NamedTuple):
+    """What the scheduler has counted so far for one thread."""
+
+    running_ns: int  # on a CPU
+    waiting_ns: int  # runnable, but waiting in the run queue for a CPU
+    system_ticks: int  # of the time on a CPU, in the kernel (system calls, wake-ups)
+    voluntary: int  # switches away because it blocked (a poll, a lock, the GIL)
+    involuntary: int  # switches away because the scheduler preempted it
+
+
+def thread_samples(pid: int) -> dict[str, ThreadSample]:
+    """Each thread of `pid` by "tid name", from /proc's schedstat and status."""
+    samples = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
+        task = Path(f"/proc/{pid}/task/{tid}")
         try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except FileNotFoundError:  # the thread ended meanwhile
+            running, waiting, _ = (task / "schedstat").read_text().split()
+            stat = (task / "stat").read_text()
+            status = dict(
+                line.split(":\t", 1) for line in (task / "status").read_text().splitlines()
+            )
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        seconds[f"{tid} {name}"] = (int(fields[11]) + int(fields[12])) / ticks
-    return seconds
+        samples[f"{tid} {status['Name']}"] = ThreadSample(
+            int(running),
+            int(waiting),
+            int(stat[stat.rindex(")") + 2 :].split()[12]),  # stime, after the name
+            int(status["voluntary_ctxt_switches"]),
+            int(status["nonvoluntary_ctxt_switches"]),
+        )
+    return samples
+
+
+def machine_busy_ticks() -> tuple[int, int]:
+    """Ticks of all CPUs so far from /proc/stat: (busy, all); idle and iowait are not busy."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
 
 
 def cpu_per_callback(
-    before: dict[str, float], after: dict[str, float], answered: int
+    before: dict[str, ThreadSample],
+    after: dict[str, ThreadSample],
+    answered: int,
+    window_seconds: float,
 ) -> dict[str, float]:
-    """Microseconds of CPU per answered callback: the event loop's thread, and the others."""
-    used = {thread: after[thread] - before.get(thread, 0.0) for thread in after}
+    """Per answered callback: the event loop thread's CPU, run-queue wait and switches; the rest.
+
+    Also the share of the answering window the loop thread spent on a CPU:
+    below 1, the loop was not the only limit (it waited for the GIL, for a
+    CPU, or for work such as a commit to finish).
+    """
+    zero = ThreadSample(0, 0, 0, 0, 0)
+    used = {
+        thread: ThreadSample(
+            *(now - then for now, then in zip(sample, before.get(thread, zero), strict=True))
+        )
+        for thread, sample in after.items()
+    }
     main = min(used, key=lambda thread: int(thread.split()[0]))  # the first thread: the loop's
-    per = 1e6 / max(answered, 1)
+    loop = used[main]
+    per = 1 / max(answered, 1)
+    others_ns = sum(sample.running_ns for sample in used.values()) - loop.running_ns
     return {
-        "loop_us": used[main] * per,
-        "other_threads_us": (sum(used.values()) - used[main]) * per,
+        "loop_us": loop.running_ns / 1000 * per,
+        "loop_system_us": loop.system_ticks / os.sysconf("SC_CLK_TCK") * 1e6 * per,
+        "loop_wait_us": loop.waiting_ns / 1000 * per,
+        "loop_voluntary": loop.voluntary * per,
+        "loop_involuntary": loop.involuntary * per,
+        # The CPU time of the whole run over the window: wrk's start and drain add a little.
+        "loop_busy": loop.running_ns / 1e9 / window_seconds,
+        "other_threads_us": others_ns / 1000 * per,
     }
 
 
 def run_wrk_measured(
     pid: int, port: int, callbacks: Path, arguments: argparse.Namespace
 ) -> dict[str, Any]:
-    """`run_wrk`, with the CPU the server's threads spent on each callback."""
-    before = thread_cpu_seconds(pid)
+    """`run_wrk`, with what the server's threads and the machine spent on each callback."""
+    before = thread_samples(pid)
+    busy_before, all_before = machine_busy_ticks()
+    started = time.monotonic()
     result = run_wrk(port, callbacks, arguments)
-    result.update(cpu_per_callback(before, thread_cpu_seconds(pid), result["answers"]))
+    wall = time.monotonic() - started
+    busy_after, all_after = machine_busy_ticks()
+    result.update(
+        cpu_per_callback(before, thread_samples(pid), result["answers"], result["seconds"])
+    )
+    # CPUs busy on average, wrk and the kernel included: at the machine's count, none was idle.
+    busy_share = (busy_after - busy_before) / max(all_after - all_before, 1)
+    result["machine_busy_cpus"] = busy_share * (os.cpu_count() or 1)
+    result["machine_cpu_us"] = result["machine_busy_cpus"] * wall * 1e6 / max(result["answers"], 1)
     return result
 
 
@@ -204,13 +261,26 @@ def measure_bridge(
     }
 
 
+def cpu_summary(run: dict[str, Any]) -> str:
+    """Where a run's CPU went, per callback (a run's figures, or the medians of several)."""
+    return (
+        f"per callback: loop thread {run['loop_us']:.0f} µs on a CPU"
+        f" ({run['loop_system_us']:.0f} in the kernel)"
+        f" + {run['loop_wait_us']:.0f} µs waiting for one,"
+        f" switches {run['loop_voluntary']:.2f} blocked / {run['loop_involuntary']:.2f} preempted;"
+        f" other threads {run['other_threads_us']:.0f} µs;"
+        f" machine {run['machine_cpu_us']:.0f} µs"
+        f"\n         loop thread on a CPU {run['loop_busy']:.0%} of the answering window;"
+        f" machine {run['machine_busy_cpus']:.2f} of {os.cpu_count()} CPUs busy"
+    )
+
+
 def describe(name: str, run: dict[str, Any]) -> str:
     line = (
         f"{name:6} {run['per_second']:6.0f}/s  p50 {run['p50_ms']:5.1f} ms"
         f"  p99 {run['p99_ms']:5.1f} ms  {run['ok']} 2xx in {run['seconds']:.2f} s"
         f"  non-2xx {run['non_2xx']}  socket errors {run['socket_error_count']}"
-        f"\n         CPU per callback: event loop thread {run['loop_us']:.0f} µs,"
-        f" other threads {run['other_threads_us']:.0f} µs"
+        f"\n         {cpu_summary(run)}"
     )
     if "stored" in run:
         line += (
@@ -264,6 +334,17 @@ def print_header(arguments: argparse.Namespace) -> None:
 
 
 Results = dict[str, list[dict[str, Any]]]
+CPU_KEYS = (
+    "loop_us",
+    "loop_system_us",
+    "loop_wait_us",
+    "loop_voluntary",
+    "loop_involuntary",
+    "loop_busy",
+    "other_threads_us",
+    "machine_cpu_us",
+    "machine_busy_cpus",
+)
 
 
 def median_of(results: Results, name: str, key: str) -> float:
@@ -333,10 +414,10 @@ def compare_with_bare_wrk(
 
     print(f"\nmedians of {arguments.rounds} rounds")
     for name in results:
+        medians = {key: median(name, key) for key in CPU_KEYS}
         print(
             f"  {name:7} {median(name, 'per_second'):6.0f}/s  p50 {median(name, 'p50_ms'):5.1f} ms"
-            f"  p99 {median(name, 'p99_ms'):5.1f} ms  CPU per callback: loop thread"
-            f" {median(name, 'loop_us'):.0f} µs, others {median(name, 'other_threads_us'):.0f} µs"
+            f"  p99 {median(name, 'p99_ms'):5.1f} ms\n          {cpu_summary(medians)}"
         )
     print(
         f"  bridge: start to ready {median('bridge', 'ready_s'):.2f} s,"
