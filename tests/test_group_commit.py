@@ -122,3 +122,146 @@ async def test_an_item_submitted_before_the_writer_first_runs_is_committed() -> 
     await writer.close()  # a second close finds nothing to do
     with pytest.raises(WriterClosed):
         await writer.submit(3)
+
+
+# Batches in flight together (SQLite's writer keeps the next batch queued behind the fsync).
+
+
+class HeldCommits:
+    """A `commit_batch` whose batches end only when the test lets each one go."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self._releases: list[asyncio.Event] = []
+
+    async def __call__(self, items: list[int]) -> list[int]:
+        release = asyncio.Event()
+        self.batches.append(items)
+        self._releases.append(release)
+        await release.wait()
+        if any(item == 13 for item in items):
+            raise OSError("disk full")
+        return [item * 10 for item in items]
+
+    def release(self, batch_index: int) -> None:
+        self._releases[batch_index].set()
+
+
+async def settle() -> None:
+    """Let every task that can run do so."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_with_two_in_flight_the_next_batch_starts_while_one_commits() -> None:
+    commits = HeldCommits()
+    writer: GroupCommitter[int, int] = GroupCommitter(commits, max_batch=100, max_in_flight=2)
+    writer.start()
+    first = asyncio.create_task(writer.submit(0))
+    await settle()
+    second = asyncio.create_task(writer.submit(1))
+    await settle()
+    assert commits.batches == [[0], [1]]  # the second started with the first still committing
+    later = [asyncio.create_task(writer.submit(n)) for n in (2, 3)]
+    await settle()
+    assert commits.batches == [[0], [1]]  # no third place: these wait together
+    commits.release(0)
+    assert await first == 0
+    await settle()
+    assert commits.batches == [[0], [1], [2, 3]]
+    commits.release(1)
+    commits.release(2)
+    assert [await second, *[await task for task in later]] == [10, 20, 30]
+    await writer.close()
+
+
+async def test_by_default_one_batch_commits_at_a_time() -> None:
+    commits = HeldCommits()
+    writer: GroupCommitter[int, int] = GroupCommitter(commits, max_batch=100)
+    writer.start()
+    first = asyncio.create_task(writer.submit(0))
+    await settle()
+    second = asyncio.create_task(writer.submit(1))
+    await settle()
+    assert commits.batches == [[0]]
+    commits.release(0)
+    assert await first == 0
+    await settle()
+    assert commits.batches == [[0], [1]]
+    commits.release(1)
+    assert await second == 10
+    await writer.close()
+
+
+async def test_batches_in_flight_answer_their_own_items_whichever_ends_first() -> None:
+    commits = HeldCommits()
+    writer: GroupCommitter[int, int] = GroupCommitter(commits, max_batch=100, max_in_flight=2)
+    writer.start()
+    first = asyncio.create_task(writer.submit(1))
+    await settle()
+    second = [asyncio.create_task(writer.submit(n)) for n in (2, 13)]
+    await settle()
+    commits.release(1)  # the later batch ends first, and fails
+    results = await asyncio.gather(*second, return_exceptions=True)
+    assert all(isinstance(result, OSError) for result in results)
+    assert not first.done()
+    commits.release(0)
+    assert await first == 10  # the other batch in flight is not touched by the failure
+    await writer.close()
+
+
+async def test_a_batch_that_must_commit_alone_waits_for_the_others_and_holds_back_the_next() -> (
+    None
+):
+    commits = HeldCommits()
+    writer: GroupCommitter[int, int] = GroupCommitter(
+        commits, max_batch=100, max_in_flight=2, alone=lambda item: item < 0
+    )
+    writer.start()
+    first = asyncio.create_task(writer.submit(0))
+    await settle()
+    lone = asyncio.create_task(writer.submit(-1))
+    await settle()
+    assert commits.batches == [[0]]  # a place is free, but not for a batch that goes alone
+    commits.release(0)
+    assert await first == 0
+    await settle()
+    assert commits.batches == [[0], [-1]]
+    after = asyncio.create_task(writer.submit(5))
+    await settle()
+    assert commits.batches == [[0], [-1]]  # nothing joins a batch committing alone
+    commits.release(1)
+    assert await lone == -10
+    await settle()
+    assert commits.batches == [[0], [-1], [5]]
+    commits.release(2)
+    assert await after == 50
+    await writer.close()
+
+
+async def test_close_waits_for_every_batch_in_flight() -> None:
+    commits = HeldCommits()
+    writer: GroupCommitter[int, int] = GroupCommitter(commits, max_batch=1, max_in_flight=2)
+    writer.start()
+    pending = [asyncio.create_task(writer.submit(n)) for n in range(3)]
+    await settle()
+    closing = asyncio.create_task(writer.close())
+    await settle()
+    assert commits.batches == [[0], [1]]
+    commits.release(1)
+    commits.release(0)
+    await settle()
+    assert not closing.done()  # the third batch is still to commit
+    commits.release(2)
+    await closing
+    assert [task.result() for task in pending] == [0, 10, 20]
+    with pytest.raises(WriterClosed):
+        await writer.submit(4)
+
+
+def test_at_least_one_batch_must_be_allowed_in_flight() -> None:
+    async def commit(items: list[int]) -> list[int]:
+        return items
+
+    with pytest.raises(ValueError, match=r"^max_in_flight must be at least 1$"):
+        GroupCommitter(commit, max_batch=10, max_in_flight=0)

@@ -620,6 +620,56 @@ async def test_a_probe_and_events_share_a_batch_and_each_gets_its_answer(
     assert await committed(database, "SELECT id, checked_at FROM health_probe") == [(1, NOW)]
 
 
+async def batches_started(database: Storage, count: int) -> None:
+    """Wait until `count` batches have been handed to the database."""
+    for _ in range(500):
+        if database.commit_stats[0] >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{database.commit_stats[0]} batches started, not {count}")
+
+
+async def test_sqlite_queues_the_next_batch_behind_one_still_committing(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.sqlite3"
+    database = await SqliteStorage.open(path, busy_timeout_ms=10_000, clock=lambda: NOW)
+    try:
+        # The first batch waits for the lock as it would for a slow fsync.
+        with write_lock(path):
+            first = asyncio.create_task(database.record_event(event("a")))
+            await batches_started(database, 1)
+            again = asyncio.create_task(database.record_event(event("a")))
+            other = asyncio.create_task(database.record_event(event("b")))
+            await batches_started(database, 2)
+            assert not first.done()
+        # The second batch ran after the first: it finds the callback the first stored.
+        assert await first == Recorded(event_id=1, duplicate=False)
+        assert await again == Recorded(event_id=1, duplicate=True)
+        assert await other == Recorded(event_id=2, duplicate=False)
+        assert database.commit_stats == (2, 3)
+    finally:
+        await database.close()
+
+
+async def test_sqlite_commits_a_probe_with_no_other_batch_in_flight(tmp_path: Path) -> None:
+    """The probe's batch writes twice: a batch queued between the two would break arrival order."""
+    path = tmp_path / "bridge.sqlite3"
+    database = await SqliteStorage.open(path, busy_timeout_ms=10_000, clock=lambda: NOW)
+    try:
+        with write_lock(path):
+            first = asyncio.create_task(database.record_event(event("a")))
+            await batches_started(database, 1)
+            probe = asyncio.create_task(database.check_writable())
+            later = asyncio.create_task(database.record_event(event("b")))
+            await asyncio.sleep(0.3)
+            assert database.commit_stats == (1, 1)  # a place is free, but not for the probe
+        assert await first == Recorded(event_id=1, duplicate=False)
+        await probe  # raises if the probe's commit failed
+        assert await later == Recorded(event_id=2, duplicate=False)
+        assert database.commit_stats == (2, 3)
+    finally:
+        await database.close()
+
+
 async def test_a_failing_probe_fails_its_whole_batch_before_any_event_is_stored(
     database: Storage,
 ) -> None:

@@ -4,6 +4,11 @@ A durable commit costs an fsync, which dominates the cost of storing a
 callback. Requests that arrive while a commit is in flight queue up and are
 committed together by the next one, so under load the fsync is shared, and
 with no load a request waits for nothing but its own commit.
+
+A database whose statements run one after another on a thread of their own
+(SQLite's) can take the next batch while the previous one commits: the
+batch is then ready in that thread's queue the moment the fsync ends,
+instead of waiting for the event loop to learn of the end and hand it over.
 """
 
 from __future__ import annotations
@@ -23,10 +28,16 @@ class WriterClosed(Exception):
 
 
 class GroupCommitter(Generic[Item, Result]):
-    """Runs `commit_batch` on queued items from one task, at most `max_batch` at a time.
+    """Runs `commit_batch` on queued items, at most `max_batch` items at a time.
 
     `commit_batch` gets a list of items and returns one result per item, or
     raises, in which case every item of that batch gets the exception.
+
+    Up to `max_in_flight` batches are committing at once, each started after
+    the one before it: a `commit_batch` that queues its one write before its
+    first wait (SQLite's single thread) commits the batches in order. A batch
+    holding an item for which `alone(item)` is true, whose commit makes more
+    than one write, commits with no other batch in flight.
     """
 
     def __init__(
@@ -34,14 +45,21 @@ class GroupCommitter(Generic[Item, Result]):
         commit_batch: Callable[[list[Item]], Awaitable[list[Result]]],
         *,
         max_batch: int,
+        max_in_flight: int = 1,
+        alone: Callable[[Item], bool] = lambda item: False,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         self._commit_batch = commit_batch
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._alone = alone
         # A list, not an asyncio.Queue: the writer takes a whole batch at once,
         # and a queue's bookkeeping per item costs more than the rest of a submit.
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
-        # Set while the writer waits for work; the next submit completes it.
+        # Set while the writer waits; the next submit or the end of a commit completes it.
         self._work_arrived: asyncio.Future[None] | None = None
+        self._wake_on_submit = True
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.batches = 0
@@ -56,7 +74,8 @@ class GroupCommitter(Generic[Item, Result]):
             raise WriterClosed()
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        self._wake_writer()
+        if self._wake_on_submit:
+            self._wake_writer()
         return await future
 
     async def close(self) -> None:
@@ -74,19 +93,44 @@ class GroupCommitter(Generic[Item, Result]):
             arrived.set_result(None)
 
     async def _run(self) -> None:
-        while True:
-            if not self._waiting:
-                if self._closing:
+        # Each batch committing, and whether it must be the only one.
+        committing: dict[asyncio.Task[None], bool] = {}
+        try:
+            while True:
+                committing = {task: alone for task, alone in committing.items() if not task.done()}
+                if self._waiting and self._place_for_next(committing):
+                    batch = self._waiting[: self._max_batch]
+                    del self._waiting[: self._max_batch]
+                    alone = any(self._alone(item) for item, _ in batch)
+                    committing[asyncio.create_task(self._commit(batch))] = alone
+                    continue
+                if not self._waiting and not committing and self._closing:
                     return
+                # Woken by the end of a commit; by new work too unless work already
+                # waits, which only the end of a commit can let start.
+                self._wake_on_submit = not self._waiting
                 self._work_arrived = asyncio.get_running_loop().create_future()
                 await self._work_arrived
                 self._work_arrived = None
-                continue
-            batch = self._waiting[: self._max_batch]
-            del self._waiting[: self._max_batch]
-            await self._commit(batch)
+        finally:
+            for task in committing:  # only if this task was cancelled
+                task.cancel()
+
+    def _place_for_next(self, committing: dict[asyncio.Task[None], bool]) -> bool:
+        """Whether the next batch may start committing now."""
+        if not committing:
+            return True
+        if len(committing) >= self._max_in_flight or any(committing.values()):
+            return False
+        return not any(self._alone(item) for item, _ in self._waiting[: self._max_batch])
 
     async def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        try:
+            await self._commit_and_answer(batch)
+        finally:
+            self._wake_writer()  # a place is free
+
+    async def _commit_and_answer(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         self.batches += 1
         self.items += len(batch)
         try:
