@@ -8,7 +8,8 @@ and validates it (`parse_callback`), makes its canonical form, checks the
 HMAC (`verify`), hashes the key, and waits until the callback is committed
 to SQLite (WAL, `synchronous=FULL`) by one writer thread: one single-step
 INSERT per batch, as many callbacks in a batch as arrived during the
-previous commit. Then it writes one JSON log line and answers 200. No
+previous commit, with the next batch already queued to the thread while
+one commits (as the bridge does). Then it writes one JSON log line and answers 200. No
 middleware, no request id, no metrics, no deliveries, no dedupe beyond the
 unique key, no config. What it reaches under `bench/ingest.py --generator wrk
 --floor` bounds what any design of the bridge in one process can reach on
@@ -35,6 +36,7 @@ from bridge.signature import json_canonical, verify
 SECRET = "whsec_bench_0123456789"  # bench/ingest.py signs with it
 Row = tuple[str, str, bytes, bytes, float]
 Waiter = tuple[asyncio.Future[int], Row]
+BATCHES_IN_FLIGHT = 2  # as bridge/storage/sqlite.py
 
 
 class Writer:
@@ -51,18 +53,18 @@ class Writer:
         self._loop = loop
         self._batches: queue.SimpleQueue[list[Waiter]] = queue.SimpleQueue()
         self._next: list[Waiter] = []
-        self._busy = False
+        self._in_flight = 0
         threading.Thread(target=self._run, daemon=True).start()
 
     async def store(self, row: Row) -> int:
         future = self._loop.create_future()
         self._next.append((future, row))
-        if not self._busy:
+        if self._in_flight < BATCHES_IN_FLIGHT:
             self._hand_over()
         return await future
 
     def _hand_over(self) -> None:
-        self._busy = True
+        self._in_flight += 1
         self._batches.put(self._next)
         self._next = []
 
@@ -82,7 +84,7 @@ class Writer:
     def _done(self, batch: list[Waiter], first: int) -> None:
         for index, (future, _) in enumerate(batch):
             future.set_result(first + index)
-        self._busy = False
+        self._in_flight -= 1
         if self._next:
             self._hand_over()
 
