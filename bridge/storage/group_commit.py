@@ -36,8 +36,8 @@ class GroupCommitter(Generic[Item, Result]):
     Up to `max_in_flight` batches are committing at once, each started after
     the one before it: a `commit_batch` that queues its one write before its
     first wait (SQLite's single thread) commits the batches in order. A batch
-    holding an item for which `alone(item)` is true, whose commit makes more
-    than one write, commits with no other batch in flight.
+    holding an item for which `alone(item)` is true (an item that makes its
+    batch write more than once) commits with no other batch in flight.
     """
 
     def __init__(
