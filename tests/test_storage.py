@@ -629,45 +629,50 @@ async def batches_started(database: Storage, count: int) -> None:
     raise AssertionError(f"{database.commit_stats[0]} batches started, not {count}")
 
 
-async def test_sqlite_queues_the_next_batch_behind_one_still_committing(tmp_path: Path) -> None:
-    path = tmp_path / "bridge.sqlite3"
-    database = await SqliteStorage.open(path, busy_timeout_ms=10_000, clock=lambda: NOW)
-    try:
-        # The first batch waits for the lock as it would for a slow fsync.
-        with write_lock(path):
-            first = asyncio.create_task(database.record_event(event("a")))
-            await batches_started(database, 1)
-            again = asyncio.create_task(database.record_event(event("a")))
-            other = asyncio.create_task(database.record_event(event("b")))
-            await batches_started(database, 2)
-            assert not first.done()
-        # The second batch ran after the first: it finds the callback the first stored.
-        assert await first == Recorded(event_id=1, duplicate=False)
-        assert await again == Recorded(event_id=1, duplicate=True)
-        assert await other == Recorded(event_id=2, duplicate=False)
-        assert database.commit_stats == (2, 3)
-    finally:
-        await database.close()
+@pytest.fixture
+async def patient_sqlite(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+    """A SQLite file whose writer waits 10 s for a lock held elsewhere, as for a slow fsync."""
+    opened = await SqliteStorage.open(
+        tmp_path / "bridge.sqlite3", busy_timeout_ms=10_000, clock=lambda: NOW
+    )
+    yield opened
+    await opened.close()
 
 
-async def test_sqlite_commits_a_probe_with_no_other_batch_in_flight(tmp_path: Path) -> None:
+async def test_sqlite_queues_the_next_batch_behind_one_still_committing(
+    patient_sqlite: SqliteStorage,
+) -> None:
+    database = patient_sqlite
+    with write_lock(database.path):
+        first = asyncio.create_task(database.record_event(event("a")))
+        await batches_started(database, 1)
+        again = asyncio.create_task(database.record_event(event("a")))
+        other = asyncio.create_task(database.record_event(event("b")))
+        await batches_started(database, 2)
+        assert not first.done()
+    # The second batch ran after the first: it finds the callback the first stored.
+    assert await first == Recorded(event_id=1, duplicate=False)
+    assert await again == Recorded(event_id=1, duplicate=True)
+    assert await other == Recorded(event_id=2, duplicate=False)
+    assert database.commit_stats == (2, 3)
+
+
+async def test_sqlite_commits_a_probe_with_no_other_batch_in_flight(
+    patient_sqlite: SqliteStorage,
+) -> None:
     """The probe's batch writes twice: a batch queued between the two would break arrival order."""
-    path = tmp_path / "bridge.sqlite3"
-    database = await SqliteStorage.open(path, busy_timeout_ms=10_000, clock=lambda: NOW)
-    try:
-        with write_lock(path):
-            first = asyncio.create_task(database.record_event(event("a")))
-            await batches_started(database, 1)
-            probe = asyncio.create_task(database.check_writable())
-            later = asyncio.create_task(database.record_event(event("b")))
-            await asyncio.sleep(0.3)
-            assert database.commit_stats == (1, 1)  # a place is free, but not for the probe
-        assert await first == Recorded(event_id=1, duplicate=False)
-        await probe  # raises if the probe's commit failed
-        assert await later == Recorded(event_id=2, duplicate=False)
-        assert database.commit_stats == (2, 3)
-    finally:
-        await database.close()
+    database = patient_sqlite
+    with write_lock(database.path):
+        first = asyncio.create_task(database.record_event(event("a")))
+        await batches_started(database, 1)
+        probe = asyncio.create_task(database.check_writable())
+        later = asyncio.create_task(database.record_event(event("b")))
+        await asyncio.sleep(0.3)
+        assert database.commit_stats == (1, 1)  # a place is free, but not for the probe
+    assert await first == Recorded(event_id=1, duplicate=False)
+    await probe  # raises if the probe's commit failed
+    assert await later == Recorded(event_id=2, duplicate=False)
+    assert database.commit_stats == (2, 3)
 
 
 async def test_a_failing_probe_fails_its_whole_batch_before_any_event_is_stored(
