@@ -9,12 +9,12 @@ HMAC (`verify`), hashes the key, and waits until the callback is committed
 to SQLite (WAL, `synchronous=FULL`) by one writer thread: one single-step
 INSERT per batch, as many callbacks in a batch as arrived during the
 previous commit, with the next batch already queued to the thread while
-one commits (as the bridge does). Then it writes one JSON log line and answers 200. No
-middleware, no request id, no metrics, no deliveries, no dedupe beyond the
-unique key, no config. What it reaches under `bench/ingest.py --generator wrk
---floor` bounds what any design of the bridge in one process can reach on
-the machine; the gap between it and the bare handler is the cost of the
-work itself.
+one commits (as the bridge does). Then it writes one JSON log line and
+answers 200. No middleware, no request id, no metrics, no deliveries, no
+dedupe beyond the unique key, no config. What it reaches under
+`bench/ingest.py --generator wrk --floor` bounds what any design of the
+bridge in one process can reach on the machine; the gap between it and the
+bare handler is the cost of the work itself.
 """
 
 from __future__ import annotations

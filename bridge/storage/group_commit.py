@@ -98,12 +98,13 @@ class GroupCommitter(Generic[Item, Result]):
         try:
             while True:
                 committing = {task: alone for task, alone in committing.items() if not task.done()}
-                if self._waiting and self._place_for_next(committing):
+                if self._waiting:
                     batch = self._waiting[: self._max_batch]
-                    del self._waiting[: self._max_batch]
                     alone = any(self._alone(item) for item, _ in batch)
-                    committing[asyncio.create_task(self._commit(batch))] = alone
-                    continue
+                    if self._has_place(committing, alone):
+                        del self._waiting[: self._max_batch]
+                        committing[asyncio.create_task(self._commit(batch))] = alone
+                        continue
                 if not self._waiting and not committing and self._closing:
                     return
                 # Woken by the end of a commit; by new work too unless work already
@@ -116,13 +117,11 @@ class GroupCommitter(Generic[Item, Result]):
             for task in committing:  # only if this task was cancelled
                 task.cancel()
 
-    def _place_for_next(self, committing: dict[asyncio.Task[None], bool]) -> bool:
-        """Whether the next batch may start committing now."""
+    def _has_place(self, committing: dict[asyncio.Task[None], bool], alone: bool) -> bool:
+        """Whether a batch (one that must commit `alone`, or not) may start now."""
         if not committing:
             return True
-        if len(committing) >= self._max_in_flight or any(committing.values()):
-            return False
-        return not any(self._alone(item) for item, _ in self._waiting[: self._max_batch])
+        return not alone and not any(committing.values()) and len(committing) < self._max_in_flight
 
     async def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

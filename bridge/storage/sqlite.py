@@ -34,8 +34,8 @@ from .stored import StoredEvent
 
 __all__ = ["SqliteStorage"]
 
-# Batches committing at once. A batch's events are one statement, queued to
-# the connection's thread before anything else of the batch: the second batch
+# Batches committing at once. A batch of callbacks is one statement, queued to
+# the connection's thread before the batch first waits: the second batch
 # waits there, in order, and starts the moment the first one's fsync ends,
 # instead of after the event loop has learnt of that end and handed it over.
 # Measured under wrk (docs/benchmarks.md): the event loop then waits less for
