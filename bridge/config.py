@@ -406,7 +406,8 @@ class StorageConfig(_Section):
     commit_batch_max: int = Field(
         default=256,
         ge=1,
-        # Ten bound parameters per callback; SQLite allows 32766 per statement.
+        # Eleven bound parameters per callback, in a statement with places for
+        # the next power of two (1024 at most); SQLite allows 32766 per statement.
         le=1000,
         description="Most callbacks committed together in one transaction; 1 turns grouping off.",
     )

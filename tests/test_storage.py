@@ -584,6 +584,66 @@ async def test_batches_hold_at_most_the_configured_number_of_items(
         await opened.close()
 
 
+async def test_batches_of_every_size_give_each_event_its_own_row(database: Storage) -> None:
+    # Sizes that fill a statement's places and sizes that leave some unused.
+    sizes = (1, 2, 3, 5, 8, 13)
+    for size in sizes:
+        events = [event(f"s{size}-{n}") for n in range(size)]
+        results = await asyncio.gather(*(database.record_event(e) for e in events))
+        for stored, result in zip(events, results, strict=True):
+            assert not result.duplicate
+            row = await committed(
+                database, "SELECT cryptum_order_id FROM events WHERE id = ?", result.event_id
+            )
+            assert row == [(stored.cryptum_order_id,)]
+    assert database.commit_stats == (len(sizes), sum(sizes))
+    assert await committed(database, "SELECT count(*) FROM deliveries") == [(sum(sizes),)]
+
+
+async def test_a_batch_with_duplicates_and_unused_places_answers_each_in_order(
+    database: Storage,
+) -> None:
+    first = await database.record_event(event("a"))
+    # Four callbacks, three keys: the lookup of the keys leaves a place unused too.
+    results = await asyncio.gather(
+        database.record_event(event("a")),
+        database.record_event(event("b")),
+        database.record_event(event("c")),
+        database.record_event(event("b")),
+    )
+    assert list(results) == [
+        Recorded(event_id=first.event_id, duplicate=True),
+        Recorded(event_id=first.event_id + 1, duplicate=False),
+        Recorded(event_id=first.event_id + 2, duplicate=False),
+        Recorded(event_id=first.event_id + 1, duplicate=True),
+    ]
+    assert await committed(database, "SELECT id, cryptum_order_id FROM events ORDER BY id") == [
+        (first.event_id, "c-a"),
+        (first.event_id + 1, "c-b"),
+        (first.event_id + 2, "c-c"),
+    ]
+
+
+async def test_sqlite_batches_are_written_by_few_statements_whatever_their_sizes(
+    sqlite_database: SqliteStorage,
+) -> None:
+    # SQLite's compiled form of a statement grows with its rows, and a
+    # connection keeps many compiled: one statement per batch size held
+    # megabytes under a changing load.
+    traced: list[str] = []
+    await sqlite_database._connection.set_trace_callback(traced.append)
+    for size in range(1, 21):
+        await asyncio.gather(
+            *(sqlite_database.record_event(event(f"s{size}-{n}")) for n in range(size))
+        )
+    # A statement is traced again for each row its trigger adds: the distinct ones are the batches.
+    inserts = {s for s in traced if s.lstrip().startswith("INSERT INTO events")}
+    assert len(inserts) == 20
+    rows = {statement.split("VALUES", 1)[1].count("), (") + 1 for statement in inserts}
+    assert rows == {1, 2, 4, 8, 16, 32}
+    assert query(sqlite_database.path, "SELECT count(*) FROM events") == [(210,)]
+
+
 async def test_the_probe_writes_only_the_health_row(database: Storage) -> None:
     assert database.last_write_error is None
     await database.check_writable()

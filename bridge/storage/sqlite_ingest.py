@@ -1,6 +1,18 @@
-"""Writing callbacks into SQLite: a whole batch in one statement, duplicates found by key."""
+"""Writing callbacks into SQLite: a whole batch in one statement, duplicates found by key.
+
+A batch's statement names every row's values, so its size follows the
+batch's. SQLite compiles each statement into a program about 3 KiB per row
+long, and Python's `sqlite3` keeps the last 128 distinct statements
+compiled: with one statement per batch size, batches of 1 to 64 callbacks
+held 6 MiB, and up to 256 could hold tens. So a batch is written with the
+statement for the next power of two at or above its size, the places it
+does not fill given NULLs that the statement leaves out: nine shapes for
+batches of up to 256 (the default most), whatever the load.
+"""
 
 from __future__ import annotations
+
+from functools import cache
 
 import aiosqlite
 
@@ -17,6 +29,41 @@ from .stored import (
 __all__ = ["insert_events"]
 
 _EVENT_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_EVENT_ROW_UNUSED = (None,) * _EVENT_INSERT_ROW.count("?")
+_KEY_ROW = "(?, ?, ?, ?)"
+_KEY_ROW_UNUSED = (None,) * _KEY_ROW.count("?")
+
+
+def statement_rows(count: int) -> int:
+    """The rows of the statement that writes `count` of them: the next power of two."""
+    return 1 << (count - 1).bit_length()
+
+
+@cache
+def _insert_statement(rows: int) -> str:
+    # column1 is `store`: never NULL in a real row, NULL in an unused place.
+    # SQLite reads the VALUES in order, so the rows are inserted in that
+    # order, as by a plain INSERT … VALUES. (A WHERE is also what SQLite's
+    # grammar asks of a SELECT followed by ON CONFLICT.)
+    return f"""
+        INSERT INTO events ({EVENT_COLUMNS})
+        SELECT * FROM (VALUES {", ".join([_EVENT_INSERT_ROW] * rows)})
+        WHERE column1 IS NOT NULL
+        ON CONFLICT (store, cryptum_order_id, status, body_sha256) DO NOTHING
+        """
+
+
+@cache
+def _find_statement(rows: int) -> str:
+    # CROSS JOIN keeps the keys as the outer loop: one lookup each in the
+    # unique index, which needs all four of its columns. An unused place's
+    # NULLs equal nothing, so it finds no row.
+    return (
+        "SELECT e.store, e.cryptum_order_id, e.status, e.body_sha256, e.id"
+        f" FROM (VALUES {', '.join([_KEY_ROW] * rows)}) AS k"
+        " CROSS JOIN events AS e ON e.store = k.column1 AND e.cryptum_order_id = k.column2"
+        " AND e.status = k.column3 AND e.body_sha256 = k.column4"
+    )
 
 
 async def insert_events(
@@ -37,14 +84,10 @@ async def insert_events(
     """
     if not events:
         return []
-    cursor = await connection.execute(
-        f"""
-        INSERT INTO events ({EVENT_COLUMNS})
-        VALUES {", ".join([_EVENT_INSERT_ROW] * len(events))}
-        ON CONFLICT (store, cryptum_order_id, status, body_sha256) DO NOTHING
-        """,
-        [value for stored in events for value in event_values(stored, now)],
-    )
+    rows = statement_rows(len(events))
+    values = [value for stored in events for value in event_values(stored, now)]
+    values += _EVENT_ROW_UNUSED * (rows - len(events))
+    cursor = await connection.execute(_insert_statement(rows), values)
     # Rows a trigger inserts count in neither figure (sqlite3_changes and
     # sqlite3_last_insert_rowid leave them out).
     inserted_count, last_id = cursor.rowcount, cursor.lastrowid or 0
@@ -69,14 +112,8 @@ async def insert_events(
 
 async def _find_stored(connection: aiosqlite.Connection, keys: list[Key]) -> dict[Key, int]:
     """The ids of the events with these keys, by key."""
-    # CROSS JOIN keeps the keys as the outer loop: one lookup each in the
-    # unique index, which needs all four of its columns.
-    placeholders = ", ".join(["(?, ?, ?, ?)"] * len(keys))
-    found = await connection.execute_fetchall(
-        "SELECT e.store, e.cryptum_order_id, e.status, e.body_sha256, e.id"
-        f" FROM (VALUES {placeholders}) AS k"
-        " CROSS JOIN events AS e ON e.store = k.column1 AND e.cryptum_order_id = k.column2"
-        " AND e.status = k.column3 AND e.body_sha256 = k.column4",
-        [value for key in keys for value in key],
-    )
+    rows = statement_rows(len(keys))
+    values: list[str | bytes | None] = [value for key in keys for value in key]
+    values += _KEY_ROW_UNUSED * (rows - len(keys))
+    found = await connection.execute_fetchall(_find_statement(rows), values)
     return {(row[0], row[1], row[2], row[3]): row[4] for row in found}
