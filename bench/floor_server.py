@@ -1,6 +1,6 @@
 """The floor: the least a callback must cost in one Python process, for comparison.
 
-    python bench/floor_server.py PORT DATABASE
+    python bench/floor_server.py PORT DATABASE [full|commit-only]
 
 Not the bridge: an aiohttp handler on uvloop doing only what no callback
 can skip, with the bridge's own pure functions. It reads the body, parses
@@ -15,6 +15,12 @@ dedupe beyond the unique key, no config. What it reaches under
 `bench/ingest.py --generator wrk --floor` bounds what any design of the
 bridge in one process can reach on the machine; the gap between it and the
 bare handler is the cost of the work itself.
+
+`commit-only` leaves out everything but the durable commit: it reads the
+body, stores it with the same writer and answers, with no parsing,
+signature, hash or log line. It is the bare handler plus nothing but the
+rule that a 2xx waits for the fsync covering it, so its rate bounds any
+server that keeps that rule on this machine, whatever else it does.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from bridge.payload import event_key, parse_callback
 from bridge.signature import json_canonical, verify
 
 SECRET = "whsec_bench_0123456789"  # bench/ingest.py signs with it
-Row = tuple[str, str, bytes, bytes, float]
+Row = tuple[str, str, bytes | None, bytes, float]
 Waiter = tuple[asyncio.Future[int], Row]
 BATCHES_IN_FLIGHT = 2  # as bridge/storage/sqlite.py
 
@@ -91,6 +97,9 @@ class Writer:
 
 async def main() -> None:
     port, path = int(sys.argv[1]), sys.argv[2]
+    mode = sys.argv[3] if len(sys.argv) > 3 else "full"
+    if mode not in ("full", "commit-only"):
+        raise SystemExit("usage: floor_server.py PORT DATABASE [full|commit-only]")
     writer = Writer(path, asyncio.get_running_loop())
     out = sys.stdout.buffer
 
@@ -107,8 +116,15 @@ async def main() -> None:
         answer = b'{"status": "accepted", "event_id": %d}' % event_id
         return web.Response(body=answer, content_type="application/json", charset="utf-8")
 
+    async def commit_only(request: web.Request) -> web.Response:
+        body = await request.read()
+        # No key: NULLs never collide under the UNIQUE constraint, so every row is new.
+        event_id = await writer.store(("", "", None, body, time.time()))
+        answer = b'{"status": "accepted", "event_id": %d}' % event_id
+        return web.Response(body=answer, content_type="application/json", charset="utf-8")
+
     app = web.Application()
-    app.router.add_post("/callbacks/cryptum", accept)
+    app.router.add_post("/callbacks/cryptum", accept if mode == "full" else commit_only)
     app.router.add_get("/healthz", lambda request: web.json_response({"status": "ok"}))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

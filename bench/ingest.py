@@ -3,7 +3,7 @@
     python bench/ingest.py [--requests 4000] [--concurrency 32] [--rounds 3]
     python bench/ingest.py --prefill 1000000 [--requests 4000] [--concurrency 32] [--rounds 3]
     python bench/ingest.py --generator wrk [--requests 200000] [--concurrency 50] [--duration 8]
-                           [--rounds 3]
+                           [--rounds 3] [--floor] [--commit-floor]
 
 Each round runs the same load (unique signed callbacks over loopback, at a
 fixed concurrency) against: a bare aiohttp handler, the bridge with group
@@ -21,13 +21,15 @@ built once per benchmark run), and prints the ratio prefilled / empty.
 
 With `--generator wrk`, the load comes from wrk, a C load generator
 (`apt-get install -y wrk`), in place of the Python one: `wrk -t1 -c50 -d8s
---latency` sends each of 80 000 pre-signed unique callbacks at most once
-(bench/wrk_callbacks.lua). Each round runs it against the bare handler and
-the bridge with group commit, alternating which goes first, each bridge run
-on a new database. Prints per run and as medians accepted/s, p50/p99 latency,
-the bridge's start to ready and RSS (idle, at the end, peak), and the ratio
-bridge / bare; a bridge run whose database does not hold exactly the
-callbacks answered 2xx fails the benchmark (bench/wrk_ingest.py).
+--latency` sends each of 200 000 pre-signed unique callbacks at most once
+(bench/wrk_callbacks.lua). Each round runs it against the bare handler (on
+asyncio's loop and on uvloop) and the bridge with group commit, and with
+`--floor` / `--commit-floor` against bench/floor_server.py in its two
+modes, alternating which goes first, each bridge run on a new database.
+Prints per run and as medians accepted/s, p50/p99 latency, where the CPU
+went, the bridge's start to ready and RSS (idle, at the end, peak), and the
+ratios to the bare handler; a bridge run whose database does not hold
+exactly the callbacks answered 2xx fails the benchmark (bench/wrk_ingest.py).
 
 bench/nodes.py runs the same load against SQLite and MariaDB, one node and two.
 """
@@ -416,10 +418,18 @@ def main() -> None:
         action="store_true",
         help="also run bench/floor_server.py, the least a callback can cost (wrk only)",
     )
+    parser.add_argument(
+        "--commit-floor",
+        action="store_true",
+        help="also run bench/floor_server.py commit-only: the bare handler plus the durable"
+        " commit, nothing else (wrk only)",
+    )
     arguments = parser.parse_args()
     wrk = arguments.generator == "wrk"
     if arguments.floor and not wrk:
         parser.error("--floor is for --generator wrk")
+    if arguments.commit_floor and not wrk:
+        parser.error("--commit-floor is for --generator wrk")
     if not wrk and arguments.duration is not None:
         parser.error("--duration is for --generator wrk")
     if arguments.requests is None:

@@ -213,12 +213,17 @@ def measure_bare(
 
 
 def measure_floor(
-    here: Path, directory: Path, callbacks: Path, arguments: argparse.Namespace
+    here: Path,
+    directory: Path,
+    callbacks: Path,
+    arguments: argparse.Namespace,
+    mode: str = "full",
 ) -> dict[str, Any]:
-    """One run against bench/floor_server.py on a new database."""
+    """One run against bench/floor_server.py in `mode` on a new database."""
     port = free_port()
     database = directory / f"wrk-floor-{port}.sqlite3"
-    process = start([sys.executable, str(here / "floor_server.py"), str(port), str(database)], port)
+    command = [sys.executable, str(here / "floor_server.py"), str(port), str(database), mode]
+    process = start(command, port)
     try:
         return run_wrk_measured(process.pid, port, callbacks, arguments)
     finally:
@@ -392,6 +397,8 @@ def compare_with_bare_wrk(
     results: Results = {"bare": [], "bare-uv": [], "bridge": []}
     if arguments.floor:
         results["floor"] = []
+    if arguments.commit_floor:
+        results["commit"] = []
     notes = []
     for round_number in range(1, arguments.rounds + 1):
         names = list(results) if round_number % 2 else list(reversed(results))
@@ -402,6 +409,8 @@ def compare_with_bare_wrk(
                 run = measure_bare(here, callbacks, arguments, loop="uvloop")
             elif name == "floor":
                 run = measure_floor(here, directory, callbacks, arguments)
+            elif name == "commit":
+                run = measure_floor(here, directory, callbacks, arguments, "commit-only")
             else:
                 run = measure_bridge(directory, shop_url, callbacks, arguments)
             for warning in record(results, round_number, name, run, arguments):
@@ -428,6 +437,8 @@ def compare_with_bare_wrk(
     print_ratio(results, "bridge", "bare-uv", "bridge / bare aiohttp on uvloop")
     if arguments.floor:
         print_ratio(results, "floor", "bare", "floor / bare aiohttp (asyncio's loop)")
+    if arguments.commit_floor:
+        print_ratio(results, "commit", "bare", "commit only / bare aiohttp (asyncio's loop)")
     print("every bridge run: events stored = 2xx answers")
     for note in notes:
         print(note)
