@@ -604,7 +604,7 @@ async def test_a_batch_with_duplicates_and_unused_places_answers_each_in_order(
     database: Storage,
 ) -> None:
     first = await database.record_event(event("a"))
-    # Four callbacks, three keys: the lookup of the keys leaves a place unused too.
+    # Four callbacks, three keys: on SQLite the lookup of the keys leaves one place unused.
     results = await asyncio.gather(
         database.record_event(event("a")),
         database.record_event(event("b")),
