@@ -69,7 +69,13 @@ class Transaction(BaseModel):
 class CallbackPayload(BaseModel):
     """A payment callback. Unknown fields are kept in `model_extra`."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    # pydantic keeps the strings it reads from JSON in a process-wide cache
+    # (16 384 of them) unless told otherwise. A callback's ids and hashes
+    # never come again, so only its keys are worth keeping: the values held
+    # 1.2 MiB of the daemon's memory under load and saved no time.
+    model_config = ConfigDict(
+        extra="allow", frozen=True, populate_by_name=True, cache_strings="keys"
+    )
 
     order_id: NonEmptyStr = Field(alias="orderId")
     ecommerce_order_id: WooOrderId = Field(alias="ecommerceOrderId")
