@@ -265,6 +265,7 @@ async def test_the_writer_runs_with_the_durability_settings(sqlite_database: Sql
     assert await pragma(sqlite_database, "synchronous") == 2  # FULL
     assert await pragma(sqlite_database, "busy_timeout") == 100
     assert await pragma(sqlite_database, "foreign_keys") == 1
+    assert await pragma(sqlite_database, "cache_size") == -1024  # KiB
     # Without background checkpoints the writer keeps SQLite's own threshold.
     assert await pragma(sqlite_database, "wal_autocheckpoint") == 1000
 

@@ -42,6 +42,14 @@ __all__ = ["SqliteStorage"]
 # commits. A later batch's duplicate lookup reads only what earlier ones wrote.
 BATCHES_IN_FLIGHT = 2
 
+# The writer's page cache, in KiB (SQLite's default is about 2 000). Storing
+# callbacks touches the end of the tables, which stays cached, and random
+# leaves of the unique index, which no cache of a few MiB holds once the
+# database is large: on a million stored events a batch insert cost the same
+# with 1 MiB as with 2, and the second MiB was part of the daemon's peak
+# memory (docs/benchmarks.md).
+PAGE_CACHE_KIB = 1024
+
 # Payloads redacted per statement: a run over a large backlog commits as it goes.
 _REDACT_BATCH = 500
 
@@ -328,6 +336,7 @@ async def _prepare(
             raise StorageError("the database does not support WAL mode")
         await connection.execute("PRAGMA synchronous = FULL")
         await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        await connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
         version = next(iter(await connection.execute_fetchall("PRAGMA user_version")))[0]
         if version > SCHEMA_VERSION:
             raise StorageError(
