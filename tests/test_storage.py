@@ -700,13 +700,22 @@ async def patient_sqlite(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
     await opened.close()
 
 
+@contextlib.asynccontextmanager
+async def first_batch_waiting(
+    database: SqliteStorage, first_event: NewEvent
+) -> AsyncIterator[asyncio.Task[Recorded]]:
+    """A callback's batch started and held by the write lock another connection holds."""
+    with write_lock(database.path):
+        first = asyncio.create_task(database.record_event(first_event))
+        await batches_started(database, 1)
+        yield first
+
+
 async def test_sqlite_queues_the_next_batch_behind_one_still_committing(
     patient_sqlite: SqliteStorage,
 ) -> None:
     database = patient_sqlite
-    with write_lock(database.path):
-        first = asyncio.create_task(database.record_event(event("a")))
-        await batches_started(database, 1)
+    async with first_batch_waiting(database, event("a")) as first:
         again = asyncio.create_task(database.record_event(event("a")))
         other = asyncio.create_task(database.record_event(event("b")))
         await batches_started(database, 2)
@@ -723,9 +732,7 @@ async def test_sqlite_commits_a_probe_with_no_other_batch_in_flight(
 ) -> None:
     """The probe's batch writes twice: a batch queued between the two would break arrival order."""
     database = patient_sqlite
-    with write_lock(database.path):
-        first = asyncio.create_task(database.record_event(event("a")))
-        await batches_started(database, 1)
+    async with first_batch_waiting(database, event("a")) as first:
         probe = asyncio.create_task(database.check_writable())
         later = asyncio.create_task(database.record_event(event("b")))
         await asyncio.sleep(0.3)
