@@ -275,7 +275,7 @@ def _woo_fix(failure: UpstreamFailure) -> str:
 
 
 def _shop_tls(store: StoreConfig) -> ssl.SSLContext | None:
-    """The TLS settings the delivery worker uses for this shop; None for plain HTTP."""
+    """The delivery worker's TLS context for this shop; None for plain HTTP or aiohttp's default."""
     if not store.woocommerce.url.startswith("https://"):
         return None
     return tls_context(store.woocommerce)

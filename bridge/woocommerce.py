@@ -35,11 +35,19 @@ __all__ = ["WooCommerceClient", "tls_context"]
 API_PREFIX = "/wp-json/wc/v3"
 
 
-def tls_context(config: WooCommerceConfig) -> ssl.SSLContext:
-    """Certificates are always verified; `ca_file` adds to the system's trust store."""
+def tls_context(config: WooCommerceConfig) -> ssl.SSLContext | None:
+    """The shop's own TLS context where `ca_file` adds a CA; else None: aiohttp's default.
+
+    Certificates are always verified. aiohttp loads the system's trust store
+    into its verifying context once, when it is imported; a copy of that
+    context for every store cost 0.6 MiB and about 100 ms of loading
+    certificates each, at start and again at every reload, on the event
+    loop (docs/benchmarks.md, "Start to ready, memory").
+    """
+    if config.ca_file is None:
+        return None
     context = ssl.create_default_context()
-    if config.ca_file is not None:
-        context.load_verify_locations(cafile=str(config.ca_file))
+    context.load_verify_locations(cafile=str(config.ca_file))
     return context
 
 

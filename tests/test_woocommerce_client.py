@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,26 @@ async def test_basic_auth_over_verified_tls(session: aiohttp.ClientSession, tmp_
         failure = await failure_of(untrusted.get_order("12"))
         assert failure.kind is FailureKind.CONFIG
         assert "TLS" in failure.reason
+
+
+def test_a_shop_without_ca_file_loads_no_certificates_of_its_own(
+    session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # aiohttp's verifying context, loaded once at import, serves every such
+    # store (test_basic_auth_over_verified_tls shows that it still verifies);
+    # a context of its own would load the trust store again for each store.
+    made: list[str] = []
+
+    class Context:
+        def load_verify_locations(self, *, cafile: str) -> None:
+            made.append(cafile)
+
+    monkeypatch.setattr(ssl, "create_default_context", Context)
+    client(session, "https://shop.example")
+    assert made == []
+    certificate, _ = write_self_signed_certificate(tmp_path)
+    client(session, "https://shop.example", ca_file=str(certificate))
+    assert made == [str(certificate)]
 
 
 @dataclass
