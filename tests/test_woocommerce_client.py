@@ -160,6 +160,9 @@ def test_a_shop_without_ca_file_loads_no_certificates_of_its_own(
     made: list[str] = []
 
     class Context:
+        def __init__(self) -> None:
+            made.append("trust store")
+
         def load_verify_locations(self, *, cafile: str) -> None:
             made.append(cafile)
 
@@ -168,7 +171,7 @@ def test_a_shop_without_ca_file_loads_no_certificates_of_its_own(
     assert made == []
     certificate, _ = write_self_signed_certificate(tmp_path)
     client(session, "https://shop.example", ca_file=str(certificate))
-    assert made == [str(certificate)]
+    assert made == ["trust store", str(certificate)]
 
 
 @dataclass
